@@ -1,0 +1,30 @@
+# lfl — two commands do everything: `make run` (arrives with the web app) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint venv quick clean
+
+venv: $(STAMP)
+
+# Reinstall only when a requirements file changes.
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q
+
+# The README quick start: a small search on the bundled digits data, then meta-testing.
+quick: $(STAMP)
+	$(PY) -m search_engine search --config configs/quick.json --out runs/quick
+	$(PY) -m search_engine evaluate --result runs/quick/result.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

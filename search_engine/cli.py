@@ -1,0 +1,123 @@
+"""The command-line interface: run a search with a progress bar; meta-test its result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from search_engine.checkpoint import CheckpointError
+from search_engine.config import ConfigError, load_config
+
+CHECKPOINT = "checkpoint.json"
+RESULT = "result.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m search_engine", description="Learn loss functions (EvoMAL).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("search", help="run the evolutionary search")
+    s.add_argument("--config", required=True, help="experiment configuration (JSON)")
+    s.add_argument("--out", required=True, help="folder for result.json and the checkpoint")
+    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.json")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    e = sub.add_parser("evaluate", help="meta-test a search result against the baseline loss")
+    e.add_argument("--result", required=True, help="result.json written by `search`")
+    e.add_argument("--seeds", type=int, default=None, help="number of seeds (default: config meta_test.seeds)")
+    e.add_argument("--steps", type=int, default=None, help="training steps (default: config meta_test.steps)")
+    e.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry to test (1 = best)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"search": cmd_search, "evaluate": cmd_evaluate}[args.command](args)
+    except (ConfigError, CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from search_engine.progress import ProgressPrinter
+    from search_engine.search import run_search, write_result
+
+    config = load_config(Path(args.config))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    printer = ProgressPrinter(config, enabled=not args.quiet)
+    try:
+        result = run_search(config, printer, checkpoint_path=out / CHECKPOINT, resume=args.resume)
+    except KeyboardInterrupt:
+        printer.close()
+        print(f"interrupted; resume with --resume (checkpoint in {out / CHECKPOINT})", file=sys.stderr)
+        return 130
+    finally:
+        printer.close()
+    write_result(result, out / RESULT)
+    print(describe_result(result.to_dict()))
+    print(f"wrote {out / RESULT}")
+    return 0
+
+
+def describe_result(result: dict) -> str:
+    """A few lines for people: best loss, its fitness, the baseline's, and the search's counts."""
+    best, totals = result["best"], result["totals"]
+    metric = "error rate" if result["baseline_loss"] == "cross_entropy" else "MSE"
+    lines = [f"search {result['status']} in {result['seconds']:.1f} s"]
+    if best:
+        lines.append(f"best loss: {best['expression']}")
+        lines.append(f"validation {metric}: {best['fitness']:.4f}")
+    base = result["baseline_fitness"]
+    if base is not None:
+        lines.append(f"baseline ({result['baseline_loss']}) validation {metric}: {base:.4f}")
+    lines.append(
+        f"candidates: {totals['evaluated']} evaluated, {totals['rejected']} rejected, "
+        f"{totals['cache_hits']} cache hits"
+    )
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from search_engine.checkpoint import write_json_atomic
+    from search_engine.expression import KNOWN_LOSSES, parse
+    from search_engine.losses import make_loss
+    from search_engine.metatest import meta_seeds, meta_test
+    from search_engine.tasks import load_task
+
+    path = Path(args.result)
+    result = _read_result(path)
+    config = load_config(result["config"])
+    hof = result["hall_of_fame"]
+    if not 1 <= args.rank <= len(hof):
+        raise ValueError(f"--rank must be between 1 and {len(hof)} (hall of fame size)")
+    seeds = meta_seeds(config, args.seeds or config.meta_test.seeds)
+    steps = args.steps or config.meta_test.steps
+    task = load_task(config)
+    entry = hof[args.rank - 1]
+    learned = make_loss(parse(entry["expression"]), task.kind)
+    baseline = make_loss(KNOWN_LOSSES[result["baseline_loss"]], task.kind)
+    print(f"meta-testing {entry['expression']} vs {result['baseline_loss']}: {len(seeds)} seeds x {steps} steps")
+    comparison = meta_test(
+        task, config, learned, baseline, seeds=seeds, steps=steps,
+        on_seed=lambda s: print(f"  seed {s} done", flush=True),
+    )
+    result["meta_test"] = {"rank": args.rank, "expression": entry["expression"], "steps": steps,
+                           **comparison.to_dict()}
+    write_json_atomic(path, result)
+    print(comparison.summary())
+    print(f"added meta_test to {path}")
+    return 0
+
+
+def _read_result(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc.msg}") from exc
+    if not isinstance(data, dict) or data.get("format") != "lfl-search-result":
+        raise ValueError(f"{path} is not an lfl search result")
+    return data

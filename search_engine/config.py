@@ -1,0 +1,305 @@
+"""Experiment configuration: frozen dataclasses with EvoMAL's defaults, validated once at the boundary.
+
+`load_config(dict_or_path)` is the single entry point for untrusted input (JSON files, web forms,
+API calls). It rejects unknown fields, wrong types and out-of-range values with a `ConfigError`
+that lists every problem with its dotted field name, e.g. ``search.crossover_rate: must be in
+[0, 1], got 1.5``. This module imports neither torch nor sympy, so a web page can validate a
+configuration without loading the numeric stack; the dataset/model checks are imported lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """One or more invalid configuration fields; `errors` maps dotted field names to messages."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What the losses are learned on: a dataset and a model."""
+
+    dataset: str = "digits"  # a registered dataset name (see search_engine.datasets)
+    model: str = "mlp"  # a registered model name (see search_engine.models)
+    data_root: str | None = None  # folder holding torchvision datasets (mnist, cifar10, ...)
+    data_file: str | None = None  # user data: a .csv or .npz file
+    label: str | None = None  # csv label column / npz label key
+    kind: str | None = None  # user data: "classification" or "regression"
+    val_fraction: float = 0.2  # share of the training pool held out for fitness
+    test_fraction: float = 0.2  # share held out for meta-testing (sklearn/user data only)
+    max_train: int | None = None  # subsample the training split, for fast searches
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The genetic-programming loop. Defaults follow EvoMAL (Raymond et al., TPAMI 2023)."""
+
+    population_size: int = 25
+    generations: int = 50
+    crossover_rate: float = 0.7
+    mutation_rate: float = 0.25
+    tournament_size: int = 4
+    elitism_rate: float = 0.05  # EvoMAL configures 5% but never applies it; we apply it
+    init_min_height: int = 2  # ramped half-and-half initial heights
+    init_max_height: int = 4
+    max_height: int = 10  # static limit, checked after every operator
+    mutation_min_height: int = 0  # height of the random subtree a mutation inserts
+    mutation_max_height: int = 2
+    seed_known_losses: bool = True  # start from cross-entropy / squared error: never worse than baseline
+    hall_of_fame_size: int = 10
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a candidate loss is scored: train the task's model from a fixed seed with SGD."""
+
+    steps: int = 500
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class RejectionConfig:
+    """Cheap screen run before training: optimize a fixed subset's outputs directly under the loss."""
+
+    enabled: bool = True
+    steps: int = 100  # Adam steps on the outputs, lr = training.lr
+    samples: int = 100  # size of the fixed training subset
+
+
+@dataclass(frozen=True)
+class MetaTestConfig:
+    """Meta-testing: train from scratch with the learned loss and with the baseline, several seeds."""
+
+    steps: int = 2000
+    seeds: int = 5
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment. `seed` drives every random choice of the search."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    meta_test: MetaTestConfig = field(default_factory=MetaTestConfig)
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dictionary (the stored form)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _type_error(expected: str, value: Any) -> str:
+    return f"must be {expected}, got {value!r}"
+
+
+def _coerce(tp: Any, value: Any) -> tuple[Any, str | None]:
+    """Check one leaf value against its annotation; return (value, error message or None)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None, None
+        return _coerce(args[0], value)
+    if tp is bool:
+        return (value, None) if isinstance(value, bool) else (value, _type_error("true or false", value))
+    if tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return (value, None) if ok else (value, _type_error("an integer", value))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value, _type_error("a number", value)
+        if not math.isfinite(value):
+            return value, _type_error("a finite number", value)
+        return float(value), None
+    if tp is str:
+        return (value, None) if isinstance(value, str) else (value, _type_error("a string", value))
+    raise TypeError(f"unsupported config annotation {tp!r}")
+
+
+def _build(cls: type, data: Any, prefix: str, errors: dict[str, str]) -> Any:
+    """Build dataclass `cls` from `data`, recording errors under dotted names."""
+    if not isinstance(data, dict):
+        errors[prefix.rstrip(".") or "config"] = _type_error("an object", data)
+        return cls()
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(names)})"
+            errors[prefix + str(key)] = "unknown field" + hint
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data[name], f"{prefix}{name}.", errors)
+            continue
+        value, problem = _coerce(tp, data[name])
+        if problem:
+            errors[prefix + name] = problem
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
+    """Semantic checks that need no data: sizes, rates, heights."""
+    e: dict[str, str] = {}
+
+    def need(ok: bool, name: str, message: str) -> None:
+        if not ok and name not in e:
+            e[name] = message
+
+    s, t, r, m = c.search, c.training, c.rejection, c.meta_test
+    need(s.population_size >= 2, "search.population_size", f"must be at least 2, got {s.population_size}")
+    need(s.generations >= 1, "search.generations", f"must be at least 1, got {s.generations}")
+    for name in ("crossover_rate", "mutation_rate", "elitism_rate"):
+        v = getattr(s, name)
+        need(0.0 <= v <= 1.0, f"search.{name}", f"must be in [0, 1], got {v}")
+    need(
+        s.crossover_rate + s.mutation_rate <= 1.0 + 1e-12, "search.mutation_rate",
+        f"crossover_rate + mutation_rate must be at most 1, got {s.crossover_rate + s.mutation_rate:g}",
+    )
+    need(s.tournament_size >= 1, "search.tournament_size", f"must be at least 1, got {s.tournament_size}")
+    need(s.init_min_height >= 1, "search.init_min_height", f"must be at least 1, got {s.init_min_height}")
+    need(
+        s.init_max_height >= s.init_min_height, "search.init_max_height",
+        f"must be at least init_min_height ({s.init_min_height}), got {s.init_max_height}",
+    )
+    need(
+        s.max_height >= s.init_max_height, "search.max_height",
+        f"must be at least init_max_height ({s.init_max_height}), got {s.max_height}",
+    )
+    need(s.max_height <= 17, "search.max_height", f"must be at most 17, got {s.max_height}")
+    need(s.mutation_min_height >= 0, "search.mutation_min_height", f"must be >= 0, got {s.mutation_min_height}")
+    need(
+        s.mutation_max_height >= s.mutation_min_height, "search.mutation_max_height",
+        f"must be at least mutation_min_height ({s.mutation_min_height}), got {s.mutation_max_height}",
+    )
+    need(s.hall_of_fame_size >= 1, "search.hall_of_fame_size", f"must be at least 1, got {s.hall_of_fame_size}")
+    need(t.steps >= 1, "training.steps", f"must be at least 1, got {t.steps}")
+    need(t.batch_size >= 1, "training.batch_size", f"must be at least 1, got {t.batch_size}")
+    need(t.lr > 0, "training.lr", f"must be positive, got {t.lr}")
+    need(0.0 <= t.momentum < 1.0, "training.momentum", f"must be in [0, 1), got {t.momentum}")
+    need(not t.nesterov or t.momentum > 0, "training.nesterov", "Nesterov needs momentum > 0")
+    need(t.weight_decay >= 0, "training.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    need(r.steps >= 1, "rejection.steps", f"must be at least 1, got {r.steps}")
+    need(r.samples >= 2, "rejection.samples", f"must be at least 2, got {r.samples}")
+    need(m.steps >= 1, "meta_test.steps", f"must be at least 1, got {m.steps}")
+    need(m.seeds >= 1, "meta_test.seeds", f"must be at least 1, got {m.seeds}")
+    tk = c.task
+    for name in ("val_fraction", "test_fraction"):
+        v = getattr(tk, name)
+        need(0.0 < v < 1.0, f"task.{name}", f"must be strictly between 0 and 1, got {v}")
+    need(tk.val_fraction + tk.test_fraction < 1.0, "task.test_fraction", "val_fraction + test_fraction must be < 1")
+    need(tk.max_train is None or tk.max_train >= 2, "task.max_train", f"must be at least 2, got {tk.max_train}")
+    need(tk.kind in (None, "classification", "regression"), "task.kind",
+         f"must be 'classification' or 'regression', got {tk.kind!r}")
+    dev = c.device
+    need(dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()), "device",
+         f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+    return e
+
+
+def check_task(task: TaskConfig) -> dict[str, str]:
+    """Dataset and model checks (imports the numeric stack): unknown names, missing files, shape fit."""
+    from search_engine import datasets, models  # heavy: torch, torchvision
+
+    if task.dataset not in datasets.DATASET_NAMES:
+        return {"task.dataset": f"unknown dataset {task.dataset!r}; known: {', '.join(datasets.DATASET_NAMES)}"}
+    if task.model not in models.MODEL_NAMES:
+        return {"task.model": f"unknown model {task.model!r}; known: {', '.join(models.MODEL_NAMES)}"}
+    try:
+        info = datasets.describe_dataset(dataset_spec(task))
+    except datasets.DataError as exc:
+        return {_data_field(task): str(exc)}
+    try:
+        models.check_model_fits(task.model, info)
+    except (models.ModelShapeError, ValueError) as exc:
+        return {"task.model": str(exc)}
+    return {}
+
+
+def _data_field(task: TaskConfig) -> str:
+    if task.dataset in ("csv", "npz"):
+        return "task.data_file"
+    return "task.data_root" if task.dataset not in ("digits", "digits28", "diabetes") else "task.dataset"
+
+
+def dataset_spec(task: TaskConfig):
+    """The datasets module's spec for this task."""
+    from search_engine.datasets import DatasetSpec
+
+    return DatasetSpec(
+        name=task.dataset, data_root=task.data_root, data_file=task.data_file, label=task.label,
+        kind=task.kind, val_fraction=task.val_fraction, test_fraction=task.test_fraction,
+        max_train=task.max_train,
+    )
+
+
+def load_config(source: dict | str | Path, *, check_data: bool = True) -> ExperimentConfig:
+    """Parse and validate a configuration from a dict, a JSON string or a path to a JSON file.
+
+    Raises ConfigError listing every problem. With `check_data`, the dataset is looked up and
+    the model checked against its shape (this imports torch).
+    """
+    data = _read_source(source)
+    errors: dict[str, str] = {}
+    config = _build(ExperimentConfig, data, "", errors)
+    if errors:
+        raise ConfigError(errors)
+    errors = _check_ranges(config)
+    if not errors and check_data:
+        errors = check_task(config.task)
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def _read_source(source: dict | str | Path) -> Any:
+    if isinstance(source, dict):
+        return source
+    if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+        path = Path(source)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError({"config": f"cannot read {path}: {exc.strerror or exc}"}) from exc
+    else:
+        text = source
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError({"config": f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"}) from exc
+
+
+def replace(config: ExperimentConfig, **sections: Any) -> ExperimentConfig:
+    """Copy of `config` with whole sections or top-level fields replaced (for tests and presets)."""
+    return dataclasses.replace(config, **sections)

@@ -1,0 +1,104 @@
+"""Meta-testing: train models from scratch with a loss and measure them on held-out test data.
+
+The learned loss and the baseline (cross-entropy or squared error) are trained on the same seeds,
+so each seed gives a pair and `compare` can run a paired test.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from search_engine.config import ExperimentConfig
+from search_engine.tasks import Task
+from search_engine.training import LossFn, evaluate_metric, train
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Learned vs baseline test metric over paired seeds (lower is better)."""
+
+    metric: str
+    seeds: tuple[int, ...]
+    learned: tuple[float | None, ...]  # None: training diverged
+    baseline: tuple[float | None, ...]
+    learned_mean: float | None
+    learned_std: float | None
+    baseline_mean: float | None
+    baseline_std: float | None
+    wins: int  # seeds on which the learned loss is strictly better
+    t_statistic: float | None  # paired t-test on (learned - baseline)
+    p_value: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        def ms(m, s):
+            return "n/a" if m is None else f"{m:.4f} ± {s:.4f}"
+
+        p = "n/a" if self.p_value is None else f"{self.p_value:.3g}"
+        return (
+            f"test {self.metric}: learned {ms(self.learned_mean, self.learned_std)} vs baseline "
+            f"{ms(self.baseline_mean, self.baseline_std)} over {len(self.seeds)} seeds; "
+            f"learned better on {self.wins}/{len(self.seeds)}; paired t-test p = {p}"
+        )
+
+
+def meta_seeds(config: ExperimentConfig, n: int) -> tuple[int, ...]:
+    """Seeds for meta-testing, disjoint from the search's own seed."""
+    return tuple(config.seed + 1000 + i for i in range(n))
+
+
+def held_out_metric(task: Task, loss_fn: LossFn, config: ExperimentConfig, seed: int, steps: int) -> float | None:
+    """Train a fresh model with `loss_fn` on the training split; test-split metric, None if it diverged."""
+    s = task.splits
+    model = task.new_model(seed)
+    if not train(model, loss_fn, s.x_train, s.y_train, config.training, steps=steps, data_seed=seed):
+        return None
+    value = evaluate_metric(model, s.x_test, s.y_test, task.kind)
+    return value if math.isfinite(value) else None
+
+
+def meta_test(
+    task: Task, config: ExperimentConfig, learned: LossFn, baseline: LossFn, *,
+    seeds: Sequence[int], steps: int, on_seed: Callable[[int], None] | None = None,
+) -> Comparison:
+    """Train with the learned loss and the baseline on each seed and compare on the test split."""
+    pairs = []
+    for seed in seeds:
+        pairs.append((held_out_metric(task, learned, config, seed, steps), held_out_metric(task, baseline, config, seed, steps)))
+        if on_seed:
+            on_seed(seed)
+    return compare([a for a, _ in pairs], [b for _, b in pairs], seeds=tuple(seeds), metric=task.metric_name)
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    if not values or any(v is None for v in values):
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def compare(
+    learned: Sequence[float | None], baseline: Sequence[float | None], *, seeds: tuple[int, ...], metric: str
+) -> Comparison:
+    """Mean ± std of each, wins of the learned loss, and a paired t-test where it is defined."""
+    from scipy import stats
+
+    lm, ls = _mean_std(learned)
+    bm, bs = _mean_std(baseline)
+    wins = sum(a is not None and (b is None or a < b) for a, b in zip(learned, baseline))
+    t = p = None
+    complete = [(a, b) for a, b in zip(learned, baseline) if a is not None and b is not None]
+    diffs = [a - b for a, b in complete]
+    if len(complete) >= 2 and any(d != diffs[0] for d in diffs):
+        res = stats.ttest_rel([a for a, _ in complete], [b for _, b in complete])
+        t, p = float(res.statistic), float(res.pvalue)
+    return Comparison(
+        metric=metric, seeds=seeds, learned=tuple(learned), baseline=tuple(baseline),
+        learned_mean=lm, learned_std=ls, baseline_mean=bm, baseline_std=bs, wins=wins,
+        t_statistic=t, p_value=p,
+    )

@@ -1,0 +1,108 @@
+"""The primitive set of the symbolic search: one table, one row per operation.
+
+Each row knows its arity, how to compute it in torch, how to write it in SymPy
+and how to typeset it in LaTeX. The protected operations (division, log, sqrt)
+are defined here and nowhere else, so the search, the SymPy canonical form and
+every exported module agree on what they mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy
+import torch
+
+#: Smallest magnitude fed to log and sqrt; below it the input is clamped.
+PROTECT_EPS = 1e-7
+
+
+def protected_div_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Analytic quotient a / sqrt(1 + b^2): smooth, and finite wherever b is finite."""
+    # hypot(1, b) instead of sqrt(1 + b*b): b*b overflows for |b| > ~1e19 in float32
+    # (~1e154 in float64), which would turn e.g. 1e25 / 1e20 into 0 instead of 1e5.
+    return a / torch.hypot(torch.ones_like(b), b)
+
+
+def protected_log_torch(x: torch.Tensor) -> torch.Tensor:
+    """log(max(|x|, eps))."""
+    return torch.log(torch.clamp(torch.abs(x), min=PROTECT_EPS))
+
+
+def protected_sqrt_torch(x: torch.Tensor) -> torch.Tensor:
+    """sqrt(max(|x|, eps))."""
+    return torch.sqrt(torch.clamp(torch.abs(x), min=PROTECT_EPS))
+
+
+_EPS = sympy.Float(PROTECT_EPS)
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One operation of the search: name as written in prefix strings, and its three meanings."""
+
+    name: str
+    arity: int
+    torch_fn: Callable[..., torch.Tensor]
+    sympy_fn: Callable[..., sympy.Expr]
+    latex: Callable[..., str]  # takes the children's LaTeX strings
+
+
+def _paren(s: str) -> str:
+    return rf"\left({s}\right)"
+
+
+PRIMITIVES: dict[str, Primitive] = {
+    p.name: p
+    for p in (
+        Primitive("add", 2, torch.add, lambda a, b: a + b, lambda a, b: f"{a} + {b}"),
+        Primitive("sub", 2, torch.sub, lambda a, b: a - b, lambda a, b: f"{a} - {_paren(b)}"),
+        Primitive("mul", 2, torch.mul, lambda a, b: a * b, lambda a, b: f"{_paren(a)} \\cdot {_paren(b)}"),
+        Primitive(
+            "div", 2, protected_div_torch,
+            lambda a, b: a / sympy.sqrt(1 + b**2),
+            lambda a, b: rf"\frac{{{a}}}{{\sqrt{{1 + {_paren(b)}^{{2}}}}}}",
+        ),
+        Primitive("min", 2, torch.minimum, sympy.Min, lambda a, b: rf"\min\left({a}, {b}\right)"),
+        Primitive("max", 2, torch.maximum, sympy.Max, lambda a, b: rf"\max\left({a}, {b}\right)"),
+        Primitive("sign", 1, torch.sign, sympy.sign, lambda a: rf"\operatorname{{sign}}{_paren(a)}"),
+        Primitive("square", 1, torch.square, lambda a: a**2, lambda a: f"{_paren(a)}^{{2}}"),
+        Primitive("abs", 1, torch.abs, sympy.Abs, lambda a: rf"\left|{a}\right|"),
+        Primitive("tanh", 1, torch.tanh, sympy.tanh, lambda a: rf"\tanh{_paren(a)}"),
+        Primitive(
+            "log", 1, protected_log_torch,
+            lambda a: sympy.log(sympy.Max(sympy.Abs(a), _EPS)),
+            lambda a: rf"\log\left|{a}\right|",
+        ),
+        Primitive(
+            "sqrt", 1, protected_sqrt_torch,
+            lambda a: sympy.sqrt(sympy.Max(sympy.Abs(a), _EPS)),
+            lambda a: rf"\sqrt{{\left|{a}\right|}}",
+        ),
+    )
+}
+
+#: Terminal names as written in prefix strings: the target, the prediction, and two constants.
+TARGET = "y"
+PREDICTION = "f"
+CONSTANTS: dict[str, float] = {"1": 1.0, "-1": -1.0}
+TERMINALS: tuple[str, ...] = (TARGET, PREDICTION, *CONSTANTS)
+
+#: SymPy symbols for the two variable terminals (real-valued, so |x|^2 simplifies to x^2).
+SYMBOL_Y = sympy.Symbol("y", real=True)
+SYMBOL_F = sympy.Symbol("f", real=True)
+
+TERMINAL_LATEX: dict[str, str] = {TARGET: "y", PREDICTION: "f(x)", "1": "1", "-1": "-1"}
+
+BINARY: tuple[str, ...] = tuple(n for n, p in PRIMITIVES.items() if p.arity == 2)
+UNARY: tuple[str, ...] = tuple(n for n, p in PRIMITIVES.items() if p.arity == 1)
+
+
+def arity(name: str) -> int:
+    """Arity of an operation or terminal name (0 for terminals)."""
+    if name in PRIMITIVES:
+        return PRIMITIVES[name].arity
+    if name in TERMINALS:
+        return 0
+    raise KeyError(name)

@@ -1,0 +1,236 @@
+"""`run_search`: the evolutionary symbolic loss search, wired end to end.
+
+Per generation: every candidate is looked up in the symbolic-equivalence cache (keyed on its
+canonical SymPy form); new ones go through the evaluator (rejection screen, then fitness); events
+are emitted; the next generation is bred; a checkpoint is written. A stop request is honoured
+between evaluator calls, and everything found until then is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search_engine import gp
+from search_engine.checkpoint import CheckpointError, SearchState, load, save, write_json_atomic
+from search_engine.config import ExperimentConfig, load_config
+from search_engine.evaluation import Outcome, SequentialEvaluator
+from search_engine.events import (
+    CandidateEvaluated,
+    Event,
+    GenerationFinished,
+    HallOfFameEntry,
+    SearchFinished,
+    SearchStarted,
+)
+from search_engine.expression import KNOWN_LOSSES, Node, canonical_key, to_latex, to_prefix
+
+OnEvent = Callable[[Event], None]
+ShouldStop = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search produced; `to_dict()` is the result.json written by the CLI."""
+
+    config: dict
+    status: str  # "completed" or "stopped"
+    best: HallOfFameEntry | None
+    hall_of_fame: tuple[HallOfFameEntry, ...]
+    history: tuple[GenerationFinished, ...]
+    totals: dict[str, int]
+    baseline_loss: str
+    baseline_fitness: float | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["history"] = [g.to_dict() for g in self.history]
+        return {"format": "lfl-search-result", "version": 1, **d}
+
+
+def baseline_name(kind: str) -> str:
+    """The loss a learned loss must beat: cross-entropy for classification, squared error otherwise."""
+    return "cross_entropy" if kind == "classification" else "squared_error"
+
+
+def seed_losses(kind: str, enabled: bool) -> list[Node]:
+    """Known losses placed in the first population so a search starts no worse than the baseline."""
+    if not enabled:
+        return []
+    if kind == "classification":
+        return [KNOWN_LOSSES["cross_entropy"], KNOWN_LOSSES["squared_error"]]
+    return [KNOWN_LOSSES["squared_error"]]
+
+
+def run_search(
+    config: ExperimentConfig | dict,
+    on_event: OnEvent | None = None,
+    should_stop: ShouldStop | None = None,
+    *,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    evaluator_factory: Callable[..., Any] | None = None,
+) -> SearchResult:
+    """Run the search described by `config`.
+
+    on_event receives each immutable event; should_stop is polled between evaluator calls;
+    with checkpoint_path a checkpoint is written after every generation, and with resume=True
+    an existing checkpoint there is continued (its configuration must match, except that
+    `search.generations` may be raised to extend a finished search).
+    """
+    from search_engine.tasks import load_task  # heavy import, only when a search actually runs
+
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config)
+    emit = on_event or (lambda event: None)
+    stop = should_stop or (lambda: False)
+    started = time.perf_counter()
+    task = load_task(config)
+    evaluator = (evaluator_factory or SequentialEvaluator)(task, config)
+    state = _initial_state(config, task.kind, evaluator, checkpoint_path, resume)
+    emit(SearchStarted(
+        config=config.to_dict(), generations=config.search.generations,
+        population_size=config.search.population_size, start_generation=state.next_generation,
+        baseline_loss=baseline_name(task.kind), baseline_fitness=state.baseline_fitness,
+    ))
+    status = "completed"
+    while state.next_generation < config.search.generations:
+        fitnesses = None if stop() else _run_generation(state, evaluator, emit, stop)
+        if fitnesses is None:
+            status = "stopped"
+            break
+        if state.next_generation < config.search.generations:
+            _breed(config, state, fitnesses)
+        if checkpoint_path:
+            save(Path(checkpoint_path), state)
+    best = state.hall_of_fame[0] if state.hall_of_fame else None
+    emit(SearchFinished(status=status, generations_completed=len(state.history), best=best, **state.totals))
+    return SearchResult(
+        config=config.to_dict(), status=status, best=best, hall_of_fame=tuple(state.hall_of_fame),
+        history=tuple(state.history), totals=dict(state.totals), baseline_loss=baseline_name(task.kind),
+        baseline_fitness=state.baseline_fitness, seconds=time.perf_counter() - started,
+    )
+
+
+def _initial_state(config, kind, evaluator, checkpoint_path, resume) -> SearchState:
+    if resume and checkpoint_path and Path(checkpoint_path).exists():
+        state = load(Path(checkpoint_path))
+        _check_same_experiment(state.config, config.to_dict())
+        state.config = config.to_dict()
+        return state
+    rng = random.Random(config.seed)
+    s = config.search
+    population = gp.initial_population(
+        rng, s.population_size, seeds=seed_losses(kind, s.seed_known_losses),
+        min_height=s.init_min_height, max_height=s.init_max_height,
+    )
+    baseline = evaluator.fitness(KNOWN_LOSSES[baseline_name(kind)])
+    return SearchState(
+        config=config.to_dict(), next_generation=0, population=population, rng=rng,
+        baseline_fitness=baseline.fitness,
+    )
+
+
+def _check_same_experiment(saved: dict, current: dict) -> None:
+    def strip(c: dict) -> dict:
+        c = {**c, "search": {**c["search"], "generations": None}}
+        return c
+
+    if strip(saved) != strip(current):
+        raise CheckpointError(
+            "the checkpoint was written for a different configuration; only search.generations may change"
+        )
+
+
+def _run_generation(state: SearchState, evaluator, emit: OnEvent, stop: ShouldStop) -> list | None:
+    """Evaluate the current population and return its fitnesses; None if a stop request came first."""
+    t0 = time.perf_counter()
+    gen, population = state.next_generation, state.population
+    keys = [canonical_key(t) for t in population]
+    first_new: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        if k not in state.cache and k not in first_new:
+            first_new[k] = i
+    pending = list(first_new.values())
+    outcomes: list[Outcome | None] = [None] * len(population)
+    emitted = 0
+    for start in range(0, len(pending) + 1, max(1, evaluator.chunk_size)):
+        chunk = pending[start : start + evaluator.chunk_size]
+        if chunk:
+            if stop():
+                return None
+            for i, outcome in zip(chunk, evaluator.evaluate([population[i] for i in chunk])):
+                state.cache[keys[i]] = outcome
+        while emitted < len(population) and keys[emitted] in state.cache:
+            outcome = state.cache[keys[emitted]]
+            hit = first_new.get(keys[emitted]) != emitted
+            _record_candidate(state, gen, emitted, population[emitted], keys[emitted], outcome, hit, emit)
+            outcomes[emitted] = outcome
+            emitted += 1
+    fitnesses = [o.fitness for o in outcomes]
+    summary = _summarize(gen, population, fitnesses, keys, first_new, state, time.perf_counter() - t0)
+    state.history.append(summary)
+    state.next_generation = gen + 1
+    emit(summary)
+    return fitnesses
+
+
+def _record_candidate(state, gen, index, tree, key, outcome: Outcome, hit: bool, emit: OnEvent) -> None:
+    state.totals["evaluated"] += 1
+    state.totals["rejected"] += int(not outcome.ok)
+    state.totals["cache_hits"] += int(hit)
+    latex = to_latex(tree)
+    if outcome.ok and all(h.canonical_key != key for h in state.hall_of_fame):
+        entry = HallOfFameEntry(to_prefix(tree), key, latex, outcome.fitness, tree.size(), gen)
+        state.hall_of_fame.append(entry)
+        state.hall_of_fame.sort(key=lambda h: (h.fitness, h.size, h.generation))
+        del state.hall_of_fame[_hof_size(state) :]
+    emit(CandidateEvaluated(
+        generation=gen, index=index, expression=to_prefix(tree), canonical_key=key, latex=latex,
+        fitness=outcome.fitness, rejection_reason=outcome.reason, cache_hit=hit,
+    ))
+
+
+def _hof_size(state: SearchState) -> int:
+    return state.config["search"]["hall_of_fame_size"]
+
+
+def _summarize(gen, population, fitnesses, keys, first_new, state, seconds) -> GenerationFinished:
+    scored = [(f, i) for i, f in enumerate(fitnesses) if f is not None]
+    values = [f for f, _ in scored]
+    best_i = min(scored)[1] if scored else None
+    return GenerationFinished(
+        generation=gen,
+        best_fitness=min(values) if values else None,
+        mean_fitness=statistics.fmean(values) if values else None,
+        median_fitness=statistics.median(values) if values else None,
+        evaluated=len(population),
+        rejected=sum(f is None for f in fitnesses),
+        cache_hits=sum(first_new.get(k) != i for i, k in enumerate(keys)),
+        best_expression=to_prefix(population[best_i]) if best_i is not None else None,
+        best_latex=to_latex(population[best_i]) if best_i is not None else None,
+        hall_of_fame=tuple(state.hall_of_fame),
+        seconds=seconds,
+    )
+
+
+def _breed(config: ExperimentConfig, state: SearchState, fitnesses: list) -> None:
+    s = config.search
+    state.population = gp.next_generation(
+        state.rng, state.population, fitnesses,
+        crossover_rate=s.crossover_rate, mutation_rate=s.mutation_rate, tournament_size=s.tournament_size,
+        elitism_rate=s.elitism_rate, max_height=s.max_height,
+        mutation_min_height=s.mutation_min_height, mutation_max_height=s.mutation_max_height,
+    )
+
+
+def write_result(result: SearchResult, path: str | Path) -> None:
+    """Write result.json atomically."""
+    write_json_atomic(Path(path), result.to_dict())

@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from search_engine.cli import main
+
+from .conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(tmp_path, **overrides):
+    path = tmp_path / "config.json"
+    path.write_text(tiny_config(**overrides).to_json())
+    return path
+
+
+def test_search_then_evaluate_end_to_end(tmp_path):
+    config = write_config(tmp_path)
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "search_engine", "search", "--config", str(config), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "best loss:" in proc.stdout and "baseline (cross_entropy)" in proc.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["format"] == "lfl-search-result" and result["status"] == "completed"
+    assert len(result["history"]) == 3 and result["best"]["expression"]
+    assert {"evaluated", "rejected", "cache_hits"} <= set(result["totals"])
+    assert (out / "checkpoint.json").exists()
+
+    assert main(["evaluate", "--result", str(out / "result.json"), "--seeds", "2", "--steps", "30"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    mt = result["meta_test"]
+    assert len(mt["learned"]) == len(mt["baseline"]) == 2 and mt["metric"] == "error rate"
+
+
+def test_resume_flag_continues_a_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--config", str(write_config(tmp_path)), "--out", str(out), "--quiet"]) == 0
+    longer = write_config(tmp_path, search={"generations": 4})
+    assert main(["search", "--config", str(longer), "--out", str(out), "--quiet", "--resume"]) == 0
+    assert len(json.loads((out / "result.json").read_text())["history"]) == 4
+
+
+def test_bad_config_is_reported_and_nothing_written(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"search": {"crossover_rate": 2}}))
+    assert main(["search", "--config", str(bad), "--out", str(tmp_path / "run")]) == 2
+    assert "search.crossover_rate" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_rejects_a_file_that_is_not_a_result(tmp_path, capsys):
+    other = tmp_path / "x.json"
+    other.write_text("[]")
+    assert main(["evaluate", "--result", str(other)]) == 2
+    assert "not an lfl search result" in capsys.readouterr().err

@@ -1,0 +1,121 @@
+from search_engine.checkpoint import load
+from search_engine.evaluation import SequentialEvaluator
+from search_engine.events import CandidateEvaluated, GenerationFinished, SearchFinished, SearchStarted
+from search_engine.expression import CROSS_ENTROPY, canonical_key, parse
+from search_engine.search import run_search
+
+from .conftest import tiny_config
+
+
+def comparable(events):
+    """Event dicts without wall-clock fields."""
+    return [{k: v for k, v in e.to_dict().items() if k != "seconds"} for e in events]
+
+
+def run_collect(config, **kw):
+    events = []
+    result = run_search(config, events.append, **kw)
+    return result, events
+
+
+def test_event_stream_shape_and_totals():
+    config = tiny_config()
+    result, events = run_collect(config)
+    assert isinstance(events[0], SearchStarted) and isinstance(events[-1], SearchFinished)
+    cands = [e for e in events if isinstance(e, CandidateEvaluated)]
+    gens = [e for e in events if isinstance(e, GenerationFinished)]
+    assert len(cands) == 6 * 3 and [g.generation for g in gens] == [0, 1, 2]
+    assert result.status == "completed" and len(result.history) == 3
+    assert result.totals["evaluated"] == len(cands)
+    assert result.totals["rejected"] == sum(c.fitness is None for c in cands)
+    assert result.totals["cache_hits"] == sum(c.cache_hit for c in cands)
+    for c in cands:
+        assert (c.fitness is None) == (c.rejection_reason is not None)
+        assert parse(c.expression) is not None and c.latex
+    # the hall of fame is sorted and holds distinct canonical forms
+    fits = [h.fitness for h in result.hall_of_fame]
+    assert fits == sorted(fits) and len({h.canonical_key for h in result.hall_of_fame}) == len(fits)
+    assert result.best == result.hall_of_fame[0]
+
+
+def test_seeded_known_losses_make_the_first_generation_no_worse_than_baseline():
+    result, events = run_collect(tiny_config())
+    first = next(e for e in events if isinstance(e, CandidateEvaluated))
+    assert first.canonical_key == canonical_key(CROSS_ENTROPY)
+    assert first.fitness == result.baseline_fitness
+    assert result.history[0].best_fitness <= result.baseline_fitness
+
+
+def test_elitism_keeps_best_fitness_from_getting_worse():
+    result, _ = run_collect(tiny_config(search={"generations": 4}))
+    bests = [g.best_fitness for g in result.history]
+    assert all(b <= a for a, b in zip(bests, bests[1:])), bests
+
+
+def test_two_runs_with_the_same_seed_are_identical_and_another_seed_differs():
+    _, a = run_collect(tiny_config())
+    _, b = run_collect(tiny_config())
+    _, c = run_collect(tiny_config(seed=4))
+    assert comparable(a) == comparable(b)
+    assert [e.expression for e in a if isinstance(e, CandidateEvaluated)] != [
+        e.expression for e in c if isinstance(e, CandidateEvaluated)
+    ]
+
+
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    config = tiny_config(search={"generations": 4})
+    full, _ = run_collect(config, checkpoint_path=tmp_path / "full.json")
+
+    seen = []
+
+    def stop_after_second_generation():
+        return sum(isinstance(e, GenerationFinished) for e in seen) >= 2
+
+    part, _ = run_search(config, seen.append, stop_after_second_generation, checkpoint_path=tmp_path / "c.json"), None
+    assert part.status == "stopped" and len(part.history) == 2
+    assert load(tmp_path / "c.json").next_generation == 2
+    resumed, events = run_collect(config, checkpoint_path=tmp_path / "c.json", resume=True)
+    assert events[0].start_generation == 2
+    assert resumed.status == "completed"
+    assert comparable(resumed.history) == comparable(full.history)
+    assert resumed.hall_of_fame == full.hall_of_fame
+
+
+def test_resume_may_extend_generations_but_not_change_the_experiment(tmp_path):
+    import pytest
+
+    from search_engine.checkpoint import CheckpointError
+
+    path = tmp_path / "c.json"
+    run_search(tiny_config(search={"generations": 2}), checkpoint_path=path)
+    longer = run_search(tiny_config(search={"generations": 3}), checkpoint_path=path, resume=True)
+    assert len(longer.history) == 3
+    with pytest.raises(CheckpointError, match="different configuration"):
+        run_search(tiny_config(search={"generations": 3}, seed=9), checkpoint_path=path, resume=True)
+
+
+def test_stop_between_candidates_keeps_what_was_found():
+    seen = []
+    result = run_search(tiny_config(), seen.append, lambda: sum(isinstance(e, CandidateEvaluated) for e in seen) >= 3)
+    assert result.status == "stopped"
+    assert sum(isinstance(e, CandidateEvaluated) for e in seen) == 3
+    assert result.history == ()
+    assert result.best is not None  # the candidates evaluated before the stop are kept
+    assert isinstance(seen[-1], SearchFinished) and seen[-1].status == "stopped"
+
+
+class CountingEvaluator(SequentialEvaluator):
+    calls: list = []
+
+    def evaluate(self, trees):
+        CountingEvaluator.calls.extend(canonical_key(t) for t in trees)
+        return super().evaluate(trees)
+
+
+def test_equivalent_candidates_are_evaluated_once():
+    CountingEvaluator.calls = []
+    result, events = run_collect(tiny_config(search={"generations": 4}), evaluator_factory=CountingEvaluator)
+    assert len(CountingEvaluator.calls) == len(set(CountingEvaluator.calls))
+    cands = [e for e in events if isinstance(e, CandidateEvaluated)]
+    assert len(CountingEvaluator.calls) + result.totals["cache_hits"] == len(cands)
+    assert result.totals["cache_hits"] > 0  # elites alone are re-seen every generation
