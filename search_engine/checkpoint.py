@@ -50,7 +50,7 @@ def state_to_dict(state: SearchState) -> dict[str, Any]:
         "next_generation": state.next_generation,
         "population": [to_prefix(t) for t in state.population],
         "rng_state": [version, list(internal), gauss],
-        "cache": {k: {"fitness": o.fitness, "reason": o.reason} for k, o in state.cache.items()},
+        "cache": {k: {"fitness": o.fitness, "reason": o.reason, "weights": o.weights} for k, o in state.cache.items()},
         "hall_of_fame": [asdict(h) for h in state.hall_of_fame],
         "history": [g.to_dict() for g in state.history],
         "totals": dict(state.totals),
@@ -72,8 +72,8 @@ def state_from_dict(data: dict[str, Any]) -> SearchState:
             next_generation=int(data["next_generation"]),
             population=[parse(s) for s in data["population"]],
             rng=rng,
-            cache={k: Outcome(v["fitness"], v["reason"]) for k, v in data["cache"].items()},
-            hall_of_fame=[HallOfFameEntry(**h) for h in data["hall_of_fame"]],
+            cache={k: Outcome(v["fitness"], v["reason"], _tuple(v.get("weights"))) for k, v in data["cache"].items()},
+            hall_of_fame=[entry_from_dict(h) for h in data["hall_of_fame"]],
             history=[_generation_from_dict(g) for g in data["history"]],
             totals=dict(data["totals"]),
             baseline_fitness=data["baseline_fitness"],
@@ -84,8 +84,17 @@ def state_from_dict(data: dict[str, Any]) -> SearchState:
 
 def _generation_from_dict(d: dict[str, Any]) -> GenerationFinished:
     d = {k: v for k, v in d.items() if k != "type"}
-    d["hall_of_fame"] = tuple(HallOfFameEntry(**h) for h in d["hall_of_fame"])
+    d["hall_of_fame"] = tuple(entry_from_dict(h) for h in d["hall_of_fame"])
     return GenerationFinished(**d)
+
+
+def _tuple(values) -> tuple | None:
+    return None if values is None else tuple(values)
+
+
+def entry_from_dict(d: dict[str, Any]) -> HallOfFameEntry:
+    """A hall-of-fame entry from its JSON form (lists back to tuples)."""
+    return HallOfFameEntry(**{**d, "weights": _tuple(d.get("weights"))})
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -27,13 +27,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seeds", type=int, default=None, help="number of seeds (default: config meta_test.seeds)")
     e.add_argument("--steps", type=int, default=None, help="training steps (default: config meta_test.steps)")
     e.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry to test (1 = best)")
+    x = sub.add_parser("export", help="write a learned loss as a file for your own training code")
+    x.add_argument("--result", required=True, help="result.json written by `search`")
+    x.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry (1 = best)")
+    x.add_argument("--format", required=True, choices=("torch", "torchscript", "latex", "json"))
+    x.add_argument("--out", default=None, help="output file (default: next to the result)")
+    sh = sub.add_parser("shape", help="sample a learned loss on a grid (for plotting) as CSV and/or PNG")
+    sh.add_argument("--result", required=True, help="result.json written by `search`")
+    sh.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry (1 = best)")
+    sh.add_argument("--csv", default=None, help="write the samples as CSV here")
+    sh.add_argument("--png", default=None, help="write a plot here (needs matplotlib)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"search": cmd_search, "evaluate": cmd_evaluate}[args.command](args)
+        commands = {"search": cmd_search, "evaluate": cmd_evaluate, "export": cmd_export, "shape": cmd_shape}
+        return commands[args.command](args)
     except (ConfigError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -81,34 +92,69 @@ def describe_result(result: dict) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from search_engine.checkpoint import write_json_atomic
+    from search_engine.evaluation import loss_for
     from search_engine.expression import KNOWN_LOSSES, parse
-    from search_engine.losses import make_loss
-    from search_engine.metatest import meta_seeds, meta_test
+    from search_engine.metatest import compare, meta_seeds, run_meta_test
     from search_engine.tasks import load_task
 
     path = Path(args.result)
     result = _read_result(path)
     config = load_config(result["config"])
-    hof = result["hall_of_fame"]
-    if not 1 <= args.rank <= len(hof):
-        raise ValueError(f"--rank must be between 1 and {len(hof)} (hall of fame size)")
+    entry = _hall_entry(result, args.rank)
     seeds = meta_seeds(config, args.seeds or config.meta_test.seeds)
     steps = args.steps or config.meta_test.steps
     task = load_task(config)
-    entry = hof[args.rank - 1]
-    learned = make_loss(parse(entry["expression"]), task.kind)
-    baseline = make_loss(KNOWN_LOSSES[result["baseline_loss"]], task.kind)
-    print(f"meta-testing {entry['expression']} vs {result['baseline_loss']}: {len(seeds)} seeds x {steps} steps")
-    comparison = meta_test(
-        task, config, learned, baseline, seeds=seeds, steps=steps,
-        on_seed=lambda s: print(f"  seed {s} done", flush=True),
-    )
-    result["meta_test"] = {"rank": args.rank, "expression": entry["expression"], "steps": steps,
-                           **comparison.to_dict()}
+    tree, weights = parse(entry["expression"]), entry.get("weights")
+    losses = {"learned": loss_for(tree, task.kind, weights, task.device)}
+    if weights is not None:  # the same loss with every weight at 1, to show what the weights bought
+        losses["symbolic"] = loss_for(tree, task.kind, None, task.device)
+    losses["baseline"] = loss_for(KNOWN_LOSSES[result["baseline_loss"]], task.kind, None, task.device)
+    print(f"meta-testing {entry['expression']} ({', '.join(losses)}): {len(seeds)} seeds x {steps} steps")
+    runs = run_meta_test(task, config, losses, seeds=seeds, steps=steps,
+                         on_seed=lambda s: print(f"  seed {s} done", flush=True))
+    learned = compare(runs["learned"], runs["baseline"], seeds=seeds, metric=task.metric_name)
+    record = {"rank": args.rank, "expression": entry["expression"], "steps": steps, **learned.to_dict()}
+    print(learned.summary())
+    if "symbolic" in runs:
+        symbolic = compare(runs["symbolic"], runs["baseline"], seeds=seeds, metric=task.metric_name)
+        record["symbolic"] = symbolic.to_dict()
+        print("with all weights at 1: " + symbolic.summary())
+    result["meta_test"] = record
     write_json_atomic(path, result)
-    print(comparison.summary())
     print(f"added meta_test to {path}")
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from search_engine.export import write_export
+
+    out = write_export(args.result, args.rank, args.format, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_shape(args: argparse.Namespace) -> int:
+    from search_engine.export import read_spec
+    from search_engine.loss_shape import loss_shape, write_csv, write_png
+
+    if not (args.csv or args.png):
+        raise ValueError("give --csv FILE and/or --png FILE")
+    shape = loss_shape(read_spec(args.result, args.rank))
+    if args.csv:
+        print(f"wrote {write_csv(shape, args.csv)}")
+    if args.png:
+        try:
+            print(f"wrote {write_png(shape, args.png)}")
+        except RuntimeError as exc:  # matplotlib is optional
+            raise ValueError(str(exc)) from exc
+    return 0
+
+
+def _hall_entry(result: dict, rank: int) -> dict:
+    hof = result["hall_of_fame"]
+    if not 1 <= rank <= len(hof):
+        raise ValueError(f"--rank must be between 1 and {len(hof)} (hall of fame size)")
+    return hof[rank - 1]
 
 
 def _read_result(path: Path) -> dict:

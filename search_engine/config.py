@@ -83,6 +83,21 @@ class RejectionConfig:
     samples: int = 100  # size of the fixed training subset
 
 
+LOCAL_SEARCH_MODES = ("off", "all", "top_k")
+
+
+@dataclass(frozen=True)
+class LocalSearchConfig:
+    """Gradient refinement of a symbolic loss's edge weights through unrolled training steps."""
+
+    mode: str = "all"  # "off" (pure GP, the GP-LFL baseline), "all" accepted candidates (EvoMAL), "top_k"
+    top_k: int = 5  # with mode "top_k": how many of each generation's best are refined
+    meta_steps: int = 250
+    inner_steps: int = 1  # K differentiable SGD steps per meta step
+    meta_lr: float = 1e-3  # Adam on the loss weights; the inner lr is training.lr
+    batch_size: int = 128
+
+
 @dataclass(frozen=True)
 class MetaTestConfig:
     """Meta-testing: train from scratch with the learned loss and with the baseline, several seeds."""
@@ -99,6 +114,7 @@ class ExperimentConfig:
     search: SearchSettings = field(default_factory=SearchSettings)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    local_search: LocalSearchConfig = field(default_factory=LocalSearchConfig)
     meta_test: MetaTestConfig = field(default_factory=MetaTestConfig)
     seed: int = 0
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
@@ -212,6 +228,14 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
     need(t.weight_decay >= 0, "training.weight_decay", f"must be >= 0, got {t.weight_decay}")
     need(r.steps >= 1, "rejection.steps", f"must be at least 1, got {r.steps}")
     need(r.samples >= 2, "rejection.samples", f"must be at least 2, got {r.samples}")
+    ls = c.local_search
+    need(ls.mode in LOCAL_SEARCH_MODES, "local_search.mode",
+         f"must be one of {', '.join(LOCAL_SEARCH_MODES)}, got {ls.mode!r}")
+    need(ls.top_k >= 1, "local_search.top_k", f"must be at least 1, got {ls.top_k}")
+    need(ls.meta_steps >= 1, "local_search.meta_steps", f"must be at least 1, got {ls.meta_steps}")
+    need(ls.inner_steps >= 1, "local_search.inner_steps", f"must be at least 1, got {ls.inner_steps}")
+    need(ls.meta_lr > 0, "local_search.meta_lr", f"must be positive, got {ls.meta_lr}")
+    need(ls.batch_size >= 1, "local_search.batch_size", f"must be at least 1, got {ls.batch_size}")
     need(m.steps >= 1, "meta_test.steps", f"must be at least 1, got {m.steps}")
     need(m.seeds >= 1, "meta_test.seeds", f"must be at least 1, got {m.seeds}")
     tk = c.task

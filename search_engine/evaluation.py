@@ -17,7 +17,7 @@ from search_engine.expression import Node
 from search_engine.losses import make_loss
 from search_engine.rejection import fixed_subset, initial_outputs, screen
 from search_engine.tasks import Task
-from search_engine.training import evaluate_metric, train
+from search_engine.training import LossFn, evaluate_metric, train
 
 TRAINING_DIVERGED = "non-finite loss or weights during training"
 
@@ -28,6 +28,7 @@ class Outcome:
 
     fitness: float | None
     reason: str | None = None
+    weights: tuple[float, ...] | None = None  # learned edge weights, when local search ran
 
     @property
     def ok(self) -> bool:
@@ -58,20 +59,52 @@ class SequentialEvaluator:
             steps=rej.steps, lr=self.config.training.lr,
         )
 
-    def fitness(self, tree: Node) -> Outcome:
-        """Train the task model from the search's fixed seed and measure the validation metric."""
+    def fitness(self, tree: Node, weights: tuple[float, ...] | None = None) -> Outcome:
+        """Train the task model from the search's fixed seed and measure the validation metric.
+
+        With `weights`, the loss is the parameterized form of `tree` with those edge weights.
+        """
         s, cfg = self.task.splits, self.config
         model = self.task.new_model(cfg.seed)
-        loss_fn = make_loss(tree, self.task.kind)
+        loss_fn = loss_for(tree, self.task.kind, weights, self.task.device)
         if not train(model, loss_fn, s.x_train, s.y_train, cfg.training, data_seed=cfg.seed):
-            return Outcome(None, TRAINING_DIVERGED)
+            return Outcome(None, TRAINING_DIVERGED, weights)
         value = evaluate_metric(model, s.x_val, s.y_val, self.task.kind)
-        return Outcome(value) if math.isfinite(value) else Outcome(None, TRAINING_DIVERGED)
+        return Outcome(value, None, weights) if math.isfinite(value) else Outcome(None, TRAINING_DIVERGED, weights)
+
+    def refine(self, tree: Node) -> Outcome:
+        """Local search on the edge weights by unrolled meta-gradients, then fitness with them."""
+        from search_engine.meta import local_search
+
+        cfg = self.config
+        found = local_search(self.task, tree, cfg.local_search, cfg.training, seed=cfg.seed)
+        return self.fitness(tree, found.weights)
 
     def evaluate(self, trees: Sequence[Node]) -> list[Outcome]:
-        """Screen then train each candidate; never raises for a bad loss."""
+        """Screen, then (local search when mode is "all") and train each candidate; never raises for a bad loss.
+
+        Order per candidate: rejection -> local search -> fitness, so no gradient work is spent on
+        losses the cheap screen throws away.
+        """
+        refine_all = self.config.local_search.mode == "all"
         outcomes = []
         for tree in trees:
             reason = self.screen(tree)
-            outcomes.append(Outcome(None, reason) if reason else self.fitness(tree))
+            if reason:
+                outcomes.append(Outcome(None, reason))
+            else:
+                outcomes.append(self.refine(tree) if refine_all else self.fitness(tree))
         return outcomes
+
+
+def loss_for(tree: Node, kind: str, weights: tuple[float, ...] | None, device) -> LossFn:
+    """The symbolic loss, or its parameterized form with fixed learned weights."""
+    if weights is None:
+        return make_loss(tree, kind)
+    import torch
+
+    from search_engine.parameterized import make_weighted_loss
+
+    weighted = make_weighted_loss(tree, kind)
+    w = torch.tensor(weights, dtype=torch.float32, device=device)
+    return lambda outputs, targets: weighted(w, outputs, targets)

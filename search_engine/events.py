@@ -21,6 +21,7 @@ class HallOfFameEntry:
     fitness: float
     size: int
     generation: int  # when it was first found
+    weights: tuple[float, ...] | None = None  # learned edge weights (local search), None = all ones
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,21 @@ class CandidateEvaluated(Event):
     fitness: float | None  # None when rejected or diverged
     rejection_reason: str | None
     cache_hit: bool
+    weights: tuple[float, ...] | None = None  # learned edge weights when local search ran
+
+
+@dataclass(frozen=True)
+class CandidateRefined(Event):
+    """Local search (mode "top_k") refined one of the generation's best candidates."""
+
+    type: ClassVar[str] = "candidate_refined"
+    generation: int
+    index: int
+    expression: str
+    canonical_key: str
+    symbolic_fitness: float | None  # before local search (all weights 1)
+    fitness: float | None  # with the learned weights
+    weights: tuple[float, ...]
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,19 @@ def _matched_regression(outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tenso
     return targets.to(outputs.dtype), outputs
 
 
-def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
-    """Reduce (batch,) values over the batch."""
+def tree_inputs(outputs: Tensor, targets: Tensor, kind: str) -> tuple[Tensor, Tensor]:
+    """(y, f) as a tree sees them for a task `kind`, both (batch, classes or K) in outputs' dtype.
+
+    classification: one-hot targets and softmax probabilities; regression: targets and outputs,
+    (B,) and (B, 1) reconciled. Shared by `make_loss` and the parameterized losses.
+    """
+    _check_kind(kind)
+    prepare = _classification_inputs if kind == "classification" else _matched_regression
+    return prepare(outputs, targets)
+
+
+def reduce_batch(per_sample: Tensor, reduction: str) -> Tensor:
+    """Reduce (batch,) values over the batch: "mean", "sum", or "none" (returned as is)."""
     if reduction == "mean":
         return per_sample.mean()
     if reduction == "sum":
@@ -111,11 +122,10 @@ def make_loss(node: Node, kind: str, reduction: str = "mean") -> LossFn:
     _check_kind(kind)
     _check_reduction(reduction)
     elementwise = compile_tree(node)
-    prepare = _classification_inputs if kind == "classification" else _matched_regression
 
     def loss(outputs: Tensor, targets: Tensor) -> Tensor:
-        y, f = prepare(outputs, targets)
-        return _reduce(elementwise(y, f).sum(dim=-1), reduction)
+        y, f = tree_inputs(outputs, targets, kind)
+        return reduce_batch(elementwise(y, f).sum(dim=-1), reduction)
 
     return loss
 
@@ -138,6 +148,6 @@ def baseline_loss(kind: str, reduction: str = "mean") -> LossFn:
 
     def mse(outputs: Tensor, targets: Tensor) -> Tensor:
         y, f = _matched_regression(outputs, targets)
-        return _reduce(F.mse_loss(f, y, reduction="none").mean(dim=-1), reduction)
+        return reduce_batch(F.mse_loss(f, y, reduction="none").mean(dim=-1), reduction)
 
     return mse

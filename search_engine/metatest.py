@@ -63,17 +63,28 @@ def held_out_metric(task: Task, loss_fn: LossFn, config: ExperimentConfig, seed:
     return value if math.isfinite(value) else None
 
 
+def run_meta_test(
+    task: Task, config: ExperimentConfig, losses: dict[str, LossFn], *,
+    seeds: Sequence[int], steps: int, on_seed: Callable[[int], None] | None = None,
+) -> dict[str, list[float | None]]:
+    """Train with each named loss on every seed; the test-split metric per loss, in seed order."""
+    results: dict[str, list[float | None]] = {name: [] for name in losses}
+    for seed in seeds:
+        for name, loss_fn in losses.items():
+            results[name].append(held_out_metric(task, loss_fn, config, seed, steps))
+        if on_seed:
+            on_seed(seed)
+    return results
+
+
 def meta_test(
     task: Task, config: ExperimentConfig, learned: LossFn, baseline: LossFn, *,
     seeds: Sequence[int], steps: int, on_seed: Callable[[int], None] | None = None,
 ) -> Comparison:
     """Train with the learned loss and the baseline on each seed and compare on the test split."""
-    pairs = []
-    for seed in seeds:
-        pairs.append((held_out_metric(task, learned, config, seed, steps), held_out_metric(task, baseline, config, seed, steps)))
-        if on_seed:
-            on_seed(seed)
-    return compare([a for a, _ in pairs], [b for _, b in pairs], seeds=tuple(seeds), metric=task.metric_name)
+    r = run_meta_test(task, config, {"learned": learned, "baseline": baseline}, seeds=seeds, steps=steps,
+                      on_seed=on_seed)
+    return compare(r["learned"], r["baseline"], seeds=tuple(seeds), metric=task.metric_name)
 
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:

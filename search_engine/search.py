@@ -23,6 +23,7 @@ from search_engine.config import ExperimentConfig, load_config
 from search_engine.evaluation import Outcome, SequentialEvaluator
 from search_engine.events import (
     CandidateEvaluated,
+    CandidateRefined,
     Event,
     GenerationFinished,
     HallOfFameEntry,
@@ -102,7 +103,7 @@ def run_search(
     ))
     status = "completed"
     while state.next_generation < config.search.generations:
-        fitnesses = None if stop() else _run_generation(state, evaluator, emit, stop)
+        fitnesses = None if stop() else _run_generation(config, state, evaluator, emit, stop)
         if fitnesses is None:
             status = "stopped"
             break
@@ -149,7 +150,7 @@ def _check_same_experiment(saved: dict, current: dict) -> None:
         )
 
 
-def _run_generation(state: SearchState, evaluator, emit: OnEvent, stop: ShouldStop) -> list | None:
+def _run_generation(config: ExperimentConfig, state: SearchState, evaluator, emit: OnEvent, stop: ShouldStop) -> list | None:
     """Evaluate the current population and return its fitnesses; None if a stop request came first."""
     t0 = time.perf_counter()
     gen, population = state.next_generation, state.population
@@ -175,6 +176,9 @@ def _run_generation(state: SearchState, evaluator, emit: OnEvent, stop: ShouldSt
             outcomes[emitted] = outcome
             emitted += 1
     fitnesses = [o.fitness for o in outcomes]
+    if config.local_search.mode == "top_k":
+        if not _refine_top_k(config, state, gen, population, keys, fitnesses, evaluator, emit, stop):
+            return None
     summary = _summarize(gen, population, fitnesses, keys, first_new, state, time.perf_counter() - t0)
     state.history.append(summary)
     state.next_generation = gen + 1
@@ -188,14 +192,51 @@ def _record_candidate(state, gen, index, tree, key, outcome: Outcome, hit: bool,
     state.totals["cache_hits"] += int(hit)
     latex = to_latex(tree)
     if outcome.ok and all(h.canonical_key != key for h in state.hall_of_fame):
-        entry = HallOfFameEntry(to_prefix(tree), key, latex, outcome.fitness, tree.size(), gen)
-        state.hall_of_fame.append(entry)
-        state.hall_of_fame.sort(key=lambda h: (h.fitness, h.size, h.generation))
-        del state.hall_of_fame[_hof_size(state) :]
+        _enter_hall(state, HallOfFameEntry(
+            to_prefix(tree), key, latex, outcome.fitness, tree.size(), gen, outcome.weights))
     emit(CandidateEvaluated(
         generation=gen, index=index, expression=to_prefix(tree), canonical_key=key, latex=latex,
-        fitness=outcome.fitness, rejection_reason=outcome.reason, cache_hit=hit,
+        fitness=outcome.fitness, rejection_reason=outcome.reason, cache_hit=hit, weights=outcome.weights,
     ))
+
+
+def _enter_hall(state: SearchState, entry: HallOfFameEntry) -> None:
+    """Insert or replace (same canonical key) an entry; keep the best few, simplest first on ties."""
+    hall = [h for h in state.hall_of_fame if h.canonical_key != entry.canonical_key] + [entry]
+    hall.sort(key=lambda h: (h.fitness, h.size, h.generation))
+    state.hall_of_fame = hall[: _hof_size(state)]
+
+
+def _refine_top_k(config, state, gen, population, keys, fitnesses, evaluator, emit, stop) -> bool:
+    """Mode "top_k": local search on the generation's k best distinct candidates not refined yet.
+
+    The better of the symbolic and the refined outcome is kept (all-ones weights are a valid
+    point of the parameter space). Returns False if a stop request came first.
+    """
+    best: dict[str, int] = {}
+    for i in sorted((i for i, f in enumerate(fitnesses) if f is not None), key=lambda i: fitnesses[i]):
+        best.setdefault(keys[i], i)
+    for key, i in list(best.items())[: config.local_search.top_k]:
+        before = state.cache[key]
+        if before.weights is not None:
+            continue
+        if stop():
+            return False
+        refined = evaluator.refine(population[i])
+        kept = refined if refined.ok and refined.fitness <= before.fitness else before
+        state.cache[key] = kept
+        for j, k in enumerate(keys):
+            if k == key:
+                fitnesses[j] = kept.fitness
+        if kept is refined:
+            _enter_hall(state, HallOfFameEntry(
+                to_prefix(population[i]), key, to_latex(population[i]), refined.fitness,
+                population[i].size(), gen, refined.weights))
+        emit(CandidateRefined(
+            generation=gen, index=i, expression=to_prefix(population[i]), canonical_key=key,
+            symbolic_fitness=before.fitness, fitness=refined.fitness, weights=refined.weights or (),
+        ))
+    return True
 
 
 def _hof_size(state: SearchState) -> int:

@@ -10,6 +10,7 @@ def tiny_config(**overrides):
         "search": {"population_size": 6, "generations": 3, "hall_of_fame_size": 5},
         "training": {"steps": 40, "batch_size": 64, "lr": 0.05},
         "rejection": {"steps": 30, "samples": 60},
+        "local_search": {"mode": "off", "meta_steps": 5, "batch_size": 32},
         "meta_test": {"steps": 40, "seeds": 2},
         "seed": 3,
         "device": "cpu",

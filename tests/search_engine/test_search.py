@@ -1,6 +1,14 @@
+import pytest
+
 from search_engine.checkpoint import load
 from search_engine.evaluation import SequentialEvaluator
-from search_engine.events import CandidateEvaluated, GenerationFinished, SearchFinished, SearchStarted
+from search_engine.events import (
+    CandidateEvaluated,
+    CandidateRefined,
+    GenerationFinished,
+    SearchFinished,
+    SearchStarted,
+)
 from search_engine.expression import CROSS_ENTROPY, canonical_key, parse
 from search_engine.search import run_search
 
@@ -62,8 +70,9 @@ def test_two_runs_with_the_same_seed_are_identical_and_another_seed_differs():
     ]
 
 
-def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path):
-    config = tiny_config(search={"generations": 4})
+@pytest.mark.parametrize("mode", ["off", "top_k"])
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path, mode):
+    config = tiny_config(search={"generations": 4}, local_search={"mode": mode, "top_k": 1, "meta_steps": 2})
     full, _ = run_collect(config, checkpoint_path=tmp_path / "full.json")
 
     seen = []
@@ -119,3 +128,33 @@ def test_equivalent_candidates_are_evaluated_once():
     cands = [e for e in events if isinstance(e, CandidateEvaluated)]
     assert len(CountingEvaluator.calls) + result.totals["cache_hits"] == len(cands)
     assert result.totals["cache_hits"] > 0  # elites alone are re-seen every generation
+
+
+def test_local_search_on_every_accepted_candidate_records_weights():
+    result, events = run_collect(tiny_config(search={"generations": 2}, local_search={"mode": "all", "meta_steps": 3}))
+    scored = [e for e in events if isinstance(e, CandidateEvaluated) and e.fitness is not None]
+    assert scored
+    for e in scored:
+        assert e.weights is not None and len(e.weights) == parse(e.expression).size() - 1
+    rejected = [e for e in events if isinstance(e, CandidateEvaluated) and e.fitness is None]
+    assert all(e.weights is None for e in rejected if e.rejection_reason != "non-finite loss or weights during training")
+    assert all(h.weights is not None for h in result.hall_of_fame)
+
+
+def test_top_k_refines_only_the_best_and_never_twice():
+    config = tiny_config(search={"generations": 3}, local_search={"mode": "top_k", "top_k": 2, "meta_steps": 3})
+    result, events = run_collect(config)
+    refined = [e for e in events if isinstance(e, CandidateRefined)]
+    assert refined
+    per_generation = {}
+    for e in refined:
+        per_generation[e.generation] = per_generation.get(e.generation, 0) + 1
+        assert len(e.weights) == parse(e.expression).size() - 1
+    assert max(per_generation.values()) <= 2
+    assert len({e.canonical_key for e in refined}) == len(refined)  # the cache remembers refined weights
+    # the generation summary uses the kept (better of symbolic and refined) fitness
+    for g in result.history:
+        gen_refined = [e for e in refined if e.generation == g.generation]
+        for e in gen_refined:
+            kept = min(f for f in (e.symbolic_fitness, e.fitness) if f is not None)
+            assert g.best_fitness <= kept
