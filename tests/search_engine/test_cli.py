@@ -58,3 +58,21 @@ def test_evaluate_rejects_a_file_that_is_not_a_result(tmp_path, capsys):
     other.write_text("[]")
     assert main(["evaluate", "--result", str(other)]) == 2
     assert "not an lfl search result" in capsys.readouterr().err
+
+
+def test_export_and_shape_commands(tmp_path, capsys):
+    out = tmp_path / "run"
+    config = write_config(tmp_path, search={"generations": 1}, local_search={"mode": "all", "meta_steps": 2})
+    assert main(["search", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    result = out / "result.json"
+    for fmt, name in (("torch", "loss.py"), ("torchscript", "loss.pt"), ("latex", "loss.tex"), ("json", "loss.json")):
+        assert main(["export", "--result", str(result), "--format", fmt, "--out", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).stat().st_size > 0
+    source = (tmp_path / "loss.py").read_text()
+    assert "class LearnedLoss(torch.nn.Module)" in source and "WEIGHTS" in source
+    exported = json.loads((tmp_path / "loss.json").read_text())
+    assert exported["weights"] == json.loads(result.read_text())["hall_of_fame"][0]["weights"]
+    assert main(["shape", "--result", str(result), "--csv", str(tmp_path / "shape.csv")]) == 0
+    assert (tmp_path / "shape.csv").read_text().startswith("p,")
+    assert main(["export", "--result", str(result), "--rank", "99", "--format", "torch"]) == 2
+    assert "rank" in capsys.readouterr().err
