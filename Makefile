@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint venv quick clean
+.PHONY: test lint venv quick run clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,11 @@ test: $(STAMP) lint
 quick: $(STAMP)
 	$(PY) -m search_engine search --config configs/quick.json --out runs/quick
 	$(PY) -m search_engine evaluate --result runs/quick/result.json
+
+# The web application on this machine: migrations, embedded Redis (unless REDIS_URL is set),
+# daphne and a Celery worker, until Ctrl-C. Prints the URL to open and, on first start, the admin password.
+run: $(STAMP)
+	$(PY) manage.py runstack
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,75 @@
+"""The admin: start experiments, watch rows, ask a search to stop. Results are read-only."""
+
+from django.contrib import admin, messages
+
+from lfl_web.experiments.models import Experiment, Generation, LearnedLoss
+from lfl_web.experiments.recording import broadcast_status
+
+EDITABLE_AFTER_START = ("name", "description", "private")
+
+
+class GenerationInline(admin.TabularInline):
+    model = Generation
+    fields = ("index", "best_fitness", "mean_fitness", "evaluated", "rejected", "cache_hits", "best_expression", "seconds")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner", "status", "progress", "private", "created_at")
+    list_filter = ("status", "private")
+    search_fields = ("name", "description", "owner__username")
+    actions = ("request_cancel",)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return (*EDITABLE_AFTER_START, "config")
+        return [f.name for f in Experiment._meta.fields if f.name != "id"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return [name for name in self.get_fields(request, obj) if name not in EDITABLE_AFTER_START]
+
+    def get_inlines(self, request, obj):
+        return [GenerationInline] if obj else []
+
+    def get_changeform_initial_data(self, request):
+        return {"config": {}}
+
+    @admin.display(description="generations")
+    def progress(self, obj):
+        return f"{obj.current_generation} / {obj.total_generations}"
+
+    def save_model(self, request, obj, form, change):
+        """A new experiment belongs to whoever created it and goes to a worker straight away."""
+        if not change:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
+        if not change:
+            obj.enqueue()
+
+    @admin.action(description="Ask the selected searches to stop")
+    def request_cancel(self, request, queryset):
+        asked = [e for e in queryset if e.request_cancel()]
+        for experiment in asked:
+            broadcast_status(experiment.pk)
+        self.message_user(request, f"Asked {len(asked)} search(es) to stop.", messages.SUCCESS)
+
+
+@admin.register(LearnedLoss)
+class LearnedLossAdmin(admin.ModelAdmin):
+    list_display = ("expression", "experiment", "rank", "validation_fitness", "baseline_fitness", "metric", "dataset", "model")
+    list_filter = ("dataset", "model", "metric")
+    search_fields = ("expression", "experiment__name")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,329 @@
+"""Experiments and what their searches found: generations, candidates and learned losses.
+
+The database is the record of a search: a worker writes every event here before announcing it,
+and a browser that (re)connects reads `Experiment.snapshot()`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import F, Max, Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+UNFINISHED = (Status.QUEUED, Status.RUNNING)
+
+
+def metric_name(baseline_loss: str) -> str:
+    """What a fitness value measures (lower is better), from the baseline the search compared with."""
+    return "error rate" if baseline_loss == "cross_entropy" else "MSE"
+
+
+def iso(moment) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def validated_config(data) -> dict:
+    """The stored form of a configuration (defaults filled in).
+
+    Raises ValidationError on `config` listing each bad field as "dotted.name: message".
+    """
+    from search_engine.config import ConfigError, load_config  # torch-free; data checks import torch lazily
+
+    if not isinstance(data, dict):  # a string would be read as a path or JSON text by load_config
+        raise ValidationError({"config": f"must be a JSON object, got {type(data).__name__}"})
+    try:
+        return load_config(data, check_data=True).to_dict()
+    except ConfigError as exc:
+        raise ValidationError({"config": [f"{field}: {message}" for field, message in exc.errors.items()]}) from None
+
+
+class ExperimentQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """What `user` may see: every shared experiment and their own private ones; staff see all."""
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_staff:
+            return self
+        return self.filter(Q(private=False) | Q(owner=user))
+
+    def unfinished(self):
+        return self.filter(status__in=UNFINISHED)
+
+    def create_validated(self, *, owner, name: str, config, description: str = "", private: bool = False):
+        """Validate everything (ValidationError keyed by field, nothing stored on error), then save."""
+        experiment = self.model(owner=owner, name=name, config=config, description=description, private=private)
+        experiment.full_clean()
+        experiment.save()
+        return experiment
+
+    def reset_unfinished(self) -> list[int]:
+        """After a stack restart lost its queue: running searches go back to queued (they resume from
+        their checkpoints), those asked to stop are cancelled. Returns the pks to send to a worker."""
+        for experiment in self.filter(status=Status.RUNNING, cancel_requested=True):
+            experiment.mark_finished(Status.CANCELLED)
+        self.filter(status=Status.RUNNING).update(status=Status.QUEUED)
+        return list(self.filter(status=Status.QUEUED).order_by("pk").values_list("pk", flat=True))
+
+
+class Experiment(models.Model):
+    """One search: who asked for it, its configuration, and where it stands."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="experiments")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    private = models.BooleanField(default=False, help_text="Only the owner (and staff) can see it.")
+    config = models.JSONField(help_text="The search configuration as JSON; every field has a default.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    cancel_requested = models.BooleanField(default=False)
+    current_generation = models.PositiveIntegerField(default=0, help_text="Generations completed.")
+    total_generations = models.PositiveIntegerField(default=0)
+    baseline_loss = models.CharField(max_length=64, blank=True, default="")
+    baseline_fitness = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    celery_task_id = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ExperimentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+    def clean(self) -> None:
+        if self._state.adding:  # the configuration is fixed once the experiment exists
+            self.config = validated_config(self.config)
+            self.total_generations = self.config["search"]["generations"]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in UNFINISHED
+
+    def can_be_viewed_by(self, user) -> bool:
+        return Experiment.objects.visible_to(user).filter(pk=self.pk).exists()
+
+    def enqueue(self) -> None:
+        """Send the search to a worker once the surrounding transaction has committed."""
+        from lfl_web.experiments.tasks import run_experiment  # tasks import this module
+
+        transaction.on_commit(lambda: run_experiment.delay(self.pk))
+
+    def _update_if(self, condition: Q, **changes) -> bool:
+        """Conditional UPDATE (safe against a worker and a web process racing); refreshes self."""
+        changed = Experiment.objects.filter(condition, pk=self.pk).update(**changes)
+        self.refresh_from_db()
+        return bool(changed)
+
+    def claim_for_worker(self, task_id: str | None) -> bool:
+        """Mark running for the worker that got it; False if it is finished or being cancelled."""
+        return self._update_if(
+            Q(status__in=UNFINISHED, cancel_requested=False),
+            status=Status.RUNNING, celery_task_id=task_id or "", error="",
+            started_at=Coalesce(F("started_at"), Value(timezone.now())),
+        )
+
+    def request_cancel(self) -> bool:
+        """Ask the search to stop (a queued one is cancelled at once); False if there is nothing to stop."""
+        asked = self._update_if(Q(status__in=UNFINISHED, cancel_requested=False), cancel_requested=True)
+        if asked:
+            self._update_if(Q(status=Status.QUEUED), status=Status.CANCELLED, finished_at=timezone.now())
+        return asked
+
+    def mark_failed(self, error: str) -> bool:
+        return self._update_if(Q(status__in=UNFINISHED), status=Status.FAILED, error=error, finished_at=timezone.now())
+
+    def mark_finished(self, status: str, best: dict | None = None) -> bool:
+        """Succeeded or cancelled: keep the hall of fame as learned losses (at least `best`)."""
+        with transaction.atomic():
+            LearnedLoss.objects.replace_for(self, self.final_hall_of_fame(best))
+            return self._update_if(Q(status__in=UNFINISHED), status=status, finished_at=timezone.now())
+
+    def final_hall_of_fame(self, best: dict | None = None) -> list[dict]:
+        last = self.generations.order_by("-index").first()
+        entries = list(last.hall_of_fame) if last else []
+        return entries or ([best] if best else [])
+
+    @property
+    def metric(self) -> str:
+        return metric_name(self.baseline_loss)
+
+    def state_dict(self) -> dict:
+        """The row as JSON-ready data (sent on connect and after every status change)."""
+        return {
+            "id": self.pk, "name": self.name, "description": self.description, "owner": self.owner.get_username(),
+            "private": self.private, "config": self.config, "status": self.status,
+            "cancel_requested": self.cancel_requested, "current_generation": self.current_generation,
+            "total_generations": self.total_generations, "baseline_loss": self.baseline_loss,
+            "baseline_fitness": self.baseline_fitness, "metric": self.metric, "error": self.error,
+            "created_at": iso(self.created_at), "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
+        }
+
+    def snapshot(self) -> dict:
+        """Current state for a (re)connecting client: the row, every generation's summary, the newest
+        generation's candidates and the learned losses. Live events that follow may repeat some of
+        it; a client applies them by key (generation, index), so repeats are harmless."""
+        return {
+            "type": "snapshot",
+            "experiment": self.state_dict(),
+            "generations": [g.to_dict() for g in self.generations.order_by("index")],
+            "candidates": [c.to_dict() for c in self.candidates.of_latest_generation()],
+            "learned_losses": [loss.to_dict() for loss in self.learned_losses.order_by("rank")],
+        }
+
+
+class Generation(models.Model):
+    """The summary of one finished generation (a GenerationFinished event)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="generations")
+    index = models.PositiveIntegerField()
+    best_fitness = models.FloatField(null=True, blank=True)
+    mean_fitness = models.FloatField(null=True, blank=True)
+    median_fitness = models.FloatField(null=True, blank=True)
+    evaluated = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    best_expression = models.TextField(blank=True, default="")
+    best_latex = models.TextField(blank=True, default="")
+    hall_of_fame = models.JSONField(default=list, blank=True)
+    seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["experiment", "index"]
+        constraints = [models.UniqueConstraint(fields=["experiment", "index"], name="unique_generation_index")]
+
+    def __str__(self) -> str:
+        return f"generation {self.index} of {self.experiment_id}"
+
+    def to_dict(self) -> dict:
+        """Same keys as a generation_finished event."""
+        return {
+            "generation": self.index, "best_fitness": self.best_fitness, "mean_fitness": self.mean_fitness,
+            "median_fitness": self.median_fitness, "evaluated": self.evaluated, "rejected": self.rejected,
+            "cache_hits": self.cache_hits, "best_expression": self.best_expression or None,
+            "best_latex": self.best_latex or None, "hall_of_fame": self.hall_of_fame, "seconds": self.seconds,
+        }
+
+
+class CandidateQuerySet(models.QuerySet):
+    def of_latest_generation(self):
+        latest = self.aggregate(latest=Max("generation"))["latest"]
+        return self.filter(generation=latest).order_by("index") if latest is not None else self.none()
+
+
+class Candidate(models.Model):
+    """One evaluated member of a population (a CandidateEvaluated event)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="candidates")
+    generation = models.PositiveIntegerField()
+    index = models.PositiveIntegerField()
+    expression = models.TextField()
+    canonical_key = models.TextField()
+    latex = models.TextField(blank=True, default="")
+    fitness = models.FloatField(null=True, blank=True, help_text="Empty when rejected or diverged.")
+    symbolic_fitness = models.FloatField(
+        null=True, blank=True, help_text="Before local search refined its weights (empty if it was not refined)."
+    )
+    rejection_reason = models.TextField(blank=True, default="")
+    cache_hit = models.BooleanField(default=False)
+    weights = models.JSONField(null=True, blank=True)
+
+    objects = CandidateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["experiment", "generation", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "generation", "index"], name="unique_candidate_slot")
+        ]
+
+    def __str__(self) -> str:
+        return self.expression
+
+    def to_dict(self) -> dict:
+        """Same keys as a candidate_evaluated event."""
+        return {
+            "generation": self.generation, "index": self.index, "expression": self.expression,
+            "canonical_key": self.canonical_key, "latex": self.latex, "fitness": self.fitness,
+            "symbolic_fitness": self.symbolic_fitness, "rejection_reason": self.rejection_reason or None, "cache_hit": self.cache_hit, "weights": self.weights,
+        }
+
+
+class LearnedLossQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self.filter(experiment__in=Experiment.objects.visible_to(user))
+
+    def for_leaderboard(self):
+        """Losses of finished searches, best first within each dataset and model."""
+        return (
+            self.filter(experiment__status__in=[Status.SUCCEEDED, Status.CANCELLED])
+            .select_related("experiment", "experiment__owner")
+            .order_by("dataset", "model", "validation_fitness", "complexity", "pk")
+        )
+
+    def replace_for(self, experiment: Experiment, entries: list[dict]) -> None:
+        """Store `entries` (hall-of-fame dicts, best first) as this experiment's learned losses."""
+        task = experiment.config.get("task", {})
+        self.filter(experiment=experiment).delete()
+        self.bulk_create(
+            LearnedLoss(
+                experiment=experiment, rank=rank, expression=e["expression"], canonical_key=e.get("canonical_key", ""),
+                latex=e.get("latex", ""), weights=e.get("weights"), complexity=e.get("size", 0),
+                validation_fitness=e["fitness"], baseline_fitness=experiment.baseline_fitness,
+                generation=e.get("generation", 0), dataset=task.get("dataset", ""), model=task.get("model", ""),
+                metric=experiment.metric,
+            )
+            for rank, e in enumerate(entries, start=1)
+        )
+
+
+class LearnedLoss(models.Model):
+    """A loss a search kept (its hall of fame, best first): what the leaderboard lists."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="learned_losses")
+    rank = models.PositiveIntegerField(help_text="1 is the experiment's best.")
+    expression = models.TextField()
+    canonical_key = models.TextField(blank=True, default="")
+    latex = models.TextField(blank=True, default="")
+    weights = models.JSONField(null=True, blank=True)
+    complexity = models.PositiveIntegerField(default=0, help_text="Expression tree size.")
+    validation_fitness = models.FloatField()
+    baseline_fitness = models.FloatField(null=True, blank=True)
+    meta_test = models.JSONField(null=True, blank=True)
+    generation = models.PositiveIntegerField(default=0, help_text="When it was first found.")
+    dataset = models.CharField(max_length=64)
+    model = models.CharField(max_length=64)
+    metric = models.CharField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = LearnedLossQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["experiment", "rank"]
+        verbose_name_plural = "learned losses"
+        constraints = [models.UniqueConstraint(fields=["experiment", "rank"], name="unique_learned_loss_rank")]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} of {self.experiment_id}: {self.expression}"
+
+    def to_dict(self) -> dict:
+        return {
+            "experiment_id": self.experiment_id, "rank": self.rank, "expression": self.expression,
+            "latex": self.latex, "weights": self.weights, "complexity": self.complexity,
+            "validation_fitness": self.validation_fitness, "baseline_fitness": self.baseline_fitness,
+            "meta_test": self.meta_test, "generation": self.generation, "dataset": self.dataset,
+            "model": self.model, "metric": self.metric,
+        }

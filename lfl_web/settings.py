@@ -1,0 +1,154 @@
+"""Django settings for lfl. Every deployment choice comes from an environment variable.
+
+Variables (all optional for development; production sets the first three):
+
+- LFL_SECRET_KEY: Django's secret key. Unset: a random key generated once into var/secret_key.
+- DATABASE_URL: e.g. postgres://user:pass@host:5432/lfl. Unset: SQLite file var/db.sqlite3.
+- REDIS_URL: Celery broker + result backend and the Channels layer. Unset: `make run` starts an
+  embedded Redis and passes its URL on; other commands (shell, tests) keep tasks and channel
+  messages inside their own process.
+- LFL_DEBUG (default 0), LFL_ALLOWED_HOSTS (default localhost,127.0.0.1,[::1]),
+  LFL_CSRF_TRUSTED_ORIGINS (e.g. https://lfl.example.org), LFL_SERVE_STATIC (default 1: the ASGI
+  app serves /static/ itself), LFL_VAR_DIR (default ./var: database, secret key, checkpoints),
+  LFL_CHANNEL_LAYER ("redis" or "memory"; default redis when REDIS_URL is set),
+  LFL_CANCEL_POLL_SECONDS (default 1: how often a running search reads its cancel flag),
+  LFL_VISIBILITY_TIMEOUT (default 7 days: how long an unacknowledged search stays reserved).
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import dj_database_url
+
+from lfl_web.env import development_secret_key, env_bool, env_list, env_number
+from lfl_web.layers import MEMORY_LAYER, redis_channel_layer
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("LFL_VAR_DIR") or BASE_DIR / "var").resolve()
+
+SECRET_KEY = os.environ.get("LFL_SECRET_KEY") or development_secret_key(VAR_DIR)
+DEBUG = env_bool("LFL_DEBUG", False)
+ALLOWED_HOSTS = env_list("LFL_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("LFL_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",  # first: its runserver serves ASGI (websockets) in development
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "lfl_web.experiments",
+    "lfl_web.stack",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "lfl_web.urls"
+ASGI_APPLICATION = "lfl_web.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --------------------------------------------------------------------------- database
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=60
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        # The web process reads while a worker writes: WAL lets readers go on, IMMEDIATE takes the
+        # write lock up front instead of failing halfway, and the timeout waits for a busy writer.
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
+    # A file (not :memory:) so that a Celery worker started by a test can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"lfl-test-{os.getpid()}.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STATIC_ROOT = VAR_DIR / "static"
+LFL_SERVE_STATIC = env_bool("LFL_SERVE_STATIC", True)
+
+# --------------------------------------------------------------------------- Redis, Celery, Channels
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+
+# Without Redis, tasks and results stay in this process: nothing hangs retrying a missing server.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True  # a search lost with its worker is delivered again (and resumes)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a worker holds only the search it is running
+CELERY_TASK_TRACK_STARTED = True
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1  # a fresh process per search gives its GPU memory back
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A search runs for hours: Redis must not hand it to a second worker while the first still runs it.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(env_number("LFL_VISIBILITY_TIMEOUT", 7 * 24 * 3600))}
+
+_CHANNEL_LAYER = os.environ.get("LFL_CHANNEL_LAYER") or ("redis" if REDIS_URL else "memory")
+if _CHANNEL_LAYER == "redis":
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL or "redis://127.0.0.1:6379/0")}
+elif _CHANNEL_LAYER == "memory":
+    CHANNEL_LAYERS = {"default": MEMORY_LAYER}
+else:
+    raise ValueError(f"LFL_CHANNEL_LAYER must be 'redis' or 'memory', got {_CHANNEL_LAYER!r}")
+
+# --------------------------------------------------------------------------- searches
+
+LFL_CHECKPOINT_DIR = VAR_DIR / "checkpoints"
+LFL_CANCEL_POLL_SECONDS = env_number("LFL_CANCEL_POLL_SECONDS", 1.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"lfl_web": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+}

@@ -1,0 +1,121 @@
+"""`python manage.py runstack` (what `make run` runs): the whole web stack on one machine.
+
+Migrates the database, starts an embedded Redis unless REDIS_URL is set, creates the first admin,
+then runs daphne (HTTP + websockets) and a Celery worker until Ctrl-C or SIGTERM. If either dies,
+everything stops and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import ExitStack
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from lfl_web.redis_server import EmbeddedRedis, RedisStartError
+from lfl_web.stack.admin_account import ensure_admin
+from lfl_web.stack.supervisor import StopOnSignals, Supervisor, port_is_free, wait_for_port
+
+POOLS = ("prefork", "solo", "threads")
+
+
+def worker_command(pool: str, concurrency: int) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "lfl_web", "worker", "--loglevel=INFO",
+        f"--pool={pool}", f"--concurrency={concurrency}", "--without-gossip", "--without-mingle",
+    ]
+
+
+def daphne_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "lfl_web.asgi:application"]
+
+
+def child_env(redis_url: str) -> dict[str, str]:
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("DJANGO_SETTINGS_MODULE", "lfl_web.settings")
+    env.setdefault("LFL_DEBUG", "1")  # the development stack shows tracebacks unless told otherwise
+    return env
+
+
+def check_options(host: str, port: int, pool: str, concurrency: int) -> None:
+    if pool not in POOLS:
+        raise CommandError(f"LFL_WORKER_POOL must be one of {', '.join(POOLS)}, got {pool!r}")
+    if concurrency < 1:
+        raise CommandError(f"the worker concurrency must be at least 1, got {concurrency}")
+    if not port_is_free(host, port):
+        raise CommandError(f"port {port} on {host} is in use; pick another with LFL_PORT=NNNN or --port")
+
+
+class Command(BaseCommand):
+    help = "Run lfl locally (migrations, Redis, daphne, a Celery worker) until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("LFL_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=os.environ.get("LFL_PORT", "8000"))
+        parser.add_argument("--pool", choices=POOLS, default=os.environ.get("LFL_WORKER_POOL", "prefork"))
+        parser.add_argument("--concurrency", type=int, default=os.environ.get("LFL_WORKER_CONCURRENCY", "1"))
+
+    def handle(self, *args, host, port, pool, concurrency, **options):
+        check_options(host, port, pool, concurrency)
+        call_command("migrate", interactive=False, verbosity=0)
+        self.create_admin()
+        dead = self.supervise(host, port, pool, concurrency)
+        if dead:
+            raise CommandError(f"{dead.name} exited unexpectedly (code {dead.process.returncode}); the stack was stopped")
+        self.stdout.write("lfl stopped.")
+
+    def supervise(self, host: str, port: int, pool: str, concurrency: int):
+        """Run until Ctrl-C/SIGTERM (returns None) or until a child dies (returns it); stops everything."""
+        with StopOnSignals() as stop, ExitStack() as cleanup:
+            redis_url, embedded = self.redis_url(cleanup)
+            supervisor = Supervisor(child_env(redis_url), say=self.stdout.write)
+            cleanup.callback(supervisor.stop_all)
+            supervisor.start("celery worker", worker_command(pool, concurrency))
+            supervisor.start("daphne", daphne_command(host, port))
+            if embedded:
+                self.requeue(redis_url)
+            self.announce(host, port, lambda: not stop.is_set() and supervisor.first_exited() is None)
+            return supervisor.wait(stop)
+
+    def create_admin(self) -> None:
+        username = os.environ.get("LFL_ADMIN_USER") or "admin"
+        given = os.environ.get("LFL_ADMIN_PASSWORD") or None
+        try:
+            password = ensure_admin(username, given)
+        except ValidationError as exc:
+            raise CommandError(f"LFL_ADMIN_PASSWORD is not accepted: {' '.join(exc.messages)}") from None
+        if password and given:
+            self.stdout.write(f"Created the admin account {username!r} with the password from LFL_ADMIN_PASSWORD.")
+        elif password:
+            self.stdout.write(self.style.WARNING(
+                f"Created the admin account {username!r} with password: {password}\n"
+                "(shown only this once; change it in the admin)"
+            ))
+
+    def redis_url(self, cleanup: ExitStack) -> tuple[str, bool]:
+        if settings.REDIS_URL:
+            return settings.REDIS_URL, False
+        server = EmbeddedRedis()
+        try:
+            server.start()
+        except RedisStartError as exc:
+            raise CommandError(str(exc)) from None
+        cleanup.callback(server.stop)
+        self.stdout.write(f"started embedded redis (pid {server.pid}) on port {server.port}")
+        return server.url, True
+
+    def requeue(self, redis_url: str) -> None:
+        from lfl_web.experiments.tasks import requeue_unfinished
+
+        pks = requeue_unfinished(redis_url)
+        if pks:
+            self.stdout.write(f"sent {len(pks)} unfinished experiment(s) to the worker again: {pks}")
+
+    def announce(self, host: str, port: int, alive) -> None:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        if wait_for_port(shown, port, timeout=60, alive=alive):
+            self.stdout.write(self.style.SUCCESS(f"lfl is running: open http://{shown}:{port}/  (Ctrl-C stops it)"))

@@ -1,0 +1,64 @@
+"""Fixtures for the web layer: users, a tiny search configuration, isolated channel layer and folders."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from lfl_web.experiments.models import Experiment
+from lfl_web.layers import MEMORY_LAYER
+from lfl_web.redis_server import EmbeddedRedis
+
+
+def tiny_config(**sections) -> dict:
+    """A search of a few seconds on 2 CPU cores (real digits data, 4 x 2 candidates)."""
+    config = {
+        "task": {"dataset": "digits", "model": "logistic", "max_train": 300},
+        "search": {"population_size": 4, "generations": 2},
+        "training": {"steps": 20},
+        "rejection": {"steps": 10, "samples": 40},
+        "local_search": {"mode": "off"},
+        "device": "cpu",
+    }
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values} if isinstance(values, dict) else values
+    return config
+
+
+@pytest.fixture(autouse=True)
+def isolated_web_settings(settings, tmp_path):
+    """Channel messages stay in this process; checkpoints go to a fresh folder."""
+    settings.CHANNEL_LAYERS = {"default": MEMORY_LAYER}
+    settings.LFL_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    settings.LFL_CANCEL_POLL_SECONDS = 0.0
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user("ada", password="a-long-test-password")
+
+
+@pytest.fixture
+def other_user(db):
+    return get_user_model().objects.create_user("grace", password="a-long-test-password")
+
+
+@pytest.fixture
+def make_experiment(user):
+    """An experiment row without the (torch-importing) data check; see test_models for validation."""
+
+    def make(owner=None, **fields):
+        config = fields.pop("config", tiny_config())
+        fields.setdefault("total_generations", config["search"]["generations"])
+        return Experiment.objects.create(owner=owner or user, name=fields.pop("name", "tiny"), config=config, **fields)
+
+    return make
+
+
+@pytest.fixture
+def embedded_redis():
+    server = EmbeddedRedis().start()
+    try:
+        yield server
+    finally:
+        server.stop()
