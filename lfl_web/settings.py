@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "channels",
     "lfl_web.experiments",
     "lfl_web.stack",
+    "lfl_web.api",
 ]
 
 MIDDLEWARE = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import F, Max, Q, Value
+from django.db.models import Avg, ExpressionWrapper, F, FloatField, Max, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -28,6 +28,14 @@ UNFINISHED = (Status.QUEUED, Status.RUNNING)
 def metric_name(baseline_loss: str) -> str:
     """What a fitness value measures (lower is better), from the baseline the search compared with."""
     return "error rate" if baseline_loss == "cross_entropy" else "MSE"
+
+
+#: Baseline loss -> task kind (the search compares with cross-entropy exactly for classification).
+BASELINE_KINDS = {"cross_entropy": "classification", "squared_error": "regression"}
+#: What a fitness value measures per task kind (lower is better).
+METRICS_BY_KIND = {"classification": "error rate", "regression": "MSE"}
+#: Datasets the engine knows to be regression tasks (csv/npz say so in their config's `kind`).
+REGRESSION_DATASETS = ("diabetes",)
 
 
 def iso(moment) -> str | None:
@@ -60,6 +68,13 @@ class ExperimentQuerySet(models.QuerySet):
 
     def unfinished(self):
         return self.filter(status__in=UNFINISHED)
+
+    def for_list(self, user, scope: str = "all"):
+        """The experiments list: visible ones (only `user`'s own for scope "mine"), with their best fitness."""
+        visible = self.visible_to(user)
+        if scope == "mine":
+            visible = visible.filter(owner=user)
+        return visible.select_related("owner").annotate(best_fitness=Min("generations__best_fitness"))
 
     def create_validated(self, *, owner, name: str, config, description: str = "", private: bool = False):
         """Validate everything (ValidationError keyed by field, nothing stored on error), then save."""
@@ -117,6 +132,68 @@ class Experiment(models.Model):
     def can_be_viewed_by(self, user) -> bool:
         return Experiment.objects.visible_to(user).filter(pk=self.pk).exists()
 
+    def can_be_managed_by(self, user) -> bool:
+        """Only the owner and staff may cancel or delete an experiment."""
+        return user.is_authenticated and (user.is_staff or user.pk == self.owner_id)
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("experiment_detail", args=[self.pk])
+
+    @property
+    def dataset(self) -> str:
+        return self.config.get("task", {}).get("dataset", "")
+
+    @property
+    def model_name(self) -> str:
+        return self.config.get("task", {}).get("model", "")
+
+    @property
+    def task_kind(self) -> str:
+        """"classification" or "regression": from the baseline the search used, else from the config."""
+        if self.baseline_loss in BASELINE_KINDS:
+            return BASELINE_KINDS[self.baseline_loss]
+        task = self.config.get("task", {})
+        if task.get("kind") in ("classification", "regression"):
+            return task["kind"]
+        return "regression" if task.get("dataset") in REGRESSION_DATASETS else "classification"
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.total_generations:
+            return 0
+        return min(100, round(100 * self.current_generation / self.total_generations))
+
+    def progress_summary(self) -> dict:
+        """Counters for the dashboard: totals over the stored generations and the ETA in seconds
+        (mean seconds per generation times the generations left; None until one has finished)."""
+        totals = self.generations.aggregate(
+            evaluated=Coalesce(Sum("evaluated"), 0), rejected=Coalesce(Sum("rejected"), 0),
+            cache_hits=Coalesce(Sum("cache_hits"), 0), mean_seconds=Avg("seconds"),
+        )
+        left = max(0, self.total_generations - self.current_generation)
+        mean = totals.pop("mean_seconds")
+        running = not self.is_finished
+        totals["eta_seconds"] = mean * left if running and mean is not None and left else None
+        return totals
+
+    def delete_with_files(self) -> None:
+        """Delete the experiment, its rows, its uploaded data file and its checkpoint."""
+        from lfl_web.experiments.runner import checkpoint_path  # the runner imports this module
+        from lfl_web.experiments.uploads import remove_upload
+
+        data_file, pk = self.config.get("task", {}).get("data_file"), self.pk
+        self.delete()
+        remove_upload(data_file)
+        checkpoint_path(pk).unlink(missing_ok=True)
+
+    def latest_generation(self):
+        return self.generations.order_by("-index").first()
+
+    def best_learned_loss(self):
+        return self.learned_losses.order_by("rank").first()
+
     def enqueue(self) -> None:
         """Send the search to a worker once the surrounding transaction has committed."""
         from lfl_web.experiments.tasks import run_experiment  # tasks import this module
@@ -160,7 +237,8 @@ class Experiment(models.Model):
 
     @property
     def metric(self) -> str:
-        return metric_name(self.baseline_loss)
+        """What fitness measures; known from the task before the search has reported its baseline."""
+        return METRICS_BY_KIND[self.task_kind]
 
     def state_dict(self) -> dict:
         """The row as JSON-ready data (sent on connect and after every status change)."""
@@ -262,9 +340,32 @@ class Candidate(models.Model):
         }
 
 
+#: Leaderboard sort keys -> ordering (lower fitness is better; larger improvement is better).
+LEADERBOARD_ORDERINGS = {
+    "fitness": ("validation_fitness", "complexity", "-created_at", "pk"),
+    "improvement": (F("improvement").desc(nulls_last=True), "validation_fitness", "pk"),
+    "date": ("-created_at", "-pk"),
+}
+
+
 class LearnedLossQuerySet(models.QuerySet):
     def visible_to(self, user):
         return self.filter(experiment__in=Experiment.objects.visible_to(user))
+
+    def with_improvement(self):
+        """Annotate `improvement`: baseline minus learned fitness (positive: the learned loss is better)."""
+        return self.annotate(
+            improvement=ExpressionWrapper(F("baseline_fitness") - F("validation_fitness"), output_field=FloatField())
+        )
+
+    def ranked_by(self, sort: str, *, dataset: str = "", model: str = "", metric: str = "", best_only: bool = True):
+        """Leaderboard rows: filtered by whichever of dataset/model/metric is given, sorted by a
+        key of LEADERBOARD_ORDERINGS; with `best_only`, each experiment's rank-1 loss alone."""
+        filters = {k: v for k, v in {"dataset": dataset, "model": model, "metric": metric}.items() if v}
+        rows = self.for_leaderboard().with_improvement().filter(**filters)
+        if best_only:
+            rows = rows.filter(rank=1)
+        return rows.order_by(*LEADERBOARD_ORDERINGS[sort])
 
     def for_leaderboard(self):
         """Losses of finished searches, best first within each dataset and model."""
@@ -318,6 +419,17 @@ class LearnedLoss(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.rank} of {self.experiment_id}: {self.expression}"
+
+    @property
+    def weight_count(self) -> int:
+        return len(self.weights or ())
+
+    @property
+    def relative_improvement(self) -> float | None:
+        """(baseline - fitness) / baseline, e.g. 0.25 for a quarter lower error; None if undefined."""
+        if self.baseline_fitness is None or not self.baseline_fitness:
+            return None
+        return (self.baseline_fitness - self.validation_fitness) / self.baseline_fitness
 
     def to_dict(self) -> dict:
         return {

@@ -1,12 +1,144 @@
-"""Pages. Until the dashboard arrives there is one: a home page that lists the visible experiments."""
+"""Pages: the experiments list, the new-experiment form, the live dashboard, the leaderboard and
+downloads of learned losses. Every page needs a signed-in user; what they may see comes from
+`visible_to`, what they may change from `can_be_managed_by`."""
 
+import json
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_POST
 
-from lfl_web.experiments.models import Experiment
+from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, export_file, loss_shape_for
+from lfl_web.experiments.forms import PRESETS, ExperimentForm, LeaderboardFilterForm, initial_values
+from lfl_web.experiments.models import Experiment, LearnedLoss
+from lfl_web.experiments.recording import broadcast_status
+
+SCOPES = ("all", "mine")
 
 
 @login_required
-def home(request):
-    experiments = Experiment.objects.visible_to(request.user).select_related("owner")[:50]
-    return render(request, "home.html", {"experiments": experiments})
+def experiment_list(request):
+    scope = request.GET.get("scope") or "all"
+    if scope not in SCOPES:
+        messages.warning(request, f"Unknown scope {scope!r}; showing all experiments (use 'mine' or 'all').")
+        scope = "all"
+    experiments = Experiment.objects.for_list(request.user, scope)[:200]
+    return render(request, "experiments/list.html", {"experiments": experiments, "scope": scope})
+
+
+home = experiment_list
+
+
+@login_required
+def experiment_new(request):
+    preset = request.GET.get("preset") or None
+    if preset is not None and preset not in PRESETS:
+        messages.error(request, f"Unknown preset {preset!r}; known presets: {', '.join(PRESETS)}.")
+        preset = None
+    data = (request.POST, request.FILES) if request.method == "POST" else (None, None)
+    form = ExperimentForm(*data, initial=initial_values(preset))
+    if form.is_bound and form.is_valid():
+        experiment = form.create_experiment(owner=request.user)
+        if experiment is not None:
+            messages.success(request, f"“{experiment.name}” is queued; this page follows it live.")
+            return redirect(experiment)
+    return render(request, "experiments/new.html", {"form": form, "presets": PRESETS, "preset_key": preset})
+
+
+@login_required
+def experiment_detail(request, pk):
+    experiment = get_object_or_404(Experiment.objects.visible_to(request.user).select_related("owner"), pk=pk)
+    best = experiment.best_learned_loss()
+    return render(request, "experiments/detail.html", {
+        "experiment": experiment, "snapshot": experiment.snapshot(), "summary": experiment.progress_summary(),
+        "latest": experiment.latest_generation(), "candidates": experiment.candidates.of_latest_generation(),
+        "learned": learned_loss_rows(experiment), "best": best, "loss_shape": loss_shape_for(best),
+        "can_manage": experiment.can_be_managed_by(request.user), "ws_path": f"/ws/experiments/{experiment.pk}/",
+        "config_json": json.dumps(experiment.config, indent=2, sort_keys=True),
+    })
+
+
+@login_required
+def experiment_results(request, pk):
+    """What a finished search adds to the dashboard (learned losses, loss shape, meta-test), as JSON."""
+    experiment = get_object_or_404(Experiment.objects.visible_to(request.user), pk=pk)
+    best = experiment.best_learned_loss()
+    return JsonResponse({
+        "learned_losses": learned_loss_rows(experiment), "loss_shape": loss_shape_for(best),
+        "meta_test": best.meta_test if best else None,
+    })
+
+
+@login_required
+@require_POST
+def experiment_cancel(request, pk):
+    experiment = managed_experiment(request, pk)
+    if experiment.request_cancel():
+        broadcast_status(experiment.pk)
+        messages.success(request, "Asked the search to stop; it keeps what it has found so far.")
+    else:
+        messages.info(request, "This search has already finished; there is nothing to stop.")
+    return redirect(experiment)
+
+
+@login_required
+@require_POST
+def experiment_delete(request, pk):
+    experiment = managed_experiment(request, pk)
+    if not experiment.is_finished:
+        messages.error(request, "This search is still queued or running: stop it first, then delete it.")
+        return redirect(experiment)
+    name = experiment.name
+    experiment.delete_with_files()
+    messages.success(request, f"Deleted “{name}” and everything it found.")
+    return redirect("experiment_list")
+
+
+@login_required
+def leaderboard(request):
+    filters = LeaderboardFilterForm(request.GET)
+    choices = filters.choices()
+    rows = LearnedLoss.objects.visible_to(request.user).ranked_by(**choices)[:200]
+    return render(request, "leaderboard.html", {
+        "rows": rows, "filters": filters, "choices": choices, "formats": DOWNLOAD_FORMATS.values(),
+    })
+
+
+@login_required
+def download_loss(request, pk, fmt):
+    if fmt not in DOWNLOAD_FORMATS:
+        raise Http404(f"unknown format {fmt!r}")
+    loss = get_object_or_404(LearnedLoss.objects.visible_to(request.user).select_related("experiment"), pk=pk)
+    try:
+        data, filename = export_file(loss, fmt)
+    except ValueError as exc:  # a row the engine cannot read back: say so instead of a 500
+        messages.error(request, f"Could not export loss #{loss.rank}: {exc}")
+        return redirect(loss.experiment)
+    response = HttpResponse(data, content_type=DOWNLOAD_FORMATS[fmt].content_type)
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    return response
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def managed_experiment(request, pk) -> Experiment:
+    """The experiment if the user may change it: 404 when they cannot see it, 403 when not theirs."""
+    experiment = get_object_or_404(Experiment.objects.visible_to(request.user), pk=pk)
+    if not experiment.can_be_managed_by(request.user):
+        raise PermissionDenied("Only the owner or staff can change this experiment.")
+    return experiment
+
+
+def learned_loss_rows(experiment: Experiment) -> list[dict]:
+    """The experiment's learned losses as JSON-ready rows with their download links."""
+    return [
+        {**loss.to_dict(), "id": loss.pk, "weight_count": loss.weight_count,
+         "downloads": {f.name: reverse("download_loss", args=[loss.pk, f.name]) for f in DOWNLOAD_FORMATS.values()}}
+        for loss in experiment.learned_losses.order_by("rank")
+    ]

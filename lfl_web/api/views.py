@@ -1,0 +1,126 @@
+"""The JSON API. Every endpoint needs a token (see auth.py); each view parses its input, calls a
+query or model method named for its use, and answers JSON (errors too, see http.py)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
+from django.utils.http import content_disposition_header
+from django.views.decorators.csrf import csrf_exempt
+
+from lfl_web.api.http import ApiError, api_endpoint, choice_param, int_param, read_json_object
+from lfl_web.api.payloads import (
+    experiment_detail,
+    experiment_fields,
+    experiment_summary,
+    field_errors,
+    loss_entry,
+)
+from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, export_file
+from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment, LearnedLoss
+from lfl_web.experiments.recording import broadcast_status
+
+MAX_LIMIT = 1000
+EXPERIMENT_SCOPES = ("all", "mine")
+LEADERBOARD_FILTERS = ("dataset", "model", "metric")
+
+
+@api_endpoint("GET", "POST")
+def experiments(request):
+    """GET: the experiments the user may see (?scope=all|mine, ?limit=N). POST: start one."""
+    if request.method == "POST":
+        return create_experiment(request)
+    scope = choice_param(request, "scope", EXPERIMENT_SCOPES, "all")
+    limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
+    # for_list aggregates, and Django ignores Meta.ordering in GROUP BY queries: order explicitly.
+    found = Experiment.objects.for_list(request.user, scope).order_by("-created_at", "-pk")
+    listed = [experiment_summary(request, e) for e in found[:limit]]
+    return JsonResponse({"count": found.count(), "experiments": listed})
+
+
+def create_experiment(request):
+    """Validate like the web form (nothing stored on error), save, then send it to a worker."""
+    fields = experiment_fields(read_json_object(request))
+    try:
+        with transaction.atomic():  # the task is sent once the row is committed
+            experiment = Experiment.objects.create_validated(owner=request.user, **fields)
+            experiment.enqueue()
+    except ValidationError as exc:
+        raise ApiError(400, errors=field_errors(exc)) from None
+    payload = experiment_summary(request, experiment)
+    response = JsonResponse(payload, status=201)
+    response["Location"] = payload["urls"]["self"]
+    return response
+
+
+@api_endpoint("GET")
+def experiment(request, pk: int):
+    """Where the experiment stands: its row, generations, latest candidates and learned losses."""
+    return JsonResponse(experiment_detail(request, visible_experiment(request.user, pk)))
+
+
+@api_endpoint("POST")
+def cancel_experiment(request, pk: int):
+    """Ask a search to stop (a queued one stops at once): owner or staff only; 409 once finished."""
+    experiment = visible_experiment(request.user, pk)
+    if not experiment.can_be_managed_by(request.user):
+        raise ApiError(403, "only the experiment's owner (or staff) may cancel it")
+    if not experiment.request_cancel() and experiment.is_finished:
+        raise ApiError(409, f"experiment {pk} has already finished ({experiment.status})")
+    broadcast_status(experiment.pk)
+    return JsonResponse(experiment_summary(request, experiment))
+
+
+@api_endpoint("GET")
+def leaderboard(request):
+    """Learned losses of finished searches, each experiment's best unless ?ranks=all
+    (?dataset= &model= &metric= exact filters, ?sort=fitness|improvement|date, ?limit=N)."""
+    sort = choice_param(request, "sort", LEADERBOARD_ORDERINGS, "fitness")
+    best_only = choice_param(request, "ranks", ("best", "all"), "best") == "best"
+    limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
+    filters = {name: request.GET.get(name, "") for name in LEADERBOARD_FILTERS}
+    losses = LearnedLoss.objects.visible_to(request.user).ranked_by(sort, best_only=best_only, **filters)
+    listed = [loss_entry(request, loss) for loss in losses[:limit]]
+    return JsonResponse({"count": losses.count(), "sort": sort, "losses": listed})
+
+
+@api_endpoint("GET")
+def download_loss(request, pk: int, fmt: str):
+    """A learned loss as a file: torch module source, TorchScript archive, LaTeX or JSON."""
+    loss = LearnedLoss.objects.visible_to(request.user).select_related("experiment").filter(pk=pk).first()
+    if loss is None:
+        raise ApiError(404, f"no learned loss {pk} that you may see")
+    if fmt not in DOWNLOAD_FORMATS:
+        raise ApiError(404, f"unknown format {fmt!r}; known: {', '.join(DOWNLOAD_FORMATS)}")
+    try:
+        contents, filename = export_file(loss, fmt)
+    except (TypeError, ValueError) as exc:  # a stored row the exporter refuses
+        raise ApiError(422, f"learned loss {pk} cannot be exported: {exc}") from None
+    response = HttpResponse(contents, content_type=DOWNLOAD_FORMATS[fmt].content_type)
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    return response
+
+
+@csrf_exempt
+def not_found(request, path: str = ""):
+    """Any other path under /api/: a JSON 404 (with a hint when only the trailing slash is missing)."""
+    message = f"no API endpoint at {request.path}"
+    if not request.path.endswith("/") and slash_would_match(request.path):
+        message += f"; did you mean {request.path}/ ?"
+    return JsonResponse({"error": message}, status=404)
+
+
+def slash_would_match(path: str) -> bool:
+    try:
+        return resolve(path + "/").func is not not_found
+    except Resolver404:
+        return False
+
+
+def visible_experiment(user, pk: int) -> Experiment:
+    found = Experiment.objects.visible_to(user).select_related("owner").filter(pk=pk).first()
+    if found is None:
+        raise ApiError(404, f"no experiment {pk} that you may see")
+    return found

@@ -1,0 +1,71 @@
+"""A stored learned loss as the engine's export files, and its loss-shape data for the dashboard.
+
+The engine (and so torch) is imported only when a file or a shape is actually built: pages that
+merely link to downloads never load it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lfl_web.experiments.models import LearnedLoss
+
+
+@dataclass(frozen=True)
+class DownloadFormat:
+    name: str
+    label: str
+    content_type: str
+
+
+# The engine's search_engine.export.FORMATS, without importing it (a test checks they agree).
+DOWNLOAD_FORMATS = {
+    f.name: f
+    for f in (
+        DownloadFormat("torch", "PyTorch module (.py)", "text/x-python; charset=utf-8"),
+        DownloadFormat("torchscript", "TorchScript (.pt)", "application/octet-stream"),
+        DownloadFormat("latex", "LaTeX (.tex)", "application/x-tex; charset=utf-8"),
+        DownloadFormat("json", "JSON (.json)", "application/json"),
+    )
+}
+
+BASELINE_FOR_KIND = {"classification": "cross_entropy", "regression": "squared_error"}
+
+
+def spec_for(loss: LearnedLoss):
+    """The engine's LearnedLossSpec for a stored learned loss (ValueError if the row is inconsistent)."""
+    from search_engine.export import LearnedLossSpec, meta_test_summary
+
+    experiment = loss.experiment
+    kind = experiment.task_kind
+    summary = None
+    if isinstance(loss.meta_test, dict):
+        try:
+            summary = meta_test_summary(loss.meta_test)
+        except (TypeError, ValueError):  # an odd stored summary must not block the download
+            summary = None
+    return LearnedLossSpec(
+        expression=loss.expression, weights=loss.weights, kind=kind, dataset=loss.dataset, model=loss.model,
+        fitness=loss.validation_fitness, baseline_loss=experiment.baseline_loss or BASELINE_FOR_KIND[kind],
+        baseline_fitness=loss.baseline_fitness, metric=loss.metric, meta_test=summary,
+    )
+
+
+def export_file(loss: LearnedLoss, fmt: str) -> tuple[bytes, str]:
+    """(file contents, filename) of `loss` in format `fmt` (a key of DOWNLOAD_FORMATS)."""
+    from search_engine.export import default_filename, export
+
+    data = export(spec_for(loss), fmt)
+    return data, f"lfl_experiment{loss.experiment_id}_{default_filename(loss.rank, fmt)}"
+
+
+def loss_shape_for(loss: LearnedLoss | None) -> dict | None:
+    """loss_shape data of a learned loss for the dashboard plot; None without one or if it cannot be built."""
+    if loss is None:
+        return None
+    from search_engine.loss_shape import loss_shape
+
+    try:
+        return loss_shape(spec_for(loss), grid=41)
+    except (ValueError, TypeError):
+        return None

@@ -1,0 +1,264 @@
+"""The new-experiment form and the leaderboard's filters.
+
+The form only parses (numbers, choices, the upload's extension); the engine's `load_config` is the
+single judge of a configuration, and each of its errors ("search.crossover_rate: ...") is put back
+on the form field it came from. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment
+from lfl_web.experiments.uploads import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, remove_upload, store_upload
+
+# The engine's registries (search_engine.datasets.DATASET_NAMES, search_engine.models.MODEL_NAMES)
+# import torch; these copies keep the form light, and a test checks they agree.
+DATASET_NAMES = ("digits", "digits28", "diabetes", "csv", "npz", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
+MODEL_NAMES = ("logistic", "mlp", "lenet5", "allcnnc", "resnet18", "wideresnet")
+DATASET_LABELS = {
+    "digits": "digits (8×8 images, built in)", "digits28": "digits28 (digits upscaled to 28×28, built in)",
+    "diabetes": "diabetes (regression, built in)", "csv": "csv (your uploaded file)", "npz": "npz (your uploaded file)",
+}
+LOCAL_SEARCH_MODES = (("off", "off (pure GP)"), ("all", "all accepted candidates (EvoMAL)"), ("top_k", "top k per generation"))
+METRICS = ("error rate", "MSE")
+
+# Presets: (label, file under the project root).
+PRESETS = {
+    "quick": ("Quick demo", "configs/quick.json"),
+    "mnist_lenet5": ("EvoMAL-faithful (MNIST, LeNet-5)", "configs/mnist_lenet5.json"),
+}
+
+# Form field -> dotted configuration field. Fields the form lacks keep the engine's defaults.
+FIELD_PATHS = {
+    "dataset": "task.dataset", "model": "task.model", "data_root": "task.data_root", "data_file": "task.data_file",
+    "label": "task.label", "kind": "task.kind", "val_fraction": "task.val_fraction", "max_train": "task.max_train",
+    "population_size": "search.population_size", "generations": "search.generations",
+    "crossover_rate": "search.crossover_rate", "mutation_rate": "search.mutation_rate",
+    "tournament_size": "search.tournament_size", "elitism_rate": "search.elitism_rate",
+    "max_height": "search.max_height", "seed_known_losses": "search.seed_known_losses",
+    "hall_of_fame_size": "search.hall_of_fame_size",
+    "local_search_mode": "local_search.mode", "top_k": "local_search.top_k", "meta_steps": "local_search.meta_steps",
+    "inner_steps": "local_search.inner_steps", "meta_lr": "local_search.meta_lr",
+    "training_steps": "training.steps", "batch_size": "training.batch_size", "lr": "training.lr",
+    "momentum": "training.momentum", "nesterov": "training.nesterov", "weight_decay": "training.weight_decay",
+    "meta_test_steps": "meta_test.steps", "meta_test_seeds": "meta_test.seeds",
+    "seed": "seed", "device": "device",
+}
+FIELD_BY_PATH = {path: name for name, path in FIELD_PATHS.items()}
+
+# How the template groups the fields.
+SECTIONS = (
+    ("Experiment", ("name", "description", "private")),
+    ("Task", ("dataset", "model", "data_root", "data_file", "label", "kind", "val_fraction", "max_train")),
+    ("Search", ("population_size", "generations", "crossover_rate", "mutation_rate", "tournament_size",
+                "elitism_rate", "max_height", "hall_of_fame_size", "seed_known_losses")),
+    ("Local search", ("local_search_mode", "top_k", "meta_steps", "inner_steps", "meta_lr")),
+    ("Training", ("training_steps", "batch_size", "lr", "momentum", "weight_decay", "nesterov")),
+    ("Meta-test and run", ("meta_test_steps", "meta_test_seeds", "seed", "device")),
+)
+
+
+def _int(label, **kw):
+    return forms.IntegerField(label=label, required=False, **kw)
+
+
+def _float(label, **kw):
+    return forms.FloatField(label=label, required=False, **kw)
+
+
+def get_dotted(data: dict, path: str):
+    for key in path.split("."):
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def set_dotted(data: dict, path: str, value) -> None:
+    *parents, last = path.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+    data[last] = value
+
+
+def preset_config(key: str | None) -> dict:
+    """The full configuration of a preset (engine defaults filled in); the defaults for None.
+
+    Raises KeyError for an unknown preset.
+    """
+    from search_engine.config import ExperimentConfig, load_config  # torch-free
+
+    if key is None:
+        return ExperimentConfig().to_dict()
+    path = Path(settings.BASE_DIR) / PRESETS[key][1]
+    return load_config(json.loads(path.read_text()), check_data=False).to_dict()
+
+
+def initial_values(preset: str | None) -> dict:
+    """Initial form values: the engine's defaults, or a preset's configuration."""
+    config = preset_config(preset)
+    values = {name: get_dotted(config, path) for name, path in FIELD_PATHS.items() if name != "data_file"}
+    if preset:
+        values["name"] = PRESETS[preset][0]
+    return values
+
+
+class ExperimentForm(forms.Form):
+    """Everything a search needs; a blank number means the engine's default (shown as the placeholder)."""
+
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    private = forms.BooleanField(required=False, help_text="Only you (and staff) can see it.")
+
+    dataset = forms.ChoiceField(choices=[(n, DATASET_LABELS.get(n, n)) for n in DATASET_NAMES])
+    model = forms.ChoiceField(choices=[(n, n) for n in MODEL_NAMES])
+    data_root = forms.CharField(
+        label="Data root", required=False, help_text="Server folder holding torchvision datasets (mnist, cifar10, …)."
+    )
+    data_file = forms.FileField(
+        label="Data file", required=False,
+        help_text="Your own data for dataset csv or npz: a .csv with a header row and numeric features, "
+                  "or a .npz with arrays x and y.",
+    )
+    label = forms.CharField(required=False, help_text="CSV label column or NPZ label key (default: y / the last column).")
+    kind = forms.ChoiceField(
+        required=False, choices=[("", "—"), ("classification", "classification"), ("regression", "regression")],
+        help_text="For an uploaded file: what its labels are.",
+    )
+    val_fraction = _float("Validation fraction", help_text="Share of the training data held out to score losses.")
+    max_train = _int("Max training samples", help_text="Subsample the training split (blank: all).")
+
+    population_size = _int("Population size")
+    generations = _int("Generations")
+    crossover_rate = _float("Crossover rate")
+    mutation_rate = _float("Mutation rate", help_text="Crossover + mutation rate must be at most 1.")
+    tournament_size = _int("Tournament size")
+    elitism_rate = _float("Elitism rate")
+    max_height = _int("Max tree height")
+    hall_of_fame_size = _int("Hall of fame size")
+    seed_known_losses = forms.BooleanField(
+        label="Seed known losses", required=False, help_text="Start from cross-entropy / squared error."
+    )
+
+    local_search_mode = forms.ChoiceField(label="Mode", choices=LOCAL_SEARCH_MODES)
+    top_k = _int("Top k", help_text="With mode top k: how many of each generation's best are refined.")
+    meta_steps = _int("Meta steps")
+    inner_steps = _int("Inner steps", help_text="Differentiable SGD steps per meta step.")
+    meta_lr = _float("Meta learning rate")
+
+    training_steps = _int("Steps")
+    batch_size = _int("Batch size")
+    lr = _float("Learning rate")
+    momentum = _float("Momentum")
+    weight_decay = _float("Weight decay")
+    nesterov = forms.BooleanField(label="Nesterov", required=False)
+
+    meta_test_steps = _int("Meta-test steps")
+    meta_test_seeds = _int("Meta-test seeds")
+    seed = _int("Seed", help_text="Drives every random choice of the search.")
+    device = forms.CharField(required=False, help_text="auto, cpu, cuda or cuda:N.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        defaults = initial_values(None)
+        for name, field in self.fields.items():
+            if isinstance(field, (forms.IntegerField, forms.FloatField)) and defaults.get(name) is not None:
+                field.widget.attrs["placeholder"] = f"{defaults[name]:g}"
+
+    def sections(self):
+        """[(title, [bound fields])] in display order."""
+        return [(title, [self[name] for name in names]) for title, names in SECTIONS]
+
+    def clean_data_file(self):
+        upload = self.cleaned_data.get("data_file")
+        if upload:
+            suffix = Path(upload.name).suffix.lower()
+            if suffix not in UPLOAD_EXTENSIONS:
+                raise ValidationError(f"must be a .csv or .npz file, got {upload.name!r}")
+            if upload.size > MAX_UPLOAD_BYTES:
+                raise ValidationError(f"is {upload.size / 2**20:.0f} MB; at most {MAX_UPLOAD_BYTES // 2**20} MB")
+        return upload
+
+    def clean(self):
+        data = super().clean()
+        upload, dataset = data.get("data_file"), data.get("dataset")
+        if upload and dataset and Path(upload.name).suffix.lower() != f".{dataset}":
+            self.add_error("data_file", f"a {Path(upload.name).suffix.lower()} file needs dataset "
+                                        f"{Path(upload.name).suffix.lower()[1:]!r}, but dataset is {dataset!r}")
+        return data
+
+    def config_data(self, data_file: Path | None = None) -> dict:
+        """The configuration dict from the cleaned fields; blank fields are left to the engine's defaults."""
+        config: dict = {}
+        for name, path in FIELD_PATHS.items():
+            value = self.cleaned_data.get(name)
+            if name == "data_file":  # the stored copy, never the name the browser sent
+                value = str(data_file) if data_file else None
+            if value is not None and value != "":
+                set_dotted(config, path, value)
+        return config
+
+    def create_experiment(self, owner) -> Experiment | None:
+        """Store the upload, validate with the engine, save and enqueue the experiment.
+
+        On any error the messages land on the form fields, the upload is deleted and None is returned.
+        """
+        upload = self.cleaned_data.get("data_file")
+        stored = store_upload(upload) if upload else None
+        try:
+            experiment = Experiment.objects.create_validated(
+                owner=owner, name=self.cleaned_data["name"], description=self.cleaned_data["description"],
+                private=self.cleaned_data["private"], config=self.config_data(stored),
+            )
+        except ValidationError as exc:
+            remove_upload(stored)
+            self.add_engine_errors(exc, stored, upload.name if upload else "")
+            return None
+        except BaseException:
+            remove_upload(stored)
+            raise
+        experiment.enqueue()
+        return experiment
+
+    def add_engine_errors(self, error: ValidationError, stored: Path | None, upload_name: str) -> None:
+        """Put each "dotted.field: message" of the model's ValidationError on its form field."""
+        for key, messages in error.message_dict.items():
+            for message in messages:
+                if stored:  # name the user's file, not where the server keeps it
+                    message = message.replace(str(stored), upload_name)
+                if key != "config":
+                    self.add_error(key if key in self.fields else None, message)
+                    continue
+                dotted, _, text = message.partition(": ")
+                field = FIELD_BY_PATH.get(dotted)
+                self.add_error(field, text) if field else self.add_error(None, message)
+
+
+def _filter_field(what: str, choices: list[tuple[str, str]]) -> forms.ChoiceField:
+    known = ", ".join(value for value, _ in choices if value)
+    message = f"unknown {what} '%(value)s' (ignored); choose one of: {known}"
+    return forms.ChoiceField(required=False, choices=choices, error_messages={"invalid_choice": message})
+
+
+class LeaderboardFilterForm(forms.Form):
+    """GET parameters of the leaderboard; an invalid one is reported and ignored."""
+
+    sort = _filter_field("sort key", [(k, k) for k in LEADERBOARD_ORDERINGS])
+    dataset = _filter_field("dataset", [("", "any dataset")] + [(n, n) for n in DATASET_NAMES])
+    model = _filter_field("model", [("", "any model")] + [(n, n) for n in MODEL_NAMES])
+    metric = _filter_field("metric", [("", "any metric")] + [(m, m) for m in METRICS])
+    ranks = _filter_field("ranks", [("best", "each experiment's best"), ("all", "every hall-of-fame entry")])
+
+    def choices(self) -> dict:
+        """The valid parameters (defaults for missing or invalid ones) as keyword arguments of `ranked_by`."""
+        self.is_valid()  # fields with an error are left out of cleaned_data
+        valid = self.cleaned_data
+        return {
+            "sort": valid.get("sort") or "fitness", "dataset": valid.get("dataset", ""),
+            "model": valid.get("model", ""), "metric": valid.get("metric", ""),
+            "best_only": valid.get("ranks") != "all",
+        }
