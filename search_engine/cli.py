@@ -92,34 +92,23 @@ def describe_result(result: dict) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from search_engine.checkpoint import write_json_atomic
-    from search_engine.evaluation import loss_for
-    from search_engine.expression import KNOWN_LOSSES, parse
-    from search_engine.metatest import compare, meta_seeds, run_meta_test
+    from search_engine.metatest import Comparison, evaluate_learned_loss
     from search_engine.tasks import load_task
 
     path = Path(args.result)
     result = _read_result(path)
     config = load_config(result["config"])
     entry = _hall_entry(result, args.rank)
-    seeds = meta_seeds(config, args.seeds or config.meta_test.seeds)
-    steps = args.steps or config.meta_test.steps
-    task = load_task(config)
-    tree, weights = parse(entry["expression"]), entry.get("weights")
-    losses = {"learned": loss_for(tree, task.kind, weights, task.device)}
-    if weights is not None:  # the same loss with every weight at 1, to show what the weights bought
-        losses["symbolic"] = loss_for(tree, task.kind, None, task.device)
-    losses["baseline"] = loss_for(KNOWN_LOSSES[result["baseline_loss"]], task.kind, None, task.device)
-    print(f"meta-testing {entry['expression']} ({', '.join(losses)}): {len(seeds)} seeds x {steps} steps")
-    runs = run_meta_test(task, config, losses, seeds=seeds, steps=steps,
-                         on_seed=lambda s: print(f"  seed {s} done", flush=True))
-    learned = compare(runs["learned"], runs["baseline"], seeds=seeds, metric=task.metric_name)
-    record = {"rank": args.rank, "expression": entry["expression"], "steps": steps, **learned.to_dict()}
-    print(learned.summary())
-    if "symbolic" in runs:
-        symbolic = compare(runs["symbolic"], runs["baseline"], seeds=seeds, metric=task.metric_name)
-        record["symbolic"] = symbolic.to_dict()
-        print("with all weights at 1: " + symbolic.summary())
-    result["meta_test"] = record
+    seeds, steps = args.seeds or config.meta_test.seeds, args.steps or config.meta_test.steps
+    print(f"meta-testing {entry['expression']} against {result['baseline_loss']}: {seeds} seeds x {steps} steps")
+    record = evaluate_learned_loss(
+        load_task(config), config, entry["expression"], entry.get("weights"), result["baseline_loss"],
+        seeds=seeds, steps=steps, on_seed=lambda s: print(f"  seed {s} done", flush=True),
+    )
+    print(Comparison.from_dict(record).summary())
+    if "symbolic" in record:
+        print("with all weights at 1: " + Comparison.from_dict(record["symbolic"]).summary())
+    result["meta_test"] = {"rank": args.rank, **record}
     write_json_atomic(path, result)
     print(f"added meta_test to {path}")
     return 0

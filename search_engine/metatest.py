@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from search_engine.config import ExperimentConfig
@@ -35,6 +35,14 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Comparison:
+        """Rebuild from `to_dict()` output (extra keys such as "symbolic" are ignored)."""
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in data.items() if k in names}
+        return cls(**{**d, "seeds": tuple(d["seeds"]), "learned": tuple(d["learned"]),
+                      "baseline": tuple(d["baseline"])})
 
     def summary(self) -> str:
         def ms(m, s):
@@ -113,3 +121,32 @@ def compare(
         learned_mean=lm, learned_std=ls, baseline_mean=bm, baseline_std=bs, wins=wins,
         t_statistic=t, p_value=p,
     )
+
+
+def evaluate_learned_loss(
+    task: Task, config: ExperimentConfig, expression: str, weights: Sequence[float] | None, baseline: str, *,
+    seeds: int | None = None, steps: int | None = None, on_seed: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Meta-test a learned loss against the baseline, as stored in result.json and in the web app.
+
+    Trains with the learned loss (with its weights), with the baseline and, when there are
+    weights, with the same expression at all weights 1 (under "symbolic"), on paired seeds.
+    """
+    from search_engine.evaluation import loss_for
+    from search_engine.expression import KNOWN_LOSSES, parse
+
+    seed_list = meta_seeds(config, seeds or config.meta_test.seeds)
+    steps = steps or config.meta_test.steps
+    tree = parse(expression)
+    weights = None if weights is None else tuple(weights)
+    losses = {"learned": loss_for(tree, task.kind, weights, task.device)}
+    if weights is not None:
+        losses["symbolic"] = loss_for(tree, task.kind, None, task.device)
+    losses["baseline"] = loss_for(KNOWN_LOSSES[baseline], task.kind, None, task.device)
+    runs = run_meta_test(task, config, losses, seeds=seed_list, steps=steps, on_seed=on_seed)
+    record = {"expression": expression, "steps": steps,
+              **compare(runs["learned"], runs["baseline"], seeds=seed_list, metric=task.metric_name).to_dict()}
+    if "symbolic" in runs:
+        record["symbolic"] = compare(runs["symbolic"], runs["baseline"], seeds=seed_list,
+                                     metric=task.metric_name).to_dict()
+    return record

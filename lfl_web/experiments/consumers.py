@@ -73,3 +73,6 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
 
     async def experiment_status(self, message):
         await self.send_json(message["event"])
+
+    async def meta_test_finished(self, message):
+        await self.send_json(message["event"])

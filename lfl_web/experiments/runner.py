@@ -6,6 +6,7 @@ merely imports the tasks never touches CUDA.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from functools import partial
@@ -13,8 +14,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-from lfl_web.experiments.models import Experiment
-from lfl_web.experiments.recording import record_event
+from lfl_web.experiments.models import Experiment, LearnedLoss
+from lfl_web.experiments.recording import json_ready, publish, record_event
+
+logger = logging.getLogger(__name__)
 
 
 class CancelPoll:
@@ -62,4 +65,26 @@ def execute_search(experiment: Experiment, *, resume: bool) -> str:
         should_stop=CancelPoll(experiment.pk, settings.LFL_CANCEL_POLL_SECONDS),
         checkpoint_path=path, resume=resume,
     )
+    if result.status == "completed" and result.best is not None and config.meta_test.seeds > 0:
+        try:
+            meta_test_best(experiment.pk, config, result.baseline_loss)
+        except Exception:  # the search itself succeeded and is stored; only the extra numbers are missing
+            logger.exception("experiment %s: meta-testing the best loss failed", experiment.pk)
     return result.status
+
+
+def meta_test_best(experiment_id: int, config, baseline: str) -> None:
+    """Meta-test the experiment's best learned loss against the baseline and store it on its row.
+
+    Runs after the search has been recorded as succeeded, so its losses can already be downloaded;
+    watchers are told with a `meta_test_finished` message when the numbers are in.
+    """
+    from search_engine.metatest import evaluate_learned_loss
+    from search_engine.tasks import load_task
+
+    best = LearnedLoss.objects.filter(experiment_id=experiment_id, rank=1).first()
+    if best is None:
+        return
+    record = evaluate_learned_loss(load_task(config), config, best.expression, best.weights, baseline)
+    LearnedLoss.objects.filter(pk=best.pk).update(meta_test=json_ready(record))
+    publish(experiment_id, {"type": "meta_test_finished", "learned_loss": best.pk, "meta_test": json_ready(record)})

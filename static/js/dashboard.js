@@ -135,6 +135,7 @@
         state.experiment = message.experiment;
         if (isFinished()) fetchResults();
         break;
+      case "meta_test_finished": state.metaTest = message.meta_test; break;
       default: return; // search_finished: the status message that follows carries the new row
     }
     scheduleRender();

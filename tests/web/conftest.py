@@ -18,6 +18,7 @@ def tiny_config(**sections) -> dict:
         "training": {"steps": 20},
         "rejection": {"steps": 10, "samples": 40},
         "local_search": {"mode": "off"},
+        "meta_test": {"steps": 20, "seeds": 2},
         "device": "cpu",
     }
     for name, values in sections.items():

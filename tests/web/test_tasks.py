@@ -40,6 +40,9 @@ def test_a_search_runs_to_success_and_stores_everything(make_experiment):
     best = LearnedLoss.objects.get(experiment=experiment, rank=1)
     assert best.validation_fitness == Generation.objects.get(experiment=experiment, index=1).hall_of_fame[0]["fitness"]
     assert checkpoint_path(experiment.pk).exists()
+    # the best loss is meta-tested against the baseline on paired seeds once the search has succeeded
+    assert best.meta_test["expression"] == best.expression and len(best.meta_test["learned"]) == 2
+    assert len(best.meta_test["baseline"]) == 2 and best.meta_test["metric"] == "error rate"
 
 
 def test_an_exception_marks_the_experiment_failed_with_its_message(user, tmp_path):
