@@ -144,6 +144,12 @@ else:
 # --------------------------------------------------------------------------- searches
 
 LFL_CHECKPOINT_DIR = VAR_DIR / "checkpoints"
+# Folders on the server that experiments may read datasets from (task.data_root / task.data_file),
+# separated by os.pathsep; uploads are always allowed. Anything else is refused, so a user cannot
+# make the server open arbitrary paths.
+LFL_DATA_DIRS = [
+    Path(p).resolve() for p in (os.environ.get("LFL_DATA_DIRS") or str(BASE_DIR / "data")).split(os.pathsep) if p
+]
 LFL_CANCEL_POLL_SECONDS = env_number("LFL_CANCEL_POLL_SECONDS", 1.0)
 
 LOGGING = {

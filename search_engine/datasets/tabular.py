@@ -112,13 +112,9 @@ def _csv_labels(spec: DatasetSpec, path: Path, values: list[str], label: str):
 
 
 def describe_csv(spec: DatasetSpec) -> DatasetInfo:
-    """Info of a CSV dataset from its header and label column (features are not parsed)."""
-    path, header, rows, label = _csv_columns(spec)
-    n_outputs = 1
-    if spec.kind == "classification":
-        _, names = _csv_labels(spec, path, [r[header.index(label)] for r in rows], label)
-        n_outputs = len(names)
-    return DatasetInfo(spec.name, spec.kind, (len(header) - 1,), n_outputs)
+    """Info of a CSV dataset. The whole file is parsed, so a bad feature value is reported at
+    validation time (for example when a web form is submitted), not later inside a worker."""
+    return load_csv_source(spec).info
 
 
 def load_csv_source(spec: DatasetSpec) -> Source:
@@ -191,15 +187,8 @@ def _npz_array(path: Path, key: str) -> np.ndarray:
 
 
 def describe_npz(spec: DatasetSpec) -> DatasetInfo:
-    """Info of an NPZ dataset from array headers (only the labels are read, to count classes)."""
-    path = _data_file(spec)
-    shapes = _npz_header_shapes(path)
-    x_key, y_key = _npz_keys(spec, path, shapes)
-    ys = shapes[y_key]
-    n_outputs = ys[1] if len(ys) == 2 else 1
-    if spec.kind == "classification":
-        n_outputs = len(encode_classes(_npz_array(path, y_key), f"npz file {path}, labels {y_key!r}")[1])
-    return DatasetInfo(spec.name, spec.kind, shapes[x_key][1:], n_outputs)
+    """Info of an NPZ dataset; the arrays are loaded and checked, as for CSV."""
+    return load_npz_source(spec).info
 
 
 def load_npz_source(spec: DatasetSpec) -> Source:

@@ -400,3 +400,14 @@ def test_torchvision_missing_root_and_files(tmp_path):
         load_dataset(DatasetSpec("mnist", data_root=str(tmp_path)), seed=0)
     with pytest.raises(DataError, match="expected file not found: .*train_32x32.mat"):
         describe_dataset(DatasetSpec("svhn", data_root=str(tmp_path)))
+
+
+def test_describe_reports_bad_csv_and_npz_features_before_any_training(tmp_path):
+    csv_path = tmp_path / "bad.csv"
+    csv_path.write_text("a,b,label\n1,2,0\n3,oops,1\n5,6,0\n7,8,1\n")
+    with pytest.raises(DataError, match="'b'"):
+        describe_dataset(DatasetSpec(name="csv", data_file=str(csv_path), kind="classification"))
+    npz_path = tmp_path / "bad.npz"
+    np.savez(npz_path, x=np.array([[1.0, np.nan], [2.0, 3.0]]), y=np.array([0, 1]))
+    with pytest.raises(DataError, match="NaN"):
+        describe_dataset(DatasetSpec(name="npz", data_file=str(npz_path), kind="classification"))

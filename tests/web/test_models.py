@@ -139,3 +139,18 @@ def test_reset_unfinished_requeues_running_and_cancels_those_asked_to_stop(make_
     assert Experiment.objects.reset_unfinished() == [queued.pk, running.pk]
     assert Experiment.objects.get(pk=running.pk).status == Status.QUEUED
     assert Experiment.objects.get(pk=stopping.pk).status == Status.CANCELLED
+
+
+def test_server_paths_outside_the_data_folders_are_refused(user, settings, tmp_path):
+    settings.LFL_DATA_DIRS = [tmp_path / "datasets"]
+    for bad in ({"dataset": "csv", "data_file": "/etc/passwd", "kind": "classification"},
+                {"dataset": "mnist", "model": "lenet5", "data_root": str(tmp_path / "datasets" / ".." / "elsewhere")}):
+        with pytest.raises(ValidationError) as info:
+            Experiment.objects.create_validated(owner=user, name="x", config=tiny_config(task=bad))
+        assert "outside the folders this server reads data from" in str(info.value)
+    assert not Experiment.objects.exists()
+    # inside an allowed folder the path reaches the engine's own checks (here: the files are missing)
+    with pytest.raises(ValidationError) as info:
+        Experiment.objects.create_validated(owner=user, name="x", config=tiny_config(
+            task={"dataset": "mnist", "model": "lenet5", "data_root": str(tmp_path / "datasets" / "mnist")}))
+    assert "task.data_root" in str(info.value) and "outside the folders" not in str(info.value)
