@@ -28,9 +28,11 @@ def tiny_config(**sections) -> dict:
 
 @pytest.fixture(autouse=True)
 def isolated_web_settings(settings, tmp_path):
-    """Channel messages stay in this process; checkpoints go to a fresh folder."""
+    """Channel messages stay in this process; checkpoints go to a fresh folder; data files the tests
+    write under tmp_path may be used by experiments."""
     settings.CHANNEL_LAYERS = {"default": MEMORY_LAYER}
     settings.LFL_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    settings.LFL_DATA_DIRS = [tmp_path]
     settings.LFL_CANCEL_POLL_SECONDS = 0.0
 
 
