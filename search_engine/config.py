@@ -106,6 +106,17 @@ class MetaTestConfig:
     seeds: int = 5
 
 
+EVALUATION_STRATEGIES = ("auto", "sequential", "batched")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How candidates are scored: one after another, or a population of models as one program."""
+
+    strategy: str = "auto"  # "auto" (measure, keep the faster), "sequential", "batched"
+    max_population_chunk: int = 25  # most candidates trained together in one program
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment. `seed` drives every random choice of the search."""
@@ -116,6 +127,7 @@ class ExperimentConfig:
     rejection: RejectionConfig = field(default_factory=RejectionConfig)
     local_search: LocalSearchConfig = field(default_factory=LocalSearchConfig)
     meta_test: MetaTestConfig = field(default_factory=MetaTestConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     seed: int = 0
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
 
@@ -236,6 +248,11 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
     need(ls.inner_steps >= 1, "local_search.inner_steps", f"must be at least 1, got {ls.inner_steps}")
     need(ls.meta_lr > 0, "local_search.meta_lr", f"must be positive, got {ls.meta_lr}")
     need(ls.batch_size >= 1, "local_search.batch_size", f"must be at least 1, got {ls.batch_size}")
+    ev = c.evaluation
+    need(ev.strategy in EVALUATION_STRATEGIES, "evaluation.strategy",
+         f"must be one of {', '.join(EVALUATION_STRATEGIES)}, got {ev.strategy!r}")
+    need(ev.max_population_chunk >= 1, "evaluation.max_population_chunk",
+         f"must be at least 1, got {ev.max_population_chunk}")
     need(m.steps >= 1, "meta_test.steps", f"must be at least 1, got {m.steps}")
     need(m.seeds >= 1, "meta_test.seeds", f"must be at least 1, got {m.seeds}")
     tk = c.task

@@ -20,7 +20,7 @@ from typing import Any
 from search_engine import gp
 from search_engine.checkpoint import CheckpointError, SearchState, load, save, write_json_atomic
 from search_engine.config import ExperimentConfig, load_config
-from search_engine.evaluation import Outcome, SequentialEvaluator
+from search_engine.evaluation import Outcome
 from search_engine.events import (
     CandidateEvaluated,
     CandidateRefined,
@@ -94,7 +94,11 @@ def run_search(
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     task = load_task(config)
-    evaluator = (evaluator_factory or SequentialEvaluator)(task, config)
+    if evaluator_factory is None:
+        from search_engine.evaluators import make_evaluator  # strategy per config.evaluation
+
+        evaluator_factory = make_evaluator
+    evaluator = evaluator_factory(task, config)
     state = _initial_state(config, task.kind, evaluator, checkpoint_path, resume)
     emit(SearchStarted(
         config=config.to_dict(), generations=config.search.generations,

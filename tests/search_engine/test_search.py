@@ -105,7 +105,9 @@ def test_resume_may_extend_generations_but_not_change_the_experiment(tmp_path):
 
 def test_stop_between_candidates_keeps_what_was_found():
     seen = []
-    result = run_search(tiny_config(), seen.append, lambda: sum(isinstance(e, CandidateEvaluated) for e in seen) >= 3)
+    # One candidate per evaluator call (a batched evaluator is asked between chunks instead).
+    config = tiny_config(evaluation={"strategy": "sequential"})
+    result = run_search(config, seen.append, lambda: sum(isinstance(e, CandidateEvaluated) for e in seen) >= 3)
     assert result.status == "stopped"
     assert sum(isinstance(e, CandidateEvaluated) for e in seen) == 3
     assert result.history == ()
