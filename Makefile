@@ -18,11 +18,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# The browser test drives Debian's Chromium through its WebDriver; install both when missing.
+# Debian packages the tests use: Chromium and its WebDriver (browser test) and docker-compose
+# (`config` checks docker-compose.yml without a Docker engine). Installed when missing.
 chromium:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || ! command -v docker-compose >/dev/null; then \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
-	  $$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	  $$sudo apt-get update && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver docker-compose; \
 	fi
 
 test: $(STAMP) lint chromium
