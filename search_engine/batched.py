@@ -33,10 +33,11 @@ from torch import Tensor, nn
 
 from search_engine.batched_models import Params, PopulationModel, population_model
 from search_engine.config import TrainingConfig
-from search_engine.expression import Node, compile_tree, depends_on_prediction
+from search_engine.expression import Node, compile_tree
 from search_engine.losses import tree_inputs
 from search_engine.parameterized import compile_weighted
 from search_engine.rejection import NO_IMPROVEMENT, NO_PREDICTION, NON_FINITE
+from search_engine.symbolic import depends_on_prediction
 from search_engine.training import batch_indices, metric_from_outputs
 
 #: (outputs (P, B, C), targets (B, ...)) -> the P members' mean losses (P,).

@@ -26,7 +26,8 @@ import torch
 
 from search_engine import primitives as P
 from search_engine.export_latex import weighted_latex
-from search_engine.expression import Node, to_latex, to_prefix
+from search_engine.expression import Node, to_prefix
+from search_engine.symbolic import to_latex
 
 if TYPE_CHECKING:
     from search_engine.export import LearnedLossSpec

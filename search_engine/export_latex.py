@@ -6,7 +6,8 @@ import json
 from typing import TYPE_CHECKING
 
 from search_engine import primitives as P
-from search_engine.expression import Node, to_latex
+from search_engine.expression import Node
+from search_engine.symbolic import to_latex
 
 if TYPE_CHECKING:
     from search_engine.export import LearnedLossSpec

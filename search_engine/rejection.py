@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from search_engine.expression import Node, depends_on_prediction
+from search_engine.expression import Node
 from search_engine.losses import make_loss
+from search_engine.symbolic import depends_on_prediction
 from search_engine.training import metric_from_outputs
 
 NO_PREDICTION = "does not depend on f(x)"

@@ -30,7 +30,8 @@ from search_engine.events import (
     SearchFinished,
     SearchStarted,
 )
-from search_engine.expression import KNOWN_LOSSES, Node, canonical_key, to_latex, to_prefix
+from search_engine.expression import KNOWN_LOSSES, Node, to_prefix
+from search_engine.symbolic import canonical_key, to_latex
 
 OnEvent = Callable[[Event], None]
 ShouldStop = Callable[[], bool]

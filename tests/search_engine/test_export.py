@@ -33,16 +33,9 @@ from search_engine.export import (
     write_export,
 )
 from search_engine.export_codegen import _TORCH_EXPRESSIONS, load_generated
-from search_engine.expression import (
-    CROSS_ENTROPY,
-    SQUARED_ERROR,
-    ExpressionError,
-    Node,
-    parse,
-    to_latex,
-    to_prefix,
-)
+from search_engine.expression import CROSS_ENTROPY, SQUARED_ERROR, ExpressionError, Node, parse, to_prefix
 from search_engine.losses import REDUCTIONS, make_loss
+from search_engine.symbolic import to_latex
 
 # --------------------------------------------------------------------------------------------
 # Cases

@@ -24,15 +24,17 @@ from search_engine.expression import (
     ExpressionError,
     Node,
     Y,
-    canonical_form,
-    canonical_key,
     compile_tree,
-    depends_on_prediction,
     from_json,
     parse,
     to_json,
-    to_latex,
     to_prefix,
+)
+from search_engine.symbolic import (
+    canonical_form,
+    canonical_key,
+    depends_on_prediction,
+    to_latex,
     to_simplified_latex,
     to_sympy,
 )
@@ -238,7 +240,7 @@ def test_canonical_key_is_stable_across_processes():
     # Keys are stored (hall of fame, caches), so they must not depend on Python's hash seed.
     trees = random_trees(42, 30, max_height=6)
     script = (
-        "import sys; from search_engine.expression import parse, canonical_key\n"
+        "import sys; from search_engine.expression import parse; from search_engine.symbolic import canonical_key\n"
         "for line in sys.stdin.read().splitlines(): print(canonical_key(parse(line)))\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO_ROOT)}

@@ -9,8 +9,9 @@ from search_engine.events import (
     SearchFinished,
     SearchStarted,
 )
-from search_engine.expression import CROSS_ENTROPY, canonical_key, parse
+from search_engine.expression import CROSS_ENTROPY, parse
 from search_engine.search import run_search
+from search_engine.symbolic import canonical_key
 
 from .conftest import tiny_config
 
