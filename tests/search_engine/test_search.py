@@ -61,10 +61,11 @@ def test_elitism_keeps_best_fitness_from_getting_worse():
     assert all(b <= a for a, b in zip(bests, bests[1:])), bests
 
 
-def test_two_runs_with_the_same_seed_are_identical_and_another_seed_differs():
-    _, a = run_collect(tiny_config())
-    _, b = run_collect(tiny_config())
-    _, c = run_collect(tiny_config(seed=4))
+@pytest.mark.parametrize("strategy", ["batched", "sequential"])
+def test_two_runs_with_the_same_seed_are_identical_and_another_seed_differs(strategy):
+    _, a = run_collect(tiny_config(evaluation={"strategy": strategy}))
+    _, b = run_collect(tiny_config(evaluation={"strategy": strategy}))
+    _, c = run_collect(tiny_config(seed=4, evaluation={"strategy": strategy}))
     assert comparable(a) == comparable(b)
     assert [e.expression for e in a if isinstance(e, CandidateEvaluated)] != [
         e.expression for e in c if isinstance(e, CandidateEvaluated)
