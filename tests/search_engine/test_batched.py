@@ -267,15 +267,16 @@ def test_strategy_follows_the_config_override():
     assert type(make_evaluator(task, tiny_config(evaluation={"strategy": "sequential"}))) is SequentialEvaluator
     batched = make_evaluator(task, tiny_config(evaluation={"strategy": "batched", "max_population_chunk": 7}))
     assert isinstance(batched, BatchedEvaluator) and batched.chunk_size == 7
-    auto = make_evaluator(task, tiny_config(evaluation={"max_population_chunk": 8}))
+    auto = make_evaluator(task, tiny_config(evaluation={"strategy": "auto", "max_population_chunk": 8}))
     if isinstance(auto, BatchedEvaluator):
         assert 2 <= auto.chunk_size <= 8 and "measured" in auto.plan.reason
-    one = make_evaluator(task, tiny_config(evaluation={"max_population_chunk": 1}))
+    one = make_evaluator(task, tiny_config(evaluation={"strategy": "auto", "max_population_chunk": 1}))
     assert type(one) is SequentialEvaluator
 
 
 def test_auto_keeps_vmapped_models_sequential_on_the_cpu():
-    config = tiny_config(task={"dataset": "digits", "model": "wideresnet", "max_train": 100})
+    config = tiny_config(task={"dataset": "digits", "model": "wideresnet", "max_train": 100},
+                         evaluation={"strategy": "auto"})
     assert type(make_evaluator(load_task(config), config)) is SequentialEvaluator
 
 
