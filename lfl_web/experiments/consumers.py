@@ -76,3 +76,6 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
 
     async def meta_test_finished(self, message):
         await self.send_json(message["event"])
+
+    async def meta_test_progress(self, message):
+        await self.send_json(message["event"])

@@ -27,6 +27,15 @@ class Status(models.TextChoices):
 UNFINISHED = (Status.QUEUED, Status.RUNNING)
 
 
+class MetaTestStatus(models.TextChoices):
+    """The meta-test a worker runs on the best loss after a search completes."""
+
+    NOT_RUN = "", "Not run"  # cancelled or failed searches, rows from before meta-testing existed
+    RUNNING = "running", "Running"  # set together with the search's success: the worker goes on with it
+    SUCCEEDED = "succeeded", "Succeeded"  # the numbers are in the best learned loss's `meta_test`
+    FAILED = "failed", "Failed"  # `meta_test_error` says why; the search's results stay valid
+
+
 def metric_name(baseline_loss: str) -> str:
     """What a fitness value measures (lower is better), from the baseline the search compared with."""
     return "error rate" if baseline_loss == "cross_entropy" else "MSE"
@@ -120,6 +129,10 @@ class ExperimentQuerySet(models.QuerySet):
         self.filter(status=Status.RUNNING).update(status=Status.QUEUED)
         return list(self.filter(status=Status.QUEUED).order_by("pk").values_list("pk", flat=True))
 
+    def waiting_for_meta_test(self):
+        """Succeeded searches whose meta-test has not finished (a worker lost with a stopped stack)."""
+        return self.filter(status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING)
+
 
 class Experiment(models.Model):
     """One search: who asked for it, its configuration, and where it stands."""
@@ -136,6 +149,9 @@ class Experiment(models.Model):
     baseline_loss = models.CharField(max_length=64, blank=True, default="")
     baseline_fitness = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    meta_test_status = models.CharField(max_length=16, choices=MetaTestStatus.choices, blank=True, default="")
+    meta_test_error = models.TextField(blank=True, default="")
+    meta_test_seeds_done = models.PositiveIntegerField(default=0, help_text="Meta-test seeds finished so far.")
     celery_task_id = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -254,10 +270,53 @@ class Experiment(models.Model):
         return self._update_if(Q(status__in=UNFINISHED), status=Status.FAILED, error=error, finished_at=timezone.now())
 
     def mark_finished(self, status: str, best: dict | None = None) -> bool:
-        """Succeeded or cancelled: keep the hall of fame as learned losses (at least `best`)."""
+        """Succeeded or cancelled: keep the hall of fame as learned losses (at least `best`).
+
+        A success that kept a loss is marked as being meta-tested in the same update, so a page
+        never sees a succeeded search whose meta-test state is unknown; the worker goes on with it.
+        """
+        entries = self.final_hall_of_fame(best)
+        meta_test = {}
+        if status == Status.SUCCEEDED and entries:
+            meta_test = {"meta_test_status": MetaTestStatus.RUNNING, "meta_test_error": "", "meta_test_seeds_done": 0}
         with transaction.atomic():
-            LearnedLoss.objects.replace_for(self, self.final_hall_of_fame(best))
-            return self._update_if(Q(status__in=UNFINISHED), status=status, finished_at=timezone.now())
+            LearnedLoss.objects.replace_for(self, entries)
+            return self._update_if(Q(status__in=UNFINISHED), status=status, finished_at=timezone.now(), **meta_test)
+
+    def start_meta_test(self) -> None:
+        """(Re)start counting meta-test seeds, e.g. when a redelivered task runs it again."""
+        self._update_if(Q(meta_test_status=MetaTestStatus.RUNNING), meta_test_seeds_done=0)
+
+    def count_meta_test_seed(self) -> None:
+        Experiment.objects.filter(pk=self.pk).update(meta_test_seeds_done=F("meta_test_seeds_done") + 1)
+        self.refresh_from_db(fields=["meta_test_seeds_done"])
+
+    def finish_meta_test(self, record: dict) -> None:
+        """Store the meta-test of the best loss and mark it done."""
+        with transaction.atomic():
+            LearnedLoss.objects.filter(experiment=self, rank=1).update(meta_test=record)
+            self._update_if(Q(), meta_test_status=MetaTestStatus.SUCCEEDED, meta_test_error="")
+
+    def mark_meta_test_failed(self, error: str) -> None:
+        self._update_if(Q(), meta_test_status=MetaTestStatus.FAILED, meta_test_error=error)
+
+    def meta_test_view(self, best) -> str:
+        """What the dashboard's meta-test panel shows for `best` (the rank-1 learned loss or None):
+        "results", "running", "failed", "not_run" (succeeded without one), "cancelled", or "" (no panel).
+        static/js/dashboard.js (metaTestView) decides the same way from the live state."""
+        if best is not None and best.meta_test:
+            return "results"
+        if self.meta_test_status in (MetaTestStatus.RUNNING, MetaTestStatus.FAILED):
+            return self.meta_test_status
+        if best is None:
+            return ""
+        return {Status.SUCCEEDED: "not_run", Status.CANCELLED: "cancelled"}.get(self.status, "")
+
+    @property
+    def meta_test_plan(self) -> dict:
+        """Seeds and steps of the meta-test, from the configuration (engine defaults if absent)."""
+        section = self.config.get("meta_test", {})  # stored configurations have every field filled in
+        return {"seeds": section.get("seeds"), "steps": section.get("steps")}
 
     def final_hall_of_fame(self, best: dict | None = None) -> list[dict]:
         last = self.generations.order_by("-index").first()
@@ -277,6 +336,8 @@ class Experiment(models.Model):
             "cancel_requested": self.cancel_requested, "current_generation": self.current_generation,
             "total_generations": self.total_generations, "baseline_loss": self.baseline_loss,
             "baseline_fitness": self.baseline_fitness, "metric": self.metric, "error": self.error,
+            "meta_test_status": self.meta_test_status, "meta_test_error": self.meta_test_error,
+            "meta_test_seeds_done": self.meta_test_seeds_done, "meta_test_plan": self.meta_test_plan,
             "created_at": iso(self.created_at), "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
         }
 

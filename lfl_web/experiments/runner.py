@@ -14,8 +14,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from lfl_web.experiments.models import Experiment, LearnedLoss
-from lfl_web.experiments.recording import json_ready, publish, record_event
+from lfl_web.experiments.models import Experiment
+from lfl_web.experiments.recording import broadcast_status, json_ready, publish, record_event
 
 logger = logging.getLogger(__name__)
 
@@ -65,26 +65,53 @@ def execute_search(experiment: Experiment, *, resume: bool) -> str:
         should_stop=CancelPoll(experiment.pk, settings.LFL_CANCEL_POLL_SECONDS),
         checkpoint_path=path, resume=resume,
     )
-    if result.status == "completed" and result.best is not None and config.meta_test.seeds > 0:
-        try:
-            meta_test_best(experiment.pk, config, result.baseline_loss)
-        except Exception:  # the search itself succeeded and is stored; only the extra numbers are missing
-            logger.exception("experiment %s: meta-testing the best loss failed", experiment.pk)
+    if result.status == "completed":
+        run_pending_meta_test(experiment.pk, config)
     return result.status
 
 
-def meta_test_best(experiment_id: int, config, baseline: str) -> None:
+def run_pending_meta_test(experiment_id: int, config=None) -> None:
+    """Meta-test the experiment's best loss if its success left it waiting for one (see
+    `Experiment.mark_finished`). A failure is recorded on the experiment and shown on its page;
+    the search itself succeeded and stays so."""
+    experiment = Experiment.objects.waiting_for_meta_test().filter(pk=experiment_id).first()
+    if experiment is None:
+        return
+    try:
+        if config is None:  # a redelivered task: the search is done, only the meta-test is left
+            from search_engine.config import load_config
+
+            config = load_config(experiment.config, check_data=True)
+        meta_test_best(experiment, config)
+    except Exception as exc:
+        logger.exception("experiment %s: meta-testing the best loss failed", experiment_id)
+        experiment.mark_meta_test_failed(f"{type(exc).__name__}: {exc}")
+        broadcast_status(experiment_id)
+
+
+def meta_test_best(experiment: Experiment, config) -> None:
     """Meta-test the experiment's best learned loss against the baseline and store it on its row.
 
     Runs after the search has been recorded as succeeded, so its losses can already be downloaded;
-    watchers are told with a `meta_test_finished` message when the numbers are in.
+    watchers get a `meta_test_progress` message after each seed and a `meta_test_finished`
+    message when the numbers are in.
     """
     from search_engine.metatest import evaluate_learned_loss
     from search_engine.tasks import load_task
 
-    best = LearnedLoss.objects.filter(experiment_id=experiment_id, rank=1).first()
+    best = experiment.best_learned_loss()
     if best is None:
-        return
-    record = evaluate_learned_loss(load_task(config), config, best.expression, best.weights, baseline)
-    LearnedLoss.objects.filter(pk=best.pk).update(meta_test=json_ready(record))
-    publish(experiment_id, {"type": "meta_test_finished", "learned_loss": best.pk, "meta_test": json_ready(record)})
+        raise LookupError("the search kept no learned loss to meta-test")
+    experiment.start_meta_test()
+    seeds = config.meta_test.seeds
+
+    def seed_done(_seed: int) -> None:
+        experiment.count_meta_test_seed()
+        publish(experiment.pk, {"type": "meta_test_progress", "seeds_done": experiment.meta_test_seeds_done,
+                                "seeds": seeds})
+
+    record = json_ready(evaluate_learned_loss(
+        load_task(config), config, best.expression, best.weights, experiment.baseline_loss, on_seed=seed_done,
+    ))
+    experiment.finish_meta_test(record)
+    publish(experiment.pk, {"type": "meta_test_finished", "learned_loss": best.pk, "meta_test": record})

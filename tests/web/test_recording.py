@@ -3,7 +3,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from lfl_web.experiments import recording
-from lfl_web.experiments.models import Candidate, Experiment, Generation, Status
+from lfl_web.experiments.models import Candidate, Experiment, Generation, MetaTestStatus, Status
 from lfl_web.experiments.recording import group_name, json_ready, record_event
 from search_engine.events import (
     CandidateEvaluated,
@@ -114,6 +114,17 @@ def test_search_finished_stores_learned_losses_and_the_status(make_experiment, s
     losses = list(experiment.learned_losses.order_by("rank"))
     assert [loss.expression for loss in losses] == [ENTRY.expression, "add(f, y)"]
     assert losses[1].weights == [0.5, 2.0] and losses[1].generation == 1
+    # a completed search goes on to the meta-test of its best loss in the same update; a stopped one does not
+    expected = MetaTestStatus.RUNNING if status == Status.SUCCEEDED else MetaTestStatus.NOT_RUN
+    assert experiment.meta_test_status == expected
+
+
+def test_a_completed_search_that_kept_no_loss_waits_for_no_meta_test(make_experiment):
+    experiment = make_experiment()
+    experiment.claim_for_worker("t")
+    record_event(experiment.pk, finished(best=None))
+    experiment.refresh_from_db()
+    assert experiment.status == Status.SUCCEEDED and experiment.meta_test_status == MetaTestStatus.NOT_RUN
 
 
 def test_candidate_refined_keeps_the_refined_weights_only_when_no_worse(make_experiment):

@@ -1,10 +1,15 @@
 """The Celery task, called in this process (the end-to-end test runs it in a real worker)."""
 
+import asyncio
+
 import pytest
 import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 
 from lfl_web.experiments import runner
-from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, Status
+from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, MetaTestStatus, Status
+from lfl_web.experiments.recording import group_name
 from lfl_web.experiments.runner import CancelPoll, checkpoint_path
 from lfl_web.experiments.tasks import requeue_unfinished, run_experiment
 
@@ -43,6 +48,82 @@ def test_a_search_runs_to_success_and_stores_everything(make_experiment):
     # the best loss is meta-tested against the baseline on paired seeds once the search has succeeded
     assert best.meta_test["expression"] == best.expression and len(best.meta_test["learned"]) == 2
     assert len(best.meta_test["baseline"]) == 2 and best.meta_test["metric"] == "error rate"
+    assert (experiment.meta_test_status, experiment.meta_test_seeds_done) == (MetaTestStatus.SUCCEEDED, 2)
+
+
+def watch_group(experiment_id):
+    """The messages sent to the experiment's group while the block runs (in-memory channel layer)."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_name(experiment_id), channel)
+
+    def received():
+        messages = []
+        while True:
+            try:
+                messages.append(async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.05)["event"])
+            except TimeoutError:
+                return messages
+
+    return received
+
+
+def test_watchers_hear_each_meta_test_seed_and_the_results(make_experiment):
+    experiment = make_experiment()
+    received = watch_group(experiment.pk)
+    run_experiment(experiment.pk)
+    messages = received()
+    types = [m["type"] for m in messages]
+    succeeded = next(m for m in messages if m["type"] == "experiment_status" and m["experiment"]["status"] == "succeeded")
+    assert succeeded["experiment"]["meta_test_status"] == "running"  # the page shows the indicator at once
+    assert succeeded["experiment"]["meta_test_plan"] == {"seeds": 2, "steps": 20}
+    progress = [m for m in messages if m["type"] == "meta_test_progress"]
+    assert [(m["seeds_done"], m["seeds"]) for m in progress] == [(1, 2), (2, 2)]
+    assert types[-1] == "meta_test_finished" and types.index("meta_test_progress") > types.index("search_finished")
+    assert messages[-1]["meta_test"]["wins"] <= 2
+
+
+def test_a_failed_meta_test_is_recorded_and_announced_and_the_search_stays_succeeded(make_experiment, monkeypatch):
+    import search_engine.metatest
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory while meta-testing")
+
+    monkeypatch.setattr(search_engine.metatest, "evaluate_learned_loss", broken)
+    experiment = make_experiment()
+    received = watch_group(experiment.pk)
+    assert run_experiment(experiment.pk) == Status.SUCCEEDED
+    experiment.refresh_from_db()
+    assert experiment.meta_test_status == MetaTestStatus.FAILED
+    assert experiment.meta_test_error == "RuntimeError: out of memory while meta-testing"
+    assert experiment.error == "" and LearnedLoss.objects.get(experiment=experiment, rank=1).meta_test is None
+    last = received()[-1]
+    assert last["type"] == "experiment_status" and last["experiment"]["meta_test_status"] == "failed"
+    assert last["experiment"]["meta_test_error"] == experiment.meta_test_error
+
+
+def test_a_redelivered_task_runs_a_meta_test_the_lost_worker_did_not_finish(make_experiment, monkeypatch):
+    import search_engine.metatest
+
+    real = search_engine.metatest.evaluate_learned_loss
+
+    def lost(*args, **kwargs):
+        raise WorkerLost
+
+    monkeypatch.setattr(search_engine.metatest, "evaluate_learned_loss", lost)
+    experiment = make_experiment()
+    with pytest.raises(WorkerLost):
+        run_experiment(experiment.pk)
+    experiment.refresh_from_db()
+    assert (experiment.status, experiment.meta_test_status) == (Status.SUCCEEDED, MetaTestStatus.RUNNING)
+    assert list(Experiment.objects.waiting_for_meta_test()) == [experiment]
+
+    monkeypatch.setattr(search_engine.metatest, "evaluate_learned_loss", real)
+    assert run_experiment(experiment.pk) == Status.SUCCEEDED
+    experiment.refresh_from_db()
+    assert (experiment.meta_test_status, experiment.meta_test_seeds_done) == (MetaTestStatus.SUCCEEDED, 2)
+    assert LearnedLoss.objects.get(experiment=experiment, rank=1).meta_test["seeds"]
+    assert Generation.objects.filter(experiment=experiment).count() == 2  # the search was not run again
 
 
 def test_an_exception_marks_the_experiment_failed_with_its_message(user, tmp_path):
@@ -142,7 +223,10 @@ def test_cancel_poll_stops_a_search_whose_experiment_was_deleted(make_experiment
 
 def test_requeue_unfinished_sends_queued_and_interrupted_searches_to_the_broker(make_experiment, embedded_redis):
     queued, running, finished = make_experiment(), make_experiment(), make_experiment()
+    meta_testing, done = make_experiment(), make_experiment()
     running.claim_for_worker("lost with the old stack")
     finished.request_cancel()
-    assert requeue_unfinished(embedded_redis.url) == [queued.pk, running.pk]
-    assert redis.Redis.from_url(embedded_redis.url).llen("celery") == 2  # Celery's default queue
+    Experiment.objects.filter(pk=meta_testing.pk).update(status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING)
+    Experiment.objects.filter(pk=done.pk).update(status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.SUCCEEDED)
+    assert requeue_unfinished(embedded_redis.url) == [queued.pk, running.pk, meta_testing.pk]
+    assert redis.Redis.from_url(embedded_redis.url).llen("celery") == 3  # Celery's default queue
