@@ -45,7 +45,9 @@ def experiment_new(request):
     if form.is_bound and form.is_valid():
         experiment = form.create_experiment(owner=request.user)
         if experiment is not None:
-            messages.success(request, f"“{experiment.name}” is queued; this page follows it live.")
+            # the dashboard removes this notice once the live status is no longer "queued"
+            messages.success(request, f"“{experiment.name}” is queued; this page follows it live.",
+                             extra_tags="queued-notice")
             return redirect(experiment)
     return render(request, "experiments/new.html", {"form": form, "presets": PRESETS, "preset_key": preset})
 
@@ -58,6 +60,7 @@ def experiment_detail(request, pk):
         "experiment": experiment, "snapshot": experiment.snapshot(), "summary": experiment.progress_summary(),
         "latest": experiment.latest_generation(), "candidates": experiment.candidates.of_latest_generation(),
         "learned": learned_loss_rows(experiment), "best": best, "loss_shape": loss_shape_for(best),
+        "meta_test_view": experiment.meta_test_view(best), "meta_test_plan": experiment.meta_test_plan,
         "can_manage": experiment.can_be_managed_by(request.user), "ws_path": f"/ws/experiments/{experiment.pk}/",
         "config_json": json.dumps(experiment.config, indent=2, sort_keys=True),
     })

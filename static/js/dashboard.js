@@ -24,7 +24,8 @@
     candidateGeneration: null,
     learned: readJson("learned-data") || [], // rows with ids and download links
     lossShape: readJson("loss-shape-data"),
-    metaTest: null,
+    metaTest: null, // the best loss's meta-test record, once it is in
+    metaTestShown: null, // what the meta-test panel shows now (rendered only when this changes)
     fetchingResults: false,
   };
 
@@ -135,7 +136,13 @@
         state.experiment = message.experiment;
         if (isFinished()) fetchResults();
         break;
-      case "meta_test_finished": state.metaTest = message.meta_test; break;
+      case "meta_test_progress":
+        if (e.meta_test_status === "running") e.meta_test_seeds_done = Math.max(e.meta_test_seeds_done || 0, message.seeds_done);
+        break;
+      case "meta_test_finished":
+        state.metaTest = message.meta_test;
+        e.meta_test_status = "succeeded";
+        break;
       default: return; // search_finished: the status message that follows carries the new row
     }
     scheduleRender();
@@ -149,7 +156,7 @@
       .then((results) => {
         state.learned = results.learned_losses;
         state.lossShape = results.loss_shape;
-        state.metaTest = results.meta_test;
+        state.metaTest = results.meta_test || state.metaTest;
         scheduleRender();
       })
       .catch(() => { /* the page still shows the live state; a reload shows the results */ })
@@ -189,9 +196,20 @@
       button.textContent = e.cancel_requested ? "Stopping…" : "Cancel search";
     }
     if (remove) remove.hidden = !isFinished();
+    if (e.status !== "queued") dismissQueuedNotice();
     const error = $("error");
     error.hidden = !e.error;
     error.textContent = e.error || "";
+  }
+
+  // The "… is queued" notice from the form is out of date once a worker has the search; the status
+  // badge (a live region) says what it is now.
+  function dismissQueuedNotice() {
+    document.querySelectorAll(".messages .queued-notice").forEach((notice) => {
+      const list = notice.parentElement;
+      notice.remove();
+      if (list && !list.children.length) list.remove();
+    });
   }
 
   function renderProgress() {
@@ -291,20 +309,77 @@
     }
   }
 
+  // Same decision as Experiment.meta_test_view on the server.
+  function metaTestView() {
+    const e = state.experiment;
+    if (state.metaTest) return "results";
+    if (e.meta_test_status === "running" || e.meta_test_status === "failed") return e.meta_test_status;
+    if (!state.learned.length) return "";
+    return { succeeded: "not_run", cancelled: "cancelled" }[e.status] || "";
+  }
+
   function renderMetaTest() {
-    const m = state.metaTest;
-    if (!m) return; // the server-rendered table (if any) stays
-    $("meta-test-panel").hidden = false;
-    const n = (m.seeds || []).length;
+    const e = state.experiment, view = metaTestView(), box = $("meta-test");
+    // Redraw only when something shown changes: the panel is a live region, and a screen reader
+    // would read it out again on every message of the search.
+    const key = JSON.stringify([view, e.meta_test_seeds_done, e.meta_test_error, state.metaTest]);
+    if (key === state.metaTestShown) return;
+    const first = state.metaTestShown === null;
+    state.metaTestShown = key;
+    $("meta-test-panel").hidden = !view;
+    if (first && box.dataset.view === view) return; // the page arrived showing this very state
+    if (view === "running" && box.dataset.view === "running") return updateMetaTestProgress(box);
+    box.dataset.view = view;
+    const content = {
+      results: metaTestResults, running: metaTestRunning,
+      failed: () => [h("p", { class: "error-box" }, `The meta-test failed: ${e.meta_test_error}`),
+        h("p", { class: "muted" }, "The search itself succeeded: its losses above are complete and can be downloaded.")],
+      not_run: () => [h("p", { class: "muted" }, "The best loss was not meta-tested.")],
+      cancelled: () => [h("p", { class: "muted" },
+        "Not meta-tested: the search was cancelled, and only a search that completes is meta-tested.")],
+    }[view];
+    box.replaceChildren(...(content ? content() : []));
+    if (view === "running") updateMetaTestProgress(box);
+  }
+
+  function metaTestResults() {
+    const m = state.metaTest, n = (m.seeds || []).length;
     const p = m.p_value === null || m.p_value === undefined ? "n/a" : Number(m.p_value).toPrecision(3);
-    $("meta-test").replaceChildren(
+    const row = (label, mean, std) => h("tr", {}, h("td", {}, label), h("td", { class: "num" }, `${fitness(mean)} ± ${fitness(std)}`));
+    return [
       h("table", { class: "data" },
-        h("thead", {}, h("tr", {}, h("th", {}), h("th", { class: "num" }, `Test ${m.metric} (mean ± std)`))),
+        h("thead", {}, h("tr", {}, h("th", {}, "Trained with"), h("th", { class: "num" }, `Test ${m.metric} (mean ± std)`))),
         h("tbody", {},
-          h("tr", {}, h("td", {}, "Learned loss"), h("td", { class: "num" }, `${fitness(m.learned_mean)} ± ${fitness(m.learned_std)}`)),
-          h("tr", {}, h("td", {}, `Baseline (${state.experiment.baseline_loss || "baseline"})`),
-            h("td", { class: "num" }, `${fitness(m.baseline_mean)} ± ${fitness(m.baseline_std)}`)))),
-      h("p", {}, `Learned better on ${m.wins} of ${n} seeds; paired t-test p = ${p}.`));
+          row("Learned loss", m.learned_mean, m.learned_std),
+          ...(m.symbolic ? [row("Same formula, every weight 1", m.symbolic.learned_mean, m.symbolic.learned_std)] : []),
+          row(`Baseline (${state.experiment.baseline_loss || "baseline"})`, m.baseline_mean, m.baseline_std))),
+      h("p", {}, `Learned better on ${m.wins} of ${n} seeds (${m.steps} training steps each, held-out test data); `
+        + `paired t-test p = ${p}.`),
+    ];
+  }
+
+  function metaTestRunning() {
+    const plan = state.experiment.meta_test_plan || {};
+    const bar = h("div", { class: "progress" }, h("div", { class: "bar" }));
+    for (const [name, value] of [["role", "progressbar"], ["aria-label", "meta-test seeds done"],
+      ["aria-valuemin", "0"], ["aria-valuemax", String(plan.seeds)]]) bar.setAttribute(name, value);
+    const spinner = h("span", { class: "spinner" });
+    spinner.setAttribute("aria-hidden", "true");
+    return [
+      h("p", { class: "working" }, spinner,
+        ` Meta-testing the best loss: ${plan.seeds} seeds × ${plan.steps} steps, learned vs baseline…`),
+      bar, h("p", { class: "muted" }, h("span", { class: "seeds-done" }),
+        " Models are trained from scratch with each loss and scored on held-out test data; the losses above can "
+        + "already be downloaded."),
+    ];
+  }
+
+  function updateMetaTestProgress(box) {
+    const e = state.experiment, seeds = (e.meta_test_plan || {}).seeds, done = e.meta_test_seeds_done || 0;
+    const bar = box.querySelector(".progress");
+    bar.setAttribute("aria-valuenow", String(done));
+    bar.firstChild.style.width = `${seeds ? Math.min(100, (100 * done) / seeds) : 0}%`;
+    box.querySelector(".seeds-done").textContent = `${done} of ${seeds} seeds done.`;
   }
 
   // ------------------------------------------------------------------ the socket
@@ -336,6 +411,7 @@
   // ------------------------------------------------------------------ start
 
   applySnapshot(readJson("snapshot-data"));
+  state.metaTest = state.learned.length ? state.learned[0].meta_test : null;
   renderMathIn(root);
   render();
   connect();

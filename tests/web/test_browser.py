@@ -34,7 +34,7 @@ POPULATION = 4
 FORM_INPUTS = {
     "id_name": "browser e2e", "id_max_train": "300", "id_population_size": str(POPULATION),
     "id_generations": str(GENERATIONS), "id_training_steps": "20", "id_top_k": "1", "id_meta_steps": "3",
-    "id_device": "cpu",
+    "id_device": "cpu", "id_meta_test_steps": "30", "id_meta_test_seeds": "2",
 }
 FORM_SELECTS = {"id_dataset": "digits", "id_model": "logistic", "id_local_search_mode": "top_k"}
 
@@ -46,6 +46,8 @@ return {
   status: text("status"), generation: text("generation-counter"), connection: text("connection"),
   candidates: document.querySelectorAll("#candidates tr").length - document.querySelectorAll("#candidates td.empty").length,
   torch: torch ? torch.href : null, marker: window.__lflMarker || null,
+  queuedNotice: document.querySelectorAll(".messages .queued-notice").length,
+  metaTest: document.getElementById("meta-test-panel").hidden ? "" : document.getElementById("meta-test").dataset.view,
 };
 """
 
@@ -132,6 +134,18 @@ def check_live_updates(seen: list[dict]) -> None:
     assert any(state["status"] == "Running" for state in seen), seen
     assert last["candidates"] == POPULATION, last
     assert last["marker"] == 1, f"the page was reloaded (window marker lost): {seen}"
+    # the form's "… is queued" notice goes once the live status says otherwise
+    assert all(state["queuedNotice"] == 0 for state in seen if state["status"] != "Queued"), seen
+
+
+def wait_for_meta_test(driver) -> None:
+    """After the search, the worker meta-tests the best loss; its numbers replace the indicator live."""
+    WebDriverWait(driver, LIVE_DEADLINE_SECONDS).until(
+        lambda d: d.execute_script(READ_DASHBOARD)["metaTest"] in ("results", "failed"))
+    state = driver.execute_script(READ_DASHBOARD)
+    assert state["metaTest"] == "results", driver.find_element(By.ID, "meta-test").text
+    assert "Learned better on" in driver.find_element(By.ID, "meta-test").text
+    assert state["marker"] == 1 and state["queuedNotice"] == 0, state
 
 
 def download_torch_module(driver, url: str) -> str:
@@ -163,6 +177,7 @@ def run_scenario(driver, stack: Stack, user, password: str) -> None:
     seen = watch_until_finished(driver)
     print("dashboard states seen:", *seen, sep="\n  ")
     check_live_updates(seen)
+    wait_for_meta_test(driver)
     assert driver.current_url == dashboard_url
     print("dashboard screenshot:", full_page_screenshot(driver, SCREENS / "dashboard_finished.png"))
 

@@ -110,6 +110,11 @@ def test_a_valid_submit_creates_one_experiment_and_enqueues_it(signed_in, user, 
     assert experiment.total_generations == 2
 
 
+def test_the_queued_notice_is_marked_for_the_dashboard_to_dismiss(signed_in, sent):
+    page = signed_in.post(NEW, form_data(name="flash run"), follow=True).content.decode()
+    assert '<li class="message queued-notice success">“flash run” is queued; this page follows it live.</li>' in page
+
+
 def test_a_blank_number_keeps_the_engine_default(signed_in, sent):
     data = form_data()
     data["tournament_size"] = ""

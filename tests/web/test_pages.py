@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, Status
+from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, MetaTestStatus, Status
 
 from .conftest import tiny_config
 
@@ -151,6 +151,7 @@ def test_the_dashboard_of_a_finished_search_shows_learned_losses_shape_and_meta_
     assert shape["kind"] == "classification" and len(shape["p"]) == len(shape["loss_true"]) > 10
     assert 'id="loss-shape-data"' in page and "loss_wrong" in page
     assert "Learned better on 3 of 3 seeds" in page and "0.0121" in page and "0.1100 ± 0.0100" in page
+    assert "Meta-testing the best loss" not in page
     loss = experiment.learned_losses.get(rank=1)
     assert reverse("download_loss", args=[loss.pk, "torchscript"]) in page
     assert "Delete" in page and 'id="cancel-form" hidden' in page
@@ -158,6 +159,51 @@ def test_the_dashboard_of_a_finished_search_shows_learned_losses_shape_and_meta_
     assert [row["rank"] for row in results["learned_losses"]] == [1, 2]
     assert results["learned_losses"][0]["weight_count"] == 5 and results["meta_test"]["wins"] == 3
     assert results["loss_shape"]["loss_true"] == shape["loss_true"]
+
+
+def section(page: str, element_id: str) -> str:
+    start = page.index(f'id="{element_id}"')
+    return page[start:page.index("</section>", start)]
+
+
+def test_a_reload_while_the_best_loss_is_meta_tested_shows_what_runs(signed_in, finished):
+    experiment = finished(config=tiny_config(meta_test={"steps": 300, "seeds": 4}))
+    Experiment.objects.filter(pk=experiment.pk).update(meta_test_status=MetaTestStatus.RUNNING, meta_test_seeds_done=1)
+    page = signed_in.get(experiment.get_absolute_url()).content.decode()
+    panel = section(page, "meta-test-panel")
+    assert 'id="meta-test-panel" aria-labelledby="meta-test-title">' in panel  # not hidden
+    assert "Meta-testing the best loss: 4 seeds × 300 steps, learned vs baseline…" in panel
+    assert "1 of 4 seeds done." in panel and 'aria-valuenow="1"' in panel and "width: 25%" in panel
+    snapshot = json.loads(page.split('id="snapshot-data" type="application/json">')[1].split("</script>")[0])
+    assert snapshot["experiment"]["meta_test_status"] == "running"
+    assert snapshot["experiment"]["meta_test_plan"] == {"seeds": 4, "steps": 300}
+
+
+def test_a_failed_meta_test_is_shown_with_its_error(signed_in, finished):
+    experiment = finished()
+    Experiment.objects.filter(pk=experiment.pk).update(meta_test_status=MetaTestStatus.FAILED,
+                                                       meta_test_error="RuntimeError: <out of memory>")
+    panel = section(signed_in.get(experiment.get_absolute_url()).content.decode(), "meta-test-panel")
+    assert "The meta-test failed: RuntimeError: &lt;out of memory&gt;" in panel
+    assert "Meta-testing the best loss" not in panel and "hidden" not in panel.split(">")[0]
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    (Status.CANCELLED, "Not meta-tested: the search was cancelled"),
+    (Status.SUCCEEDED, "The best loss was not meta-tested."),
+])
+def test_a_search_without_a_meta_test_says_so(signed_in, finished, status, message):
+    experiment = finished()
+    Experiment.objects.filter(pk=experiment.pk).update(status=status)
+    panel = section(signed_in.get(experiment.get_absolute_url()).content.decode(), "meta-test-panel")
+    assert message in panel and "Meta-testing the best loss" not in panel
+
+
+def test_a_running_search_has_no_meta_test_panel_yet(signed_in, make_experiment):
+    experiment = make_experiment()
+    experiment.claim_for_worker("t")
+    page = signed_in.get(experiment.get_absolute_url()).content.decode()
+    assert 'id="meta-test-panel" aria-labelledby="meta-test-title" hidden' in page
 
 
 def test_a_private_experiment_is_hidden_from_others(client, other_user, make_experiment, user):
