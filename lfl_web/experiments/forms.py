@@ -34,20 +34,33 @@ PRESETS = {
     "mnist_lenet5": ("EvoMAL-faithful (MNIST, LeNet-5)", "configs/mnist_lenet5.json"),
 }
 
-# Form field -> dotted configuration field. Fields the form lacks keep the engine's defaults.
+EVALUATION_STRATEGIES = (
+    ("auto", "auto (time both on this task, keep the faster)"),
+    ("batched", "batched (train a chunk of candidates as one program)"),
+    ("sequential", "sequential (one candidate at a time)"),
+)
+
+# Form field -> dotted configuration field (every field of the engine's configuration has one; a test checks).
 FIELD_PATHS = {
     "dataset": "task.dataset", "model": "task.model", "data_root": "task.data_root", "data_file": "task.data_file",
-    "label": "task.label", "kind": "task.kind", "val_fraction": "task.val_fraction", "max_train": "task.max_train",
+    "label": "task.label", "kind": "task.kind", "val_fraction": "task.val_fraction",
+    "test_fraction": "task.test_fraction", "max_train": "task.max_train",
     "population_size": "search.population_size", "generations": "search.generations",
     "crossover_rate": "search.crossover_rate", "mutation_rate": "search.mutation_rate",
     "tournament_size": "search.tournament_size", "elitism_rate": "search.elitism_rate",
-    "max_height": "search.max_height", "seed_known_losses": "search.seed_known_losses",
+    "init_min_height": "search.init_min_height", "init_max_height": "search.init_max_height",
+    "max_height": "search.max_height", "mutation_min_height": "search.mutation_min_height",
+    "mutation_max_height": "search.mutation_max_height", "seed_known_losses": "search.seed_known_losses",
     "hall_of_fame_size": "search.hall_of_fame_size",
+    "rejection_enabled": "rejection.enabled", "rejection_steps": "rejection.steps",
+    "rejection_samples": "rejection.samples",
     "local_search_mode": "local_search.mode", "top_k": "local_search.top_k", "meta_steps": "local_search.meta_steps",
     "inner_steps": "local_search.inner_steps", "meta_lr": "local_search.meta_lr",
+    "meta_batch_size": "local_search.batch_size",
     "training_steps": "training.steps", "batch_size": "training.batch_size", "lr": "training.lr",
     "momentum": "training.momentum", "nesterov": "training.nesterov", "weight_decay": "training.weight_decay",
     "meta_test_steps": "meta_test.steps", "meta_test_seeds": "meta_test.seeds",
+    "evaluation_strategy": "evaluation.strategy", "max_population_chunk": "evaluation.max_population_chunk",
     "seed": "seed", "device": "device",
 }
 FIELD_BY_PATH = {path: name for name, path in FIELD_PATHS.items()}
@@ -55,12 +68,17 @@ FIELD_BY_PATH = {path: name for name, path in FIELD_PATHS.items()}
 # How the template groups the fields.
 SECTIONS = (
     ("Experiment", ("name", "description", "private")),
-    ("Task", ("dataset", "model", "data_root", "data_file", "label", "kind", "val_fraction", "max_train")),
+    ("Task", ("dataset", "model", "data_root", "data_file", "label", "kind", "val_fraction", "test_fraction",
+              "max_train")),
     ("Search", ("population_size", "generations", "crossover_rate", "mutation_rate", "tournament_size",
-                "elitism_rate", "max_height", "hall_of_fame_size", "seed_known_losses")),
-    ("Local search", ("local_search_mode", "top_k", "meta_steps", "inner_steps", "meta_lr")),
-    ("Training", ("training_steps", "batch_size", "lr", "momentum", "weight_decay", "nesterov")),
-    ("Meta-test and run", ("meta_test_steps", "meta_test_seeds", "seed", "device")),
+                "elitism_rate", "hall_of_fame_size", "seed_known_losses")),
+    ("Expression trees", ("init_min_height", "init_max_height", "max_height", "mutation_min_height",
+                          "mutation_max_height")),
+    ("Rejection screen", ("rejection_enabled", "rejection_steps", "rejection_samples")),
+    ("Local search", ("local_search_mode", "top_k", "meta_steps", "inner_steps", "meta_lr", "meta_batch_size")),
+    ("Training (fitness)", ("training_steps", "batch_size", "lr", "momentum", "weight_decay", "nesterov")),
+    ("Meta-test", ("meta_test_steps", "meta_test_seeds")),
+    ("Run", ("evaluation_strategy", "max_population_chunk", "seed", "device")),
 )
 
 
@@ -130,6 +148,10 @@ class ExperimentForm(forms.Form):
         help_text="For an uploaded file: what its labels are.",
     )
     val_fraction = _float("Validation fraction", help_text="Share of the training data held out to score losses.")
+    test_fraction = _float(
+        "Test fraction", help_text="Share held out for the meta-test (built-in and uploaded data; mnist, cifar10, … "
+                                   "use their official test split)."
+    )
     max_train = _int("Max training samples", help_text="Subsample the training split (blank: all).")
 
     population_size = _int("Population size")
@@ -137,18 +159,33 @@ class ExperimentForm(forms.Form):
     crossover_rate = _float("Crossover rate")
     mutation_rate = _float("Mutation rate", help_text="Crossover + mutation rate must be at most 1.")
     tournament_size = _int("Tournament size")
-    elitism_rate = _float("Elitism rate")
-    max_height = _int("Max tree height")
-    hall_of_fame_size = _int("Hall of fame size")
+    elitism_rate = _float("Elitism rate", help_text="Share of the best kept unchanged for the next generation.")
+    hall_of_fame_size = _int("Hall of fame size", help_text="How many of the best losses are kept and listed.")
     seed_known_losses = forms.BooleanField(
         label="Seed known losses", required=False, help_text="Start from cross-entropy / squared error."
     )
+
+    init_min_height = _int("Initial min height", help_text="Heights of the random trees of the first generation "
+                                                           "(ramped half-and-half).")
+    init_max_height = _int("Initial max height")
+    max_height = _int("Max tree height", help_text="No operator may grow a tree past it (at most 17).")
+    mutation_min_height = _int("Mutation min height", help_text="Height of the random subtree a mutation inserts.")
+    mutation_max_height = _int("Mutation max height")
+
+    rejection_enabled = forms.BooleanField(
+        label="Screen candidates first", required=False,
+        help_text="Reject a loss that ignores the prediction, or under which directly optimizing a fixed subset's "
+                  "outputs does not improve the metric, before training with it.",
+    )
+    rejection_steps = _int("Screen steps", help_text="Adam steps on the subset's outputs.")
+    rejection_samples = _int("Screen samples", help_text="Size of the fixed training subset.")
 
     local_search_mode = forms.ChoiceField(label="Mode", choices=LOCAL_SEARCH_MODES)
     top_k = _int("Top k", help_text="With mode top k: how many of each generation's best are refined.")
     meta_steps = _int("Meta steps")
     inner_steps = _int("Inner steps", help_text="Differentiable SGD steps per meta step.")
     meta_lr = _float("Meta learning rate")
+    meta_batch_size = _int("Meta batch size", help_text="Training and validation batch of each meta step.")
 
     training_steps = _int("Steps")
     batch_size = _int("Batch size")
@@ -157,8 +194,16 @@ class ExperimentForm(forms.Form):
     weight_decay = _float("Weight decay")
     nesterov = forms.BooleanField(label="Nesterov", required=False)
 
-    meta_test_steps = _int("Meta-test steps")
-    meta_test_seeds = _int("Meta-test seeds")
+    meta_test_steps = _int("Meta-test steps", help_text="Training steps per model when the best loss is tested "
+                                                          "against the baseline after the search.")
+    meta_test_seeds = _int("Meta-test seeds", help_text="Models trained with each loss, one per seed.")
+
+    evaluation_strategy = forms.ChoiceField(
+        label="Evaluation strategy", choices=EVALUATION_STRATEGIES,
+        help_text="“sequential” trains one candidate at a time, so a cancel takes effect between single candidates; "
+                  "“batched” trains up to a chunk of candidates as one program; “auto” picks the faster.",
+    )
+    max_population_chunk = _int("Max population chunk", help_text="Most candidates trained together as one program.")
     seed = _int("Seed", help_text="Drives every random choice of the search.")
     device = forms.CharField(required=False, help_text="auto, cpu, cuda or cuda:N.")
 

@@ -1,5 +1,6 @@
 """The new-experiment form: presets, the engine's errors at the right fields, uploads, enqueueing."""
 
+import json
 import subprocess
 import sys
 
@@ -8,8 +9,17 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from lfl_web.experiments import tasks
-from lfl_web.experiments.forms import DATASET_NAMES, FIELD_PATHS, MODEL_NAMES, initial_values
+from lfl_web.experiments import forms, tasks
+from lfl_web.experiments.forms import (
+    DATASET_NAMES,
+    EVALUATION_STRATEGIES,
+    FIELD_PATHS,
+    LOCAL_SEARCH_MODES,
+    MODEL_NAMES,
+    get_dotted,
+    initial_values,
+    preset_config,
+)
 from lfl_web.experiments.models import Experiment
 
 pytestmark = pytest.mark.django_db
@@ -87,6 +97,39 @@ def test_a_preset_fills_the_form(signed_in, preset, expected):
     assert f'value="{expected["generations"]}"' in field_block(page, "generations")
 
 
+@pytest.mark.parametrize("preset", [None, *forms.PRESETS])
+def test_every_configuration_field_of_a_preset_is_prefilled(signed_in, preset):
+    form = signed_in.get(NEW, {"preset": preset} if preset else {}).context["form"]
+    config = preset_config(preset)
+    shown = {name: form[name].value() for name in FIELD_PATHS if name != "data_file"}
+    assert shown == {name: get_dotted(config, path) for name, path in FIELD_PATHS.items() if name != "data_file"}
+
+
+def test_a_preset_prefills_the_tree_rejection_evaluation_and_split_fields(signed_in, monkeypatch, tmp_path):
+    preset = tmp_path / "custom.json"
+    preset.write_text(json.dumps({
+        "task": {"test_fraction": 0.3},
+        "search": {"init_min_height": 1, "init_max_height": 3, "max_height": 7, "mutation_min_height": 1,
+                   "mutation_max_height": 3},
+        "rejection": {"enabled": False, "steps": 40, "samples": 60},
+        "local_search": {"batch_size": 64},
+        "evaluation": {"strategy": "sequential", "max_population_chunk": 5},
+    }))
+    monkeypatch.setitem(forms.PRESETS, "custom", ("Custom", str(preset)))
+    response = signed_in.get(NEW, {"preset": "custom"})
+    form = response.context["form"]
+    expected = {"test_fraction": 0.3, "init_min_height": 1, "init_max_height": 3, "max_height": 7,
+                "mutation_min_height": 1, "mutation_max_height": 3, "rejection_enabled": False,
+                "rejection_steps": 40, "rejection_samples": 60, "meta_batch_size": 64,
+                "evaluation_strategy": "sequential", "max_population_chunk": 5}
+    assert {name: form[name].value() for name in expected} == expected
+    page = response.content.decode()
+    assert 'value="40"' in field_block(page, "rejection_steps")
+    assert '<option value="sequential" selected>' in field_block(page, "evaluation_strategy")
+    assert "checked" not in field_block(page, "rejection_enabled")
+    assert "between single candidates" in field_block(page, "evaluation_strategy")  # what the choice means
+
+
 def test_an_unknown_preset_is_reported_and_the_defaults_shown(signed_in):
     response = signed_in.get(NEW, {"preset": "nope"})
     assert response.status_code == 200
@@ -108,6 +151,28 @@ def test_a_valid_submit_creates_one_experiment_and_enqueues_it(signed_in, user, 
     assert (search["population_size"], search["crossover_rate"], search["mutation_rate"]) == (4, 0.6, 0.3)
     assert experiment.config["local_search"]["mode"] == "off" and experiment.config["device"] == "cpu"
     assert experiment.total_generations == 2
+
+
+def test_the_tree_rejection_evaluation_and_split_fields_go_into_the_configuration(signed_in, sent):
+    response = signed_in.post(NEW, form_data(
+        test_fraction=0.25, init_min_height=1, init_max_height=3, max_height=8, mutation_min_height=1,
+        mutation_max_height=3, rejection_enabled=False, rejection_steps=15, rejection_samples=30,
+        meta_batch_size=64, evaluation_strategy="sequential", max_population_chunk=2,
+    ))
+    assert response.status_code == 302
+    config = Experiment.objects.get().config
+    assert config["task"]["test_fraction"] == 0.25
+    search = config["search"]
+    heights = ("init_min_height", "init_max_height", "max_height", "mutation_min_height", "mutation_max_height")
+    assert [search[name] for name in heights] == [1, 3, 8, 1, 3]
+    assert config["rejection"] == {"enabled": False, "steps": 15, "samples": 30}
+    assert config["local_search"]["batch_size"] == 64
+    assert config["evaluation"] == {"strategy": "sequential", "max_population_chunk": 2}
+
+
+def test_a_checked_screen_box_keeps_the_rejection_screen_on(signed_in, sent):
+    signed_in.post(NEW, form_data(rejection_enabled=True))
+    assert Experiment.objects.get().config["rejection"]["enabled"] is True
 
 
 def test_the_queued_notice_is_marked_for_the_dashboard_to_dismiss(signed_in, sent):
@@ -136,6 +201,20 @@ def test_a_blank_number_keeps_the_engine_default(signed_in, sent):
         ({"momentum": 0.0, "nesterov": True}, "nesterov", "Nesterov needs momentum &gt; 0"),
         ({"top_k": 0}, "top_k", "must be at least 1, got 0"),
         ({"max_height": 30}, "max_height", "must be at most 17, got 30"),
+        ({"max_height": 3}, "max_height", "must be at least init_max_height (4), got 3"),
+        ({"init_min_height": 0}, "init_min_height", "must be at least 1, got 0"),
+        ({"init_min_height": 4, "init_max_height": 3}, "init_max_height", "must be at least init_min_height (4), got 3"),
+        ({"mutation_min_height": -1}, "mutation_min_height", "must be &gt;= 0, got -1"),
+        ({"mutation_min_height": 3, "mutation_max_height": 1}, "mutation_max_height",
+         "must be at least mutation_min_height (3), got 1"),
+        ({"test_fraction": 1.2}, "test_fraction", "must be strictly between 0 and 1, got 1.2"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "test_fraction", "val_fraction + test_fraction must be &lt; 1"),
+        ({"rejection_steps": 0}, "rejection_steps", "must be at least 1, got 0"),
+        ({"rejection_samples": 1}, "rejection_samples", "must be at least 2, got 1"),
+        ({"meta_batch_size": 0}, "meta_batch_size", "must be at least 1, got 0"),
+        ({"max_population_chunk": 0}, "max_population_chunk", "must be at least 1, got 0"),
+        ({"max_population_chunk": "many"}, "max_population_chunk", "Enter a whole number."),
+        ({"evaluation_strategy": "parallel"}, "evaluation_strategy", "Select a valid choice."),
         ({"device": "tpu"}, "device", "must be &#x27;auto&#x27;, &#x27;cpu&#x27;, &#x27;cuda&#x27; or &#x27;cuda:N&#x27;"),
         ({"lr": "fast"}, "lr", "Enter a number."),
         ({"dataset": "imagenet"}, "dataset", "Select a valid choice."),
@@ -232,6 +311,29 @@ def test_the_form_lists_the_engines_datasets_and_models():
     from search_engine.models import MODEL_NAMES as ENGINE_MODELS
 
     assert DATASET_NAMES == ENGINE_DATASETS and MODEL_NAMES == ENGINE_MODELS
+
+
+def test_the_form_offers_the_engines_choices():
+    from search_engine.config import EVALUATION_STRATEGIES as ENGINE_STRATEGIES
+    from search_engine.config import LOCAL_SEARCH_MODES as ENGINE_MODES
+
+    assert {value for value, _ in EVALUATION_STRATEGIES} == set(ENGINE_STRATEGIES)
+    assert {value for value, _ in LOCAL_SEARCH_MODES} == set(ENGINE_MODES)
+
+
+def test_every_configuration_field_has_a_form_field():
+    from search_engine.config import ExperimentConfig
+
+    def leaves(data: dict, prefix: str = ""):
+        for key, value in data.items():
+            yield from leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
+
+    assert set(leaves(ExperimentConfig().to_dict())) == set(FIELD_PATHS.values())
+
+
+def test_every_form_field_is_shown_in_a_section():
+    shown = [name for _, names in forms.SECTIONS for name in names]
+    assert sorted(shown) == sorted(forms.ExperimentForm.base_fields) and len(shown) == len(set(shown))
 
 
 def test_every_form_field_names_a_configuration_field():
