@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from search_engine import interrupt
 from search_engine.batched_models import Params, PopulationModel, population_model
 from search_engine.config import TrainingConfig
 from search_engine.expression import Node, compile_tree
@@ -147,6 +148,7 @@ def train_population(
     alive = torch.ones(len(tensors[0]), dtype=torch.bool, device=x.device)
     momenta = None
     for step in range(cfg.steps):
+        interrupt.check(step)
         idx = order[step]
         values = loss(model(params, buffers, x[idx]), y[idx])  # (P,)
         alive &= torch.isfinite(values)

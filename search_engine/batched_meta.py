@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from search_engine import interrupt
 from search_engine.batched import population_grads, population_inputs, stacked_copies
 from search_engine.batched_models import population_model
 from search_engine.config import LocalSearchConfig, TrainingConfig
@@ -111,6 +112,7 @@ def local_search_population(
     traces: list[list[float | None]] = [[] for _ in trees]
     skipped = [0] * len(trees)
     for step in range(cfg.meta_steps):
+        interrupt.check(step)
         values = _population_objective(task, loss, weights, cfg, training, seed, step)  # (P,)
         grads = population_grads(values, weights)
         finite = torch.isfinite(values) & torch.stack([torch.isfinite(g).all() for g in grads])

@@ -39,6 +39,8 @@ class SearchState:
     history: list[GenerationFinished] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=lambda: {"evaluated": 0, "rejected": 0, "cache_hits": 0})
     baseline_fitness: float | None = None
+    plan: dict | None = None  # evaluators.plan_record of the evaluator that ran this search
+
 
 
 def state_to_dict(state: SearchState) -> dict[str, Any]:
@@ -55,6 +57,7 @@ def state_to_dict(state: SearchState) -> dict[str, Any]:
         "history": [g.to_dict() for g in state.history],
         "totals": dict(state.totals),
         "baseline_fitness": state.baseline_fitness,
+        "plan": state.plan,
     }
 
 
@@ -77,6 +80,7 @@ def state_from_dict(data: dict[str, Any]) -> SearchState:
             history=[_generation_from_dict(g) for g in data["history"]],
             totals=dict(data["totals"]),
             baseline_fitness=data["baseline_fitness"],
+            plan=data.get("plan"),  # absent in checkpoints written before plans were recorded
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint is damaged: {exc}") from exc

@@ -87,6 +87,10 @@ def describe_result(result: dict) -> str:
         f"candidates: {totals['evaluated']} evaluated, {totals['rejected']} rejected, "
         f"{totals['cache_hits']} cache hits"
     )
+    plan = result.get("plan")
+    if plan:
+        how = f"populations of up to {plan['chunk']}" if plan["strategy"] == "batched" else plan["strategy"]
+        lines.append(f"evaluation: {how} on {plan['device']}")
     return "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 
 The search loop talks to an evaluator only through `evaluate(trees) -> list[Outcome]` and its
 `chunk_size` (how many candidates it prefers per call; the loop checks for a stop request between
-calls). A batched evaluator that trains a whole population as one program can replace this
+calls, and the training loops check it every few steps via `interrupt`). A batched evaluator that trains a whole population as one program can replace this
 sequential one without touching the loop.
 """
 

@@ -15,8 +15,9 @@
   where vmapped convolutions lose.
 
 The rejection screen of a chunk always runs batched (it only optimizes logits). Local search
-uses the same population sizes, capped by `batched_meta.meta_chunk` (memory). The search
-checks for a stop request between chunks, so with large chunks a stop waits for the chunk.
+uses the same population sizes, capped by `batched_meta.meta_chunk` (memory). A stop request
+is noticed between chunks and, through `interrupt.check`, every few steps inside a chunk's
+training or local search, so a large chunk does not delay a stop.
 """
 
 from __future__ import annotations
@@ -52,15 +53,37 @@ class Plan:
     reason: str  # how it was decided, for logs and the benchmark
 
 
-def make_evaluator(task: Task, config: ExperimentConfig):
-    """The evaluator `config.evaluation.strategy` asks for (see the module doc)."""
+def make_evaluator(task: Task, config: ExperimentConfig, saved_plan: dict | None = None):
+    """The evaluator `config.evaluation.strategy` asks for (see the module doc).
+
+    With strategy "auto" and `saved_plan` (the `plan_record` of an earlier run of this search
+    on the same kind of device, kept in its checkpoint), that plan is reused instead of timing
+    the machine again, so a resumed search keeps the evaluation path it started with.
+    """
     ev = config.evaluation
     if ev.strategy == "sequential":
         return SequentialEvaluator(task, config)
     if ev.strategy == "batched":
         return BatchedEvaluator(task, config, Plan(ev.max_population_chunk, 2, "configured: batched"))
+    if saved_plan is not None and saved_plan.get("device") == task.device.type:
+        if saved_plan.get("strategy") == "sequential":
+            return SequentialEvaluator(task, config)
+        if saved_plan.get("strategy") == "batched":
+            return BatchedEvaluator(task, config, Plan(int(saved_plan["chunk"]), int(saved_plan["min_batch"]),
+                                                       f"reused from the checkpoint ({saved_plan.get('reason', '')})"))
     plan = measure_plan(task, config)
     return SequentialEvaluator(task, config) if plan is None else BatchedEvaluator(task, config, plan)
+
+
+def plan_record(evaluator, device: torch.device) -> dict:
+    """How `evaluator` scores candidates, as JSON for the checkpoint, the result and the event stream."""
+    plan = getattr(evaluator, "plan", None)
+    if isinstance(plan, Plan):
+        return {"strategy": "batched", "chunk": plan.chunk, "min_batch": plan.min_batch, "reason": plan.reason,
+                "device": device.type}
+    if type(evaluator) is SequentialEvaluator:
+        return {"strategy": "sequential", "device": device.type}
+    return {"strategy": type(evaluator).__name__, "device": device.type}  # a custom evaluator_factory
 
 
 class BatchedEvaluator(SequentialEvaluator):

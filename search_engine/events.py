@@ -41,6 +41,7 @@ class SearchStarted(Event):
     start_generation: int  # > 0 when resumed from a checkpoint
     baseline_loss: str
     baseline_fitness: float | None
+    plan: dict | None = None  # how candidates are scored: evaluators.plan_record
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from search_engine import interrupt
 from search_engine.config import LocalSearchConfig, TrainingConfig
 from search_engine.expression import Node
 from search_engine.losses import baseline_loss
@@ -224,6 +225,7 @@ def local_search(
     meta_losses: list[float | None] = []
     skipped = 0
     for step in range(cfg.meta_steps):
+        interrupt.check(step)
         value = _objective(task, loss, weights, cfg, training, seed, step)
         grad = _meta_gradient(value, weights)
         if not bool(torch.isfinite(value) & torch.isfinite(grad).all()):

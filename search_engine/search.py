@@ -3,7 +3,8 @@
 Per generation: every candidate is looked up in the symbolic-equivalence cache (keyed on its
 canonical SymPy form); new ones go through the evaluator (rejection screen, then fitness); events
 are emitted; the next generation is bred; a checkpoint is written. A stop request is honoured
-between evaluator calls, and everything found until then is kept.
+between evaluator calls and, through `interrupt`, every few steps inside training runs and local
+searches (the candidates being trained then are dropped); everything finished until then is kept.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_engine import gp
+from search_engine import gp, interrupt
 from search_engine.checkpoint import CheckpointError, SearchState, load, save, write_json_atomic
 from search_engine.config import ExperimentConfig, load_config
 from search_engine.evaluation import Outcome
@@ -50,6 +51,7 @@ class SearchResult:
     baseline_loss: str
     baseline_fitness: float | None
     seconds: float
+    plan: dict | None = None  # how candidates were scored (evaluators.plan_record): rerun with it to reproduce
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -82,7 +84,8 @@ def run_search(
 ) -> SearchResult:
     """Run the search described by `config`.
 
-    on_event receives each immutable event; should_stop is polled between evaluator calls;
+    on_event receives each immutable event; should_stop is polled between evaluator calls and
+    every `interrupt.CHECK_EVERY` steps of a training run or local search;
     with checkpoint_path a checkpoint is written after every generation, and with resume=True
     an existing checkpoint there is continued (its configuration must match, except that
     `search.generations` may be raised to extend a finished search).
@@ -94,43 +97,55 @@ def run_search(
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
-    task = load_task(config)
-    if evaluator_factory is None:
-        from search_engine.evaluators import make_evaluator  # strategy per config.evaluation
+    from search_engine.evaluators import make_evaluator, plan_record  # strategy per config.evaluation
 
-        evaluator_factory = make_evaluator
-    evaluator = evaluator_factory(task, config)
-    state = _initial_state(config, task.kind, evaluator, checkpoint_path, resume)
+    task = load_task(config)
+    saved = _saved_state(config, checkpoint_path, resume)
+    if evaluator_factory is None:
+        evaluator = make_evaluator(task, config, saved_plan=saved.plan if saved else None)
+    else:
+        evaluator = evaluator_factory(task, config)
+    state = saved or _fresh_state(config, task.kind, evaluator)
+    state.plan = plan_record(evaluator, task.device)
     emit(SearchStarted(
         config=config.to_dict(), generations=config.search.generations,
         population_size=config.search.population_size, start_generation=state.next_generation,
-        baseline_loss=baseline_name(task.kind), baseline_fitness=state.baseline_fitness,
+        baseline_loss=baseline_name(task.kind), baseline_fitness=state.baseline_fitness, plan=state.plan,
     ))
     status = "completed"
-    while state.next_generation < config.search.generations:
-        fitnesses = None if stop() else _run_generation(config, state, evaluator, emit, stop)
-        if fitnesses is None:
-            status = "stopped"
-            break
-        if state.next_generation < config.search.generations:
-            _breed(config, state, fitnesses)
-        if checkpoint_path:
-            save(Path(checkpoint_path), state)
+    with interrupt.watching(stop):
+        while state.next_generation < config.search.generations:
+            try:
+                fitnesses = None if stop() else _run_generation(config, state, evaluator, emit, stop)
+            except interrupt.Stopped:  # inside a training run: its unfinished candidates are dropped
+                fitnesses = None
+            if fitnesses is None:
+                status = "stopped"
+                break
+            if state.next_generation < config.search.generations:
+                _breed(config, state, fitnesses)
+            if checkpoint_path:
+                save(Path(checkpoint_path), state)
     best = state.hall_of_fame[0] if state.hall_of_fame else None
     emit(SearchFinished(status=status, generations_completed=len(state.history), best=best, **state.totals))
     return SearchResult(
         config=config.to_dict(), status=status, best=best, hall_of_fame=tuple(state.hall_of_fame),
         history=tuple(state.history), totals=dict(state.totals), baseline_loss=baseline_name(task.kind),
-        baseline_fitness=state.baseline_fitness, seconds=time.perf_counter() - started,
+        baseline_fitness=state.baseline_fitness, seconds=time.perf_counter() - started, plan=state.plan,
     )
 
 
-def _initial_state(config, kind, evaluator, checkpoint_path, resume) -> SearchState:
-    if resume and checkpoint_path and Path(checkpoint_path).exists():
-        state = load(Path(checkpoint_path))
-        _check_same_experiment(state.config, config.to_dict())
-        state.config = config.to_dict()
-        return state
+def _saved_state(config: ExperimentConfig, checkpoint_path, resume: bool) -> SearchState | None:
+    """The checkpoint to continue, if resuming and one exists (checked against `config`)."""
+    if not (resume and checkpoint_path and Path(checkpoint_path).exists()):
+        return None
+    state = load(Path(checkpoint_path))
+    _check_same_experiment(state.config, config.to_dict())
+    state.config = config.to_dict()
+    return state
+
+
+def _fresh_state(config: ExperimentConfig, kind: str, evaluator) -> SearchState:
     rng = random.Random(config.seed)
     s = config.search
     population = gp.initial_population(
@@ -144,14 +159,27 @@ def _initial_state(config, kind, evaluator, checkpoint_path, resume) -> SearchSt
     )
 
 
-def _check_same_experiment(saved: dict, current: dict) -> None:
-    def strip(c: dict) -> dict:
-        c = {**c, "search": {**c["search"], "generations": None}}
-        return c
+# Sections that say how a search runs, not what it computes: a resumed search may change them
+# (e.g. continue on a GPU, or with another evaluation strategy; results then agree to float tolerance).
+_HOW_SECTIONS = ("evaluation", "device")
 
-    if strip(saved) != strip(current):
+
+def _check_same_experiment(saved: dict, current: dict) -> None:
+    """Raise CheckpointError naming the settings that differ, other than search.generations and _HOW_SECTIONS."""
+    differ = []
+    for section in sorted(set(saved) | set(current)):
+        a, b = saved.get(section), current.get(section)
+        if section in _HOW_SECTIONS or a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            differ += [f"{section}.{k}" for k in sorted(set(a) | set(b))
+                       if a.get(k) != b.get(k) and (section, k) != ("search", "generations")]
+        else:
+            differ.append(section)
+    if differ:
         raise CheckpointError(
-            "the checkpoint was written for a different configuration; only search.generations may change"
+            "the checkpoint was written for a different configuration (" + ", ".join(differ) + " changed); "
+            "only search.generations, evaluation and device may change on resume"
         )
 
 

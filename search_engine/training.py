@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from search_engine import interrupt
 from search_engine.config import TrainingConfig
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -65,6 +66,7 @@ def train(
     model.train()
     bad = torch.zeros((), dtype=torch.bool, device=x.device)
     for step in range(steps):
+        interrupt.check(step)
         idx = order[step]
         loss = loss_fn(model(x[idx]), y[idx])
         bad |= ~torch.isfinite(loss)

@@ -1,6 +1,8 @@
 import pytest
+import torch
 
 from search_engine.config import load_config
+from search_engine.expression import Node, parse
 
 
 def tiny_config(**overrides):
@@ -29,3 +31,20 @@ def tiny_config(**overrides):
 @pytest.fixture
 def tiny():
     return tiny_config
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's many tiny ops on one intra-op thread (much faster on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def nan_tree() -> Node:
+    """f * S - y * S with S = ((1 + 1)^2)^...^2 = 2^256 (inf in float32): the loss is NaN from the first step."""
+    big = parse("add(1, 1)")
+    for _ in range(8):
+        big = Node("square", (big,))
+    return Node("sub", (Node("mul", (Node("f"), big)), Node("mul", (Node("y"), big))))

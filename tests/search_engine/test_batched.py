@@ -29,18 +29,11 @@ from search_engine.search import run_search
 from search_engine.tasks import load_task
 from search_engine.training import train
 
-from .conftest import tiny_config
+from .conftest import nan_tree, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOL = 1e-6  # fitness is an error rate / MSE: equal up to float rounding
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Many small ops: one intra-op thread is faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _exploding() -> Node:
@@ -48,18 +41,10 @@ def _exploding() -> Node:
     return parse("mul(-1, square(square(square(add(add(f, f), add(f, f))))))")
 
 
-def _nan_tree() -> Node:
-    """f * S - y * S with S = 2^256 (inf in float32): the loss is NaN from the first step."""
-    big = parse("add(1, 1)")
-    for _ in range(8):
-        big = Node("square", (big,))
-    return Node("sub", (Node("mul", (Node("f"), big)), Node("mul", (Node("y"), big))))
-
-
 # Well-conditioned losses and one that diverges at any learning rate. (A loss as steep as
 # `_exploding` at a learning rate where it does not diverge amplifies float rounding by ~1e5,
 # so its error rate may differ by a sample between the two paths.)
-MIX = [CROSS_ENTROPY, SQUARED_ERROR, parse("mul(-1, mul(y, log(f)))"), _nan_tree(), parse("sqrt(abs(sub(f, y)))")]
+MIX = [CROSS_ENTROPY, SQUARED_ERROR, parse("mul(-1, mul(y, log(f)))"), nan_tree(), parse("sqrt(abs(sub(f, y)))")]
 
 
 def _evaluators(**overrides):
@@ -144,8 +129,8 @@ def test_fitness_equals_sequential_for_lenet5_on_digits28():
 def test_a_diverging_member_is_masked_and_does_not_touch_the_others():
     seq, bat = _evaluators(rejection={"enabled": False})
     alone = bat.fitness_many([CROSS_ENTROPY, SQUARED_ERROR], [None, None])
-    mixed = bat.fitness_many([CROSS_ENTROPY, _nan_tree(), SQUARED_ERROR], [None, None, None])
-    assert mixed[1].fitness is None and mixed[1].reason == TRAINING_DIVERGED == seq.fitness(_nan_tree()).reason
+    mixed = bat.fitness_many([CROSS_ENTROPY, nan_tree(), SQUARED_ERROR], [None, None, None])
+    assert mixed[1].fitness is None and mixed[1].reason == TRAINING_DIVERGED == seq.fitness(nan_tree()).reason
     assert [mixed[0], mixed[2]] == alone  # bit-for-bit: members never interact
 
 
@@ -162,7 +147,7 @@ def test_dead_members_stop_moving():
     task = load_task(tiny_config())
     template = task.new_model(0)
     params, buffers = stacked_copies(template, 2)
-    loss = population_loss([CROSS_ENTROPY, _nan_tree()], "classification")
+    loss = population_loss([CROSS_ENTROPY, nan_tree()], "classification")
     alive = train_population(population_model(template), params, buffers, loss, task.splits.x_train,
                              task.splits.y_train, TrainingConfig(steps=60, batch_size=32, lr=0.05))
     assert alive.tolist() == [True, False]
@@ -239,7 +224,7 @@ def test_batched_local_search_through_lenet5_equals_per_candidate():
 def test_batched_local_search_skips_non_finite_members_only():
     config = tiny_config(task={"model": "mlp"}, local_search={"mode": "all", "meta_steps": 3, "batch_size": 32})
     task = load_task(config)
-    trees = [_nan_tree(), SQUARED_ERROR]
+    trees = [nan_tree(), SQUARED_ERROR]
     got = local_search_population(task, trees, config.local_search, config.training, config.seed)
     want = [local_search(task, t, config.local_search, config.training, seed=config.seed) for t in trees]
     assert [g.skipped_steps for g in got] == [w.skipped_steps for w in want]

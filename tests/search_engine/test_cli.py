@@ -25,6 +25,7 @@ def test_search_then_evaluate_end_to_end(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "best loss:" in proc.stdout and "baseline (cross_entropy)" in proc.stdout
+    assert "evaluation: populations of up to 25 on cpu" in proc.stdout  # tiny_config: batched, chunk 25
     result = json.loads((out / "result.json").read_text())
     assert result["format"] == "lfl-search-result" and result["status"] == "completed"
     assert len(result["history"]) == 3 and result["best"]["expression"]

@@ -25,16 +25,11 @@ from search_engine.parameterized import (
 )
 from search_engine.tasks import Task, load_task
 
+from .conftest import nan_tree
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # -------------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Run this module's many tiny ops on one intra-op thread (much faster on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +65,6 @@ def _batch(kind: str, seed: int, batch: int = 6, width: int = 4) -> tuple[torch.
     if kind == "classification":
         return outputs, torch.randint(0, width, (batch,), generator=gen)
     return outputs, torch.randn(batch, width, generator=gen, dtype=torch.float64)
-
-
-def _nan_tree() -> Node:
-    """f * S - y * S with S = ((1 + 1)^2)^...^2 (2^256): inf in float32, so the loss is NaN."""
-    big = parse("add(1, 1)")
-    for _ in range(8):
-        big = Node("square", (big,))
-    return Node("sub", (Node("mul", (Node("f"), big)), Node("mul", (Node("y"), big))))
 
 
 # ----------------------------------------------------------------- parameterization
@@ -345,7 +332,7 @@ def test_local_search_is_deterministic_given_seed(digits):
 
 
 def test_local_search_survives_a_nan_loss(digits):
-    tree = _nan_tree()
+    tree = nan_tree()
     outputs, targets = _batch("classification", seed=0)
     assert torch.isnan(make_weighted_loss(tree, "classification")(
         init_weights(tree, 0), outputs.float(), targets

@@ -162,3 +162,49 @@ def test_top_k_refines_only_the_best_and_never_twice():
         for e in gen_refined:
             kept = min(f for f in (e.symbolic_fitness, e.fitness) if f is not None)
             assert g.best_fitness <= kept
+
+
+def test_the_auto_plan_is_recorded_and_reused_on_resume(tmp_path, monkeypatch):
+    import search_engine.evaluators as evaluators
+
+    config = tiny_config(search={"generations": 2}, evaluation={"strategy": "auto"})
+    path = tmp_path / "c.json"
+    first, events = run_collect(config, checkpoint_path=path)
+    plan = first.plan
+    assert plan["strategy"] in ("sequential", "batched") and plan["device"] == "cpu"
+    assert events[0].plan == plan and load(path).plan == plan and first.to_dict()["plan"] == plan
+
+    def no_measuring(*_args):
+        raise AssertionError("a resumed 'auto' search must reuse its recorded plan, not time the machine again")
+
+    monkeypatch.setattr(evaluators, "measure_plan", no_measuring)
+    longer, events = run_collect(tiny_config(search={"generations": 3}, evaluation={"strategy": "auto"}),
+                                 checkpoint_path=path, resume=True)
+    assert longer.status == "completed" and len(longer.history) == 3
+    assert {k: v for k, v in longer.plan.items() if k != "reason"} == {k: v for k, v in plan.items() if k != "reason"}
+
+
+def test_resume_may_change_how_a_search_runs_and_names_what_may_not_change(tmp_path):
+    from search_engine.checkpoint import CheckpointError
+
+    path = tmp_path / "c.json"
+    run_search(tiny_config(search={"generations": 1}), checkpoint_path=path)
+    resumed = run_search(tiny_config(search={"generations": 2}, evaluation={"strategy": "sequential"}),
+                         checkpoint_path=path, resume=True)
+    assert resumed.plan == {"strategy": "sequential", "device": "cpu"} and len(resumed.history) == 2
+    with pytest.raises(CheckpointError, match=r"\(seed, training\.lr changed\)"):
+        run_search(tiny_config(search={"generations": 3}, seed=9, training={"lr": 0.5}),
+                   checkpoint_path=path, resume=True)
+
+
+def test_checkpoints_without_a_plan_still_resume(tmp_path):
+    import json
+
+    path = tmp_path / "c.json"
+    run_search(tiny_config(search={"generations": 1}), checkpoint_path=path)
+    data = json.loads(path.read_text())
+    del data["plan"]  # as written before plans were recorded
+    path.write_text(json.dumps(data))
+    assert load(path).plan is None
+    resumed = run_search(tiny_config(search={"generations": 2}), checkpoint_path=path, resume=True)
+    assert resumed.status == "completed" and resumed.plan["strategy"] == "batched"
