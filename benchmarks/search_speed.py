@@ -8,7 +8,9 @@ on digits28 = the digits upsampled to 28x28), with the useful GFLOP/s of each pa
 machine's measured fp32 matmul rate; per-candidate seconds of the rejection screen, local
 search and fitness at EvoMAL's LeNet-5 settings beside the reference implementation's
 figures; seconds per generation of configs/quick.json and of a LeNet-5 preset with local
-search on and off; the peak memory of each path ("peak A / B MiB": sequential / batched, the
+search on and off (six candidates that all pass the screen: the worst case), and of the LeNet-5
+preset as a search runs it (run_search on 25 per generation, where the rejection screen and the
+equivalence cache spare most candidates the local search), scaled to six candidates; the peak memory of each path ("peak A / B MiB": sequential / batched, the
 memory the measurement adds: RSS growth on the CPU, allocator peak on CUDA). Rows marked "x" were measured with fewer
 steps and scaled linearly (every step costs the same).
 """
@@ -21,6 +23,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -38,6 +41,8 @@ from search_engine.meta import local_search
 from search_engine.search import run_search
 from search_engine.tasks import Task, load_task
 from search_engine.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Reference implementation (EvoMAL, LeNet-5, 2 CPU cores), seconds.
 REF_LOCAL_SEARCH, REF_FITNESS, REF_GENERATION = 15.0, 10.0, 96.0
@@ -246,21 +251,31 @@ def candidate_rows(quick: bool) -> tuple[list[list[str]], tuple[float, float, fl
     ], (rej_b, ls_b * ls_scale, fit_b * fit_scale)
 
 
-def search_generation(config: str, strategy: str) -> tuple[float, GenerationFinished, str]:
-    """Wall-clock seconds of run_search's first generation (task loading and the baseline excluded)."""
+def search_generation(config: str | dict, strategy: str, generations: int = 1) -> tuple[float, list[GenerationFinished], str]:
+    """Wall-clock seconds per generation of run_search's first `generations` (task loading and the
+    baseline excluded), the generations' events and the evaluation plan."""
     cfg = load_config(config)
-    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, generations=1),
+    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, generations=generations),
                               evaluation=dataclasses.replace(cfg.evaluation, strategy=strategy))
-    events, plans = [], []
+    events = []
+    result = run_search(cfg, events.append)
+    gens = [e for e in events if isinstance(e, GenerationFinished)]
+    plan = result.plan or {}
+    return (sum(g.seconds for g in gens) / len(gens), gens,
+            f"chunk {plan['chunk']}" if plan.get("strategy") == "batched" else "sequential")
 
-    def factory(task, c):
-        ev = make_evaluator(task, c)
-        plans.append(getattr(ev, "plan", None))
-        return ev
 
-    run_search(cfg, events.append, evaluator_factory=factory)
-    gen = next(e for e in events if isinstance(e, GenerationFinished))
-    return gen.seconds, gen, f"chunk {plans[0].chunk}" if plans[0] else "sequential"
+def lenet_search_preset(quick: bool) -> dict:
+    """configs/mnist_lenet5.json as shipped (25 per generation, local search on every accepted candidate),
+    on digits28 (the same 28x28 shape; MNIST itself cannot be downloaded here)."""
+    import json
+
+    preset = json.loads((ROOT / "configs" / "mnist_lenet5.json").read_text())
+    preset["task"] = {"dataset": "digits28", "model": "lenet5"}
+    if quick:
+        preset["training"]["steps"] = 50
+        preset["local_search"] = {"meta_steps": 25}
+    return preset
 
 
 def evaluate_seconds(config: dict, strategy: str) -> tuple[float, str]:
@@ -281,11 +296,27 @@ def generation_rows(quick: bool, per_candidate: tuple[float, float, float]) -> l
     """Seconds per generation: configs/quick.json (run_search) and the LeNet-5 preset (6 candidates)."""
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with PeakMemory(dev) as seq_mem:
-        seq, gen, _ = search_generation("configs/quick.json", "sequential")
+        seq, (gen,), _ = search_generation(str(ROOT / "configs" / "quick.json"), "sequential")
     with PeakMemory(dev) as mem:
-        bat, _, plan = search_generation("configs/quick.json", "auto")
+        bat, _, plan = search_generation(str(ROOT / "configs" / "quick.json"), "auto")
     rows = [["configs/quick.json, s/generation", f"{seq:.1f}", f"{bat:.1f}", f"{seq / bat:.2f}x", "",
              f"auto: {plan}; {gen.evaluated - gen.rejected}/{gen.evaluated} trained; peak {seq_mem.mib:.0f} / {mem.mib:.0f} MiB"]]
+    # The preset as a search runs it: the rejection screen and the equivalence cache come before
+    # local search, so only accepted, new candidates are refined and trained (the reference refines
+    # all six and then rejects most of them). Seconds per 25 scaled to a generation of 6.
+    gens_n = 1 if quick else 2
+    preset = lenet_search_preset(quick)
+    seq, _, _ = search_generation(preset, "sequential", gens_n)
+    with PeakMemory(dev) as mem:
+        bat, gens, plan = search_generation(preset, "auto", gens_n)
+    counts = "; ".join(f"gen {g.generation}: {g.evaluated - g.rejected}/{g.evaluated} accepted, "
+                       f"{g.cache_hits} cache hits" for g in gens)
+    scale = 6 / preset["search"]["population_size"]
+    size = " (25 meta / 50 steps)" if quick else ""
+    ref = "" if quick else f"ref ~{REF_GENERATION:g} s, target <= {REF_GENERATION / 5:.1f} s; "
+    rows.append([f"LeNet-5 preset search, LS on, s per 6 candidates{size}", f"{seq * scale:.1f}",
+                 f"{bat * scale:.1f}", f"{seq / bat:.2f}x", "",
+                 f"{ref}run_search, {gens_n} generation(s) of 25 on digits28, auto: {plan}; {counts}; peak {mem.mib:.0f} MiB"])
     meta, steps = (25, 50) if quick else (250, 500)
     for local in (True, False):
         preset = lenet_preset(local=local, meta_steps=meta, steps=steps)
