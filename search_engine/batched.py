@@ -81,7 +81,8 @@ def population_loss(
 
     def loss(outputs: Tensor, targets: Tensor) -> Tensor:
         y, f = population_inputs(outputs, targets, kind)  # (P, B, C) each
-        values = torch.stack([m(y[0], fp) for m, fp in zip(members, f.unbind(0), strict=True)])  # (P, B, C)
+        y0 = y[0]  # the one-hot / target inputs are the same for every member
+        values = torch.stack([m(y0, fp) for m, fp in zip(members, f.unbind(0), strict=True)])  # (P, B, C)
         return values.sum(dim=-1).mean(dim=-1)  # (P,)
 
     return loss
@@ -104,8 +105,10 @@ def sgd_step_(
     Returns the momentum buffers (None without momentum), created on the first step.
     """
     new_momenta: list[Tensor] = []
+    # Masking changes nothing while every member lives; on the CPU asking costs no device sync.
+    mask = alive.device.type != "cpu" or not bool(alive.all())
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-        d = torch.where(_alive_view(alive, g), g, 0.0)
+        d = torch.where(_alive_view(alive, g), g, 0.0) if mask else g
         if cfg.weight_decay:
             d = d.add(p, alpha=cfg.weight_decay)
         if cfg.momentum:
