@@ -24,8 +24,10 @@ POOLS = ("prefork", "solo", "threads")
 
 
 def worker_command(pool: str, concurrency: int) -> list[str]:
+    # --quiet drops the worker's start-up banner, which would otherwise bury the address and the
+    # admin password printed just before it; the worker's log lines still show.
     return [
-        sys.executable, "-m", "celery", "-A", "lfl_web", "worker", "--loglevel=INFO",
+        sys.executable, "-m", "celery", "-A", "lfl_web", "--quiet", "worker", "--loglevel=INFO",
         f"--pool={pool}", f"--concurrency={concurrency}", "--without-gossip", "--without-mingle",
     ]
 
