@@ -21,11 +21,12 @@ from lfl_web.experiments.uploads import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, rem
 # import torch; these copies keep the form light, and a test checks they agree.
 DATASET_NAMES = ("digits", "digits28", "diabetes", "csv", "npz", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
 MODEL_NAMES = ("logistic", "mlp", "lenet5", "allcnnc", "resnet18", "wideresnet")
+# Option labels stay short enough for a select in the form's grid; the help texts say more.
 DATASET_LABELS = {
-    "digits": "digits (8×8 images, built in)", "digits28": "digits28 (digits upscaled to 28×28, built in)",
-    "diabetes": "diabetes (regression, built in)", "csv": "csv (your uploaded file)", "npz": "npz (your uploaded file)",
+    "digits": "digits (8×8, built in)", "digits28": "digits28 (28×28 digits)", "diabetes": "diabetes (regression)",
+    "csv": "csv (uploaded file)", "npz": "npz (uploaded file)",
 }
-LOCAL_SEARCH_MODES = (("off", "off (pure GP)"), ("all", "all accepted candidates (EvoMAL)"), ("top_k", "top k per generation"))
+LOCAL_SEARCH_MODES = (("off", "off (pure GP)"), ("all", "all (EvoMAL)"), ("top_k", "top k per generation"))
 METRICS = ("error rate", "MSE")
 
 # Presets: (label, file under the project root).
@@ -34,11 +35,7 @@ PRESETS = {
     "mnist_lenet5": ("EvoMAL-faithful (MNIST, LeNet-5)", "configs/mnist_lenet5.json"),
 }
 
-EVALUATION_STRATEGIES = (
-    ("auto", "auto (time both on this task, keep the faster)"),
-    ("batched", "batched (train a chunk of candidates as one program)"),
-    ("sequential", "sequential (one candidate at a time)"),
-)
+EVALUATION_STRATEGIES = (("auto", "auto"), ("batched", "batched"), ("sequential", "sequential"))
 
 # Form field -> dotted configuration field (every field of the engine's configuration has one; a test checks).
 FIELD_PATHS = {
@@ -132,7 +129,11 @@ class ExperimentForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     private = forms.BooleanField(required=False, help_text="Only you (and staff) can see it.")
 
-    dataset = forms.ChoiceField(choices=[(n, DATASET_LABELS.get(n, n)) for n in DATASET_NAMES])
+    dataset = forms.ChoiceField(
+        choices=[(n, DATASET_LABELS.get(n, n)) for n in DATASET_NAMES],
+        help_text="digits, digits28 and diabetes are built in; csv and npz read the data file below; "
+                  "mnist, cifar10, … are read from the data root.",
+    )
     model = forms.ChoiceField(choices=[(n, n) for n in MODEL_NAMES])
     data_root = forms.CharField(
         label="Data root", required=False, help_text="Server folder holding torchvision datasets (mnist, cifar10, …)."
@@ -180,7 +181,10 @@ class ExperimentForm(forms.Form):
     rejection_steps = _int("Screen steps", help_text="Adam steps on the subset's outputs.")
     rejection_samples = _int("Screen samples", help_text="Size of the fixed training subset.")
 
-    local_search_mode = forms.ChoiceField(label="Mode", choices=LOCAL_SEARCH_MODES)
+    local_search_mode = forms.ChoiceField(
+        label="Mode", choices=LOCAL_SEARCH_MODES,
+        help_text="Learn edge weights for every accepted candidate (EvoMAL), only each generation's k best, or none.",
+    )
     top_k = _int("Top k", help_text="With mode top k: how many of each generation's best are refined.")
     meta_steps = _int("Meta steps")
     inner_steps = _int("Inner steps", help_text="Differentiable SGD steps per meta step.")
@@ -200,8 +204,10 @@ class ExperimentForm(forms.Form):
 
     evaluation_strategy = forms.ChoiceField(
         label="Evaluation strategy", choices=EVALUATION_STRATEGIES,
-        help_text="“sequential” trains one candidate at a time, so a cancel takes effect between single candidates; "
-                  "“batched” trains up to a chunk of candidates as one program; “auto” picks the faster.",
+        help_text="“sequential” trains one candidate at a time, “batched” a chunk of them as one program, “auto” "
+                  "times both on the task and keeps the faster. A cancel stops within a few training steps: with "
+                  "“sequential” between single candidates (only the one in training is lost), with “batched” the "
+                  "chunk's unfinished candidates are dropped.",
     )
     max_population_chunk = _int("Max population chunk", help_text="Most candidates trained together as one program.")
     seed = _int("Seed", help_text="Drives every random choice of the search.")

@@ -127,7 +127,7 @@ def test_a_preset_prefills_the_tree_rejection_evaluation_and_split_fields(signed
     assert 'value="40"' in field_block(page, "rejection_steps")
     assert '<option value="sequential" selected>' in field_block(page, "evaluation_strategy")
     assert "checked" not in field_block(page, "rejection_enabled")
-    assert "between single candidates" in field_block(page, "evaluation_strategy")  # what the choice means
+    assert "with “sequential” between single candidates" in field_block(page, "evaluation_strategy")  # cancelling
 
 
 def test_an_unknown_preset_is_reported_and_the_defaults_shown(signed_in):
