@@ -61,6 +61,8 @@ def experiment_detail(request, pk):
         "latest": experiment.latest_generation(), "candidates": experiment.candidates.of_latest_generation(),
         "learned": learned_loss_rows(experiment), "best": best, "loss_shape": loss_shape_for(best),
         "meta_test_view": experiment.meta_test_view(best), "meta_test_plan": experiment.meta_test_plan,
+        # only mode top_k reports a candidate's fitness before local search (candidate_refined events)
+        "refines_top_k": experiment.config.get("local_search", {}).get("mode") == "top_k",
         "can_manage": experiment.can_be_managed_by(request.user), "ws_path": f"/ws/experiments/{experiment.pk}/",
         "config_json": json.dumps(experiment.config, indent=2, sort_keys=True),
     })

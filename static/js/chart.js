@@ -54,7 +54,10 @@
       return;
     }
     let [x0, x1] = xs, [y0, y1] = ys;
-    if (x0 === x1) { x0 -= 1; x1 += 1; }
+    if (x0 === x1) {  // one x value: integer axes (generations) go forward, never below the first
+      if (options.integerX) x1 += 1;
+      else { x0 -= 1; x1 += 1; }
+    }
     const pad = (y1 - y0) * 0.08 || Math.abs(y0) * 0.1 || 1;
     y0 -= pad; y1 += pad;
     const sx = (x) => M.left + ((x - x0) / (x1 - x0)) * (W - M.left - M.right);

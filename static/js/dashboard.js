@@ -248,7 +248,8 @@
       { label: "mean", color: COLORS.mean, points: gens.map((g) => [g.generation, g.mean_fitness]) },
     ];
     if (e.baseline_fitness !== null && e.baseline_fitness !== undefined) {
-      const x0 = gens[0].generation, x1 = gens[gens.length - 1].generation;
+      // across at least one generation's width, so it shows while only one has finished
+      const x0 = gens[0].generation, x1 = Math.max(gens[gens.length - 1].generation, x0 + 1);
       series.push({ label: `baseline (${e.baseline_loss})`, color: COLORS.baseline, dashed: true,
         points: [[x0, e.baseline_fitness], [x1, e.baseline_fitness]] });
     }
@@ -277,6 +278,10 @@
     body.replaceChildren(...rows);
   }
 
+  // Only local search mode top_k reports a candidate's fitness before refinement (the server
+  // renders the column's header on the same condition).
+  function refinesTopK() { return ((state.experiment.config || {}).local_search || {}).mode === "top_k"; }
+
   function renderCandidates() {
     if (state.candidateGeneration === null) return;
     $("candidates-generation").textContent = state.candidateGeneration;
@@ -284,7 +289,7 @@
       c.rejection_reason ? { class: "rejected" } : {},
       h("td", {}, c.index), h("td", {}, math(c.latex, c.expression)),
       c.rejection_reason ? h("td", { class: "reason" }, `rejected: ${c.rejection_reason}`) : h("td", { class: "num" }, fitness(c.fitness)),
-      h("td", { class: "num" }, fitness(c.symbolic_fitness)),
+      ...(refinesTopK() ? [h("td", { class: "num" }, fitness(c.symbolic_fitness))] : []),
       h("td", {}, c.cache_hit ? "yes" : "no"),
       h("td", { class: "num" }, (c.weights || []).length)));
     $("candidates").replaceChildren(...rows);

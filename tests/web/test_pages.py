@@ -206,6 +206,16 @@ def test_a_running_search_has_no_meta_test_panel_yet(signed_in, make_experiment)
     assert 'id="meta-test-panel" aria-labelledby="meta-test-title" hidden' in page
 
 
+@pytest.mark.parametrize(("mode", "shown"), [("top_k", True), ("all", False), ("off", False)])
+def test_the_fitness_before_local_search_is_a_column_only_where_the_engine_reports_it(signed_in, make_experiment,
+                                                                                       mode, shown):
+    experiment = make_experiment(config=tiny_config(local_search={"mode": mode}))
+    Candidate.objects.create(experiment=experiment, generation=0, index=0, expression=CE, canonical_key="a",
+                             fitness=0.2, symbolic_fitness=0.25 if shown else None)
+    page = signed_in.get(experiment.get_absolute_url()).content.decode()
+    assert ("Before local search" in page) is shown and ("0.2500" in page) is shown
+
+
 def test_a_private_experiment_is_hidden_from_others(client, other_user, make_experiment, user):
     secret = make_experiment(owner=other_user, private=True)
     client.force_login(user)
