@@ -31,8 +31,7 @@ def weighted_latex(tree: Node, weights: tuple[float, ...] | None, digits: int = 
         parts, nxt = [], i + 1
         for child in node.children:
             text, after = render(child, nxt)
-            if not child.is_terminal or P.CONSTANTS.get(child.op, 0.0) < 0:
-                text = rf"\left({text}\right)"
+            text = P.latex_factor(text)  # bracketed if a sum or negative: w times all of it
             parts.append(rf"{latex_number(weights[nxt - 1], digits)} \cdot {text}")
             nxt = after
         if node.is_terminal:

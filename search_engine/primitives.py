@@ -53,21 +53,79 @@ def _paren(s: str) -> str:
     return rf"\left({s}\right)"
 
 
+def _top_level(s: str) -> set[str]:
+    """What a LaTeX fragment has outside all brackets and braces: "sum" (+ or -, a leading minus
+    included), "product" (a cdot) and "power" (^)."""
+    found: set[str] = set()
+    depth, i = 0, 0
+    while i < len(s):
+        if s.startswith(r"\left", i):
+            depth, i = depth + 1, i + len(r"\left") + 1  # the delimiter after \left is part of it
+            continue
+        if s.startswith(r"\right", i):
+            depth, i = depth - 1, i + len(r"\right") + 1
+            continue
+        c = s[i]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif depth == 0:
+            if c in "+-":
+                found.add("sum")
+            elif c == "^":
+                found.add("power")
+            elif s.startswith(r"\cdot", i):
+                found.add("product")
+        i += 1
+    return found
+
+
+def latex_factor(s: str) -> str:
+    """s as a factor of a product or the right side of a minus: bracketed only if it is a sum
+    (or starts with a minus sign)."""
+    return _paren(s) if "sum" in _top_level(s) else s
+
+
+def latex_base(s: str) -> str:
+    """s as the base of a power: bracketed unless it is one symbol or number ("y", "f(x)", "1")
+    or one |...| group (a fraction, log or root squared is bracketed: log|f|^2 would be ambiguous)."""
+    plain = all(c.isalnum() or c in "()." for c in s)
+    return s if plain or _one_abs_group(s) else _paren(s)
+
+
+def _one_abs_group(s: str) -> bool:
+    r"""True if s is exactly \left| ... \right| (its first \left closes at its very end)."""
+    if not (s.startswith(r"\left|") and s.endswith(r"\right|")):
+        return False
+    depth, i = 0, 0
+    while i < len(s):
+        if s.startswith(r"\left", i):
+            depth, i = depth + 1, i + len(r"\left") + 1
+        elif s.startswith(r"\right", i):
+            depth, i = depth - 1, i + len(r"\right") + 1
+            if depth == 0:
+                return i == len(s)
+        else:
+            i += 1
+    return False
+
+
 PRIMITIVES: dict[str, Primitive] = {
     p.name: p
     for p in (
         Primitive("add", 2, torch.add, lambda a, b: a + b, lambda a, b: f"{a} + {b}"),
-        Primitive("sub", 2, torch.sub, lambda a, b: a - b, lambda a, b: f"{a} - {_paren(b)}"),
-        Primitive("mul", 2, torch.mul, lambda a, b: a * b, lambda a, b: f"{_paren(a)} \\cdot {_paren(b)}"),
+        Primitive("sub", 2, torch.sub, lambda a, b: a - b, lambda a, b: f"{a} - {latex_factor(b)}"),
+        Primitive("mul", 2, torch.mul, lambda a, b: a * b, lambda a, b: f"{latex_factor(a)} \\cdot {latex_factor(b)}"),
         Primitive(
             "div", 2, protected_div_torch,
             lambda a, b: a / sympy.sqrt(1 + b**2),
-            lambda a, b: rf"\frac{{{a}}}{{\sqrt{{1 + {_paren(b)}^{{2}}}}}}",
+            lambda a, b: rf"\frac{{{a}}}{{\sqrt{{1 + {latex_base(b)}^{{2}}}}}}",
         ),
         Primitive("min", 2, torch.minimum, sympy.Min, lambda a, b: rf"\min\left({a}, {b}\right)"),
         Primitive("max", 2, torch.maximum, sympy.Max, lambda a, b: rf"\max\left({a}, {b}\right)"),
         Primitive("sign", 1, torch.sign, sympy.sign, lambda a: rf"\operatorname{{sign}}{_paren(a)}"),
-        Primitive("square", 1, torch.square, lambda a: a**2, lambda a: f"{_paren(a)}^{{2}}"),
+        Primitive("square", 1, torch.square, lambda a: a**2, lambda a: f"{latex_base(a)}^{{2}}"),
         Primitive("abs", 1, torch.abs, sympy.Abs, lambda a: rf"\left|{a}\right|"),
         Primitive("tanh", 1, torch.tanh, sympy.tanh, lambda a: rf"\tanh{_paren(a)}"),
         Primitive(

@@ -425,8 +425,8 @@ def test_weighted_latex_rounds_weights_and_mirrors_the_tree():
     tree = parse("mul(-1, log(f))")
     text = weighted_latex(tree, (0.123456789, -2.0, 3e-9))
     assert text == (
-        r"\left(0.1235 \cdot \left(-1\right)\right) \cdot "
-        r"\left(\left(-2\right) \cdot \left(\log\left|3 \times 10^{-9} \cdot f(x)\right|\right)\right)"
+        r"0.1235 \cdot \left(-1\right) \cdot "
+        r"\left(-2\right) \cdot \log\left|3 \times 10^{-9} \cdot f(x)\right|"
     )
     assert weighted_latex(tree, None) == to_latex(tree)
 

@@ -261,10 +261,33 @@ def test_canonical_key_is_stable_across_processes():
 
 
 def test_to_latex_mirrors_the_tree():
-    assert to_latex(SQUARED_ERROR) == r"\left(y - \left(f(x)\right)\right)^{2}"
-    assert to_latex(CROSS_ENTROPY) == (
-        r"\left(-1\right) \cdot \left(\left(y\right) \cdot \left(\log\left|f(x)\right|\right)\right)"
-    )
+    assert to_latex(SQUARED_ERROR) == r"\left(y - f(x)\right)^{2}"
+    assert to_latex(CROSS_ENTROPY) == r"\left(-1\right) \cdot y \cdot \log\left|f(x)\right|"
+
+
+@pytest.mark.parametrize("prefix, latex", [
+    # brackets exactly where precedence needs them
+    ("mul(add(y, f), f)", r"\left(y + f(x)\right) \cdot f(x)"),
+    ("mul(y, sub(f, y))", r"y \cdot \left(f(x) - y\right)"),
+    ("sub(y, sub(f, 1))", r"y - \left(f(x) - 1\right)"),
+    ("sub(sub(y, f), 1)", r"y - f(x) - 1"),
+    ("sub(y, add(f, 1))", r"y - \left(f(x) + 1\right)"),
+    ("sub(y, mul(f, y))", r"y - f(x) \cdot y"),
+    ("sub(y, -1)", r"y - \left(-1\right)"),
+    ("add(y, add(f, -1))", r"y + f(x) + -1"),
+    # powers: a bare base only for one symbol, number or |...| group
+    ("square(f)", r"f(x)^{2}"),
+    ("square(abs(f))", r"\left|f(x)\right|^{2}"),
+    ("square(-1)", r"\left(-1\right)^{2}"),
+    ("square(square(y))", r"\left(y^{2}\right)^{2}"),
+    ("square(mul(y, f))", r"\left(y \cdot f(x)\right)^{2}"),
+    ("square(log(f))", r"\left(\log\left|f(x)\right|\right)^{2}"),
+    ("square(add(abs(f), abs(y)))", r"\left(\left|f(x)\right| + \left|y\right|\right)^{2}"),
+    ("div(y, sub(f, 1))", r"\frac{y}{\sqrt{1 + \left(f(x) - 1\right)^{2}}}"),
+    ("square(div(y, f))", r"\left(\frac{y}{\sqrt{1 + f(x)^{2}}}\right)^{2}"),
+])
+def test_to_latex_brackets_only_where_needed(prefix, latex):
+    assert to_latex(parse(prefix)) == latex
 
 
 @pytest.mark.parametrize("seed", range(2))
