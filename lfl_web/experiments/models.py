@@ -148,6 +148,8 @@ class Experiment(models.Model):
     total_generations = models.PositiveIntegerField(default=0)
     baseline_loss = models.CharField(max_length=64, blank=True, default="")
     baseline_fitness = models.FloatField(null=True, blank=True)
+    evaluation_plan = models.JSONField(
+        null=True, blank=True, help_text="How the engine scores candidates (its plan_record), once the search starts.")
     error = models.TextField(blank=True, default="")
     meta_test_status = models.CharField(max_length=16, choices=MetaTestStatus.choices, blank=True, default="")
     meta_test_error = models.TextField(blank=True, default="")
@@ -324,6 +326,15 @@ class Experiment(models.Model):
         return entries or ([best] if best else [])
 
     @property
+    def evaluation_label(self) -> str:
+        """The evaluation plan in a few words ("batched, up to 25 per program, cpu"); empty before the search starts."""
+        plan = self.evaluation_plan
+        if not isinstance(plan, dict) or "strategy" not in plan:
+            return ""
+        how = f"batched, up to {plan['chunk']} per program" if plan["strategy"] == "batched" else plan["strategy"]
+        return f"{how}, {plan.get('device', '?')}"
+
+    @property
     def metric(self) -> str:
         """What fitness measures; known from the task before the search has reported its baseline."""
         return METRICS_BY_KIND[self.task_kind]
@@ -336,6 +347,7 @@ class Experiment(models.Model):
             "cancel_requested": self.cancel_requested, "current_generation": self.current_generation,
             "total_generations": self.total_generations, "baseline_loss": self.baseline_loss,
             "baseline_fitness": self.baseline_fitness, "metric": self.metric, "error": self.error,
+            "evaluation_plan": self.evaluation_plan, "evaluation_label": self.evaluation_label,
             "meta_test_status": self.meta_test_status, "meta_test_error": self.meta_test_error,
             "meta_test_seeds_done": self.meta_test_seeds_done, "meta_test_plan": self.meta_test_plan,
             "created_at": iso(self.created_at), "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),

@@ -78,6 +78,7 @@ def save_search_started(experiment_id: int, data: dict) -> None:
     Experiment.objects.filter(pk=experiment_id).update(
         total_generations=data["generations"], current_generation=data["start_generation"],
         baseline_loss=data["baseline_loss"], baseline_fitness=data["baseline_fitness"],
+        evaluation_plan=data.get("plan"),
     )
 
 

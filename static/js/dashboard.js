@@ -124,6 +124,7 @@
       case "search_started":
         Object.assign(e, { total_generations: message.generations, current_generation: message.start_generation,
           baseline_loss: message.baseline_loss, baseline_fitness: message.baseline_fitness,
+          evaluation_plan: message.plan, evaluation_label: planLabel(message.plan),
           metric: message.baseline_loss === "cross_entropy" ? "error rate" : "MSE" });
         break;
       case "candidate_evaluated": addCandidate(message); break;
@@ -224,8 +225,20 @@
     $("total-evaluated").textContent = sum("evaluated");
     $("total-rejected").textContent = sum("rejected");
     $("total-cache-hits").textContent = sum("cache_hits");
-    $("baseline").textContent = e.baseline_loss ? `${e.baseline_loss}: ${fitness(e.baseline_fitness)}` : "—";
+    // Before search_started the worker is loading the data, timing the evaluation plan and training the baseline.
+    $("baseline").textContent = e.baseline_loss ? `${e.baseline_loss}: ${fitness(e.baseline_fitness)}`
+      : e.status === "running" ? "training…" : "—";
     $("metric").textContent = e.metric;
+    const plan = $("evaluation-plan");
+    plan.textContent = e.evaluation_label || "—";
+    plan.title = (e.evaluation_plan && e.evaluation_plan.reason) || "";
+  }
+
+  // As Experiment.evaluation_label words it.
+  function planLabel(plan) {
+    if (!plan || !plan.strategy) return "";
+    const how = plan.strategy === "batched" ? `batched, up to ${plan.chunk} per program` : plan.strategy;
+    return `${how}, ${plan.device || "?"}`;
   }
 
   function renderBest() {

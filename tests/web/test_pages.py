@@ -216,6 +216,15 @@ def test_the_fitness_before_local_search_is_a_column_only_where_the_engine_repor
     assert ("Before local search" in page) is shown and ("0.2500" in page) is shown
 
 
+def test_the_dashboard_names_the_evaluation_plan_once_the_search_started(signed_in, make_experiment):
+    waiting = make_experiment(status=Status.QUEUED)
+    assert 'id="evaluation-plan" title="">—<' in signed_in.get(waiting.get_absolute_url()).content.decode()
+    plan = {"strategy": "batched", "chunk": 8, "min_batch": 2, "reason": "measured: P=8 fastest", "device": "cpu"}
+    running = make_experiment(status=Status.RUNNING, evaluation_plan=plan)
+    page = signed_in.get(running.get_absolute_url()).content.decode()
+    assert 'id="evaluation-plan" title="measured: P=8 fastest">batched, up to 8 per program, cpu<' in page
+
+
 def test_a_private_experiment_is_hidden_from_others(client, other_user, make_experiment, user):
     secret = make_experiment(owner=other_user, private=True)
     client.force_login(user)

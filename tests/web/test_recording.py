@@ -102,6 +102,19 @@ def test_search_started_stores_the_baseline_and_the_plan(make_experiment):
     assert (experiment.baseline_loss, experiment.baseline_fitness, experiment.metric) == ("squared_error", 0.8, "MSE")
 
 
+def test_search_started_stores_the_evaluation_plan_and_a_label(make_experiment):
+    experiment = make_experiment()
+    assert experiment.evaluation_plan is None and experiment.evaluation_label == ""
+    plan = {"strategy": "batched", "chunk": 8, "min_batch": 2, "reason": "measured", "device": "cpu"}
+    record_event(experiment.pk, SearchStarted(config={}, generations=3, population_size=8, start_generation=0,
+                                              baseline_loss="cross_entropy", baseline_fitness=0.1, plan=plan))
+    experiment.refresh_from_db()
+    assert experiment.evaluation_plan == plan
+    assert experiment.state_dict()["evaluation_label"] == "batched, up to 8 per program, cpu"
+    experiment.evaluation_plan = {"strategy": "sequential", "device": "cuda"}
+    assert experiment.evaluation_label == "sequential, cuda"
+
+
 @pytest.mark.parametrize(("search_status", "status"), [("completed", Status.SUCCEEDED), ("stopped", Status.CANCELLED)])
 def test_search_finished_stores_learned_losses_and_the_status(make_experiment, search_status, status):
     experiment = make_experiment()
