@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from search_engine.allocator import keep_freed_memory
 from search_engine.batched import population_loss, stacked_copies, train_population
 from search_engine.batched_meta import local_search_population
 from search_engine.batched_models import population_model
@@ -355,12 +356,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-generations", action="store_true", help="leave out the run_search rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    tuned = keep_freed_memory()  # as run_search does, for both paths alike
     device = load_task(_config("digits", "logistic")).device
     floor = matmul_gflops(device)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"lfl search speed: torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, "
           f"fp32 matmul {floor:.1f} GFLOP/s (2048^3), load average {load:.2f} at start"
-          f"{', --quick' if args.quick else ''}")
+          f"{', --quick' if args.quick else ''}, glibc keeps freed memory: {tuned}")
     rows = step_rows(load_task(_config("digits", "mlp")), "MLP digits", [1, 8, 25], 30 if args.quick else 100, floor)
     rows += step_rows(load_task(_config("digits28", "lenet5")), "LeNet-5 digits28", [1, 8, 25],
                       3 if args.quick else 10, floor)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from search_engine import gp, interrupt
+from search_engine.allocator import keep_freed_memory
 from search_engine.checkpoint import CheckpointError, SearchState, load, save, write_json_atomic
 from search_engine.config import ExperimentConfig, load_config
 from search_engine.evaluation import Outcome
@@ -94,6 +95,7 @@ def run_search(
 
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
+    keep_freed_memory()  # training steps reuse warm pages (see search_engine.allocator)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
