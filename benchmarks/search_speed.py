@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable
@@ -269,8 +270,6 @@ def search_generation(config: str | dict, strategy: str, generations: int = 1) -
 def lenet_search_preset(quick: bool) -> dict:
     """configs/mnist_lenet5.json as shipped (25 per generation, local search on every accepted candidate),
     on digits28 (the same 28x28 shape; MNIST itself cannot be downloaded here)."""
-    import json
-
     preset = json.loads((ROOT / "configs" / "mnist_lenet5.json").read_text())
     preset["task"] = {"dataset": "digits28", "model": "lenet5"}
     if quick:

@@ -8,7 +8,8 @@ every exported module agree on what they mean.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import sympy
@@ -53,32 +54,25 @@ def _paren(s: str) -> str:
     return rf"\left({s}\right)"
 
 
+# A LaTeX token: a \left / \right with its delimiter, another command, or one character.
+_LATEX_TOKEN = re.compile(r"\\left.|\\right.|\\[A-Za-z]+|.", re.DOTALL)
+
+
+def _tokens_with_depth(s: str) -> Iterator[tuple[str, int]]:
+    r"""Each LaTeX token of s with the bracket depth outside it (\left / \right pairs and braces)."""
+    depth = 0
+    for token in _LATEX_TOKEN.findall(s):
+        closes = token.startswith(r"\right") or token == "}"
+        depth -= closes
+        yield token, depth
+        depth += token.startswith(r"\left") or token == "{"
+
+
 def _top_level(s: str) -> set[str]:
     """What a LaTeX fragment has outside all brackets and braces: "sum" (+ or -, a leading minus
     included), "product" (a cdot) and "power" (^)."""
-    found: set[str] = set()
-    depth, i = 0, 0
-    while i < len(s):
-        if s.startswith(r"\left", i):
-            depth, i = depth + 1, i + len(r"\left") + 1  # the delimiter after \left is part of it
-            continue
-        if s.startswith(r"\right", i):
-            depth, i = depth - 1, i + len(r"\right") + 1
-            continue
-        c = s[i]
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-        elif depth == 0:
-            if c in "+-":
-                found.add("sum")
-            elif c == "^":
-                found.add("power")
-            elif s.startswith(r"\cdot", i):
-                found.add("product")
-        i += 1
-    return found
+    kinds = {"+": "sum", "-": "sum", "^": "power", r"\cdot": "product"}
+    return {kinds[t] for t, depth in _tokens_with_depth(s) if depth == 0 and t in kinds}
 
 
 def latex_factor(s: str) -> str:
@@ -96,19 +90,9 @@ def latex_base(s: str) -> str:
 
 def _one_abs_group(s: str) -> bool:
     r"""True if s is exactly \left| ... \right| (its first \left closes at its very end)."""
-    if not (s.startswith(r"\left|") and s.endswith(r"\right|")):
-        return False
-    depth, i = 0, 0
-    while i < len(s):
-        if s.startswith(r"\left", i):
-            depth, i = depth + 1, i + len(r"\left") + 1
-        elif s.startswith(r"\right", i):
-            depth, i = depth - 1, i + len(r"\right") + 1
-            if depth == 0:
-                return i == len(s)
-        else:
-            i += 1
-    return False
+    tokens = list(_tokens_with_depth(s))
+    return (len(tokens) >= 2 and tokens[0][0] == r"\left|" and tokens[-1][0] == r"\right|"
+            and all(depth > 0 for _, depth in tokens[1:-1]))
 
 
 PRIMITIVES: dict[str, Primitive] = {
