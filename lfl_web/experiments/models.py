@@ -6,14 +6,13 @@ and a browser that (re)connects reads `Experiment.snapshot()`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Avg, ExpressionWrapper, F, FloatField, Max, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+from lfl_web.experiments.validation import validated_config
 
 
 class Status(models.TextChoices):
@@ -36,11 +35,6 @@ class MetaTestStatus(models.TextChoices):
     FAILED = "failed", "Failed"  # `meta_test_error` says why; the search's results stay valid
 
 
-def metric_name(baseline_loss: str) -> str:
-    """What a fitness value measures (lower is better), from the baseline the search compared with."""
-    return "error rate" if baseline_loss == "cross_entropy" else "MSE"
-
-
 #: Baseline loss -> task kind (the search compares with cross-entropy exactly for classification).
 BASELINE_KINDS = {"cross_entropy": "classification", "squared_error": "regression"}
 #: What a fitness value measures per task kind (lower is better).
@@ -51,48 +45,6 @@ REGRESSION_DATASETS = ("diabetes",)
 
 def iso(moment) -> str | None:
     return moment.isoformat() if moment else None
-
-
-def validated_config(data) -> dict:
-    """The stored form of a configuration (defaults filled in).
-
-    Raises ValidationError on `config` listing each bad field as "dotted.name: message".
-    """
-    from search_engine.config import ConfigError, load_config  # torch-free; data checks import torch lazily
-
-    if not isinstance(data, dict):  # a string would be read as a path or JSON text by load_config
-        raise ValidationError({"config": f"must be a JSON object, got {type(data).__name__}"})
-    outside = server_paths_outside_data_dirs(data)
-    if outside:
-        raise ValidationError({"config": outside})
-    try:
-        return load_config(data, check_data=True).to_dict()
-    except ConfigError as exc:
-        raise ValidationError({"config": [f"{field}: {message}" for field, message in exc.errors.items()]}) from None
-
-
-def allowed_data_dirs() -> list[Path]:
-    """Server folders an experiment may read data from: settings.LFL_DATA_DIRS and the uploads folder."""
-    from lfl_web.experiments.uploads import upload_dir
-
-    return [*map(Path, settings.LFL_DATA_DIRS), upload_dir()]
-
-
-def server_paths_outside_data_dirs(data: dict) -> list[str]:
-    """Messages for task.data_root / task.data_file values that point outside the allowed folders."""
-    task = data.get("task")
-    if not isinstance(task, dict):
-        return []
-    allowed = [d.resolve() for d in allowed_data_dirs()]
-    problems = []
-    for name in ("data_root", "data_file"):
-        value = task.get(name)
-        if isinstance(value, str) and value:
-            path = Path(value).resolve()
-            if not any(path == d or d in path.parents for d in allowed):
-                problems.append(f"task.{name}: {value!r} is outside the folders this server reads data from "
-                                f"({', '.join(str(d) for d in allowed)}; set LFL_DATA_DIRS to add one)")
-    return problems
 
 
 class ExperimentQuerySet(models.QuerySet):
