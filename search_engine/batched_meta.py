@@ -1,24 +1,34 @@
-"""Local search for several candidates in one program: the unrolled meta-gradient, batched.
+"""Local search for several candidates in one program: the meta-gradient, batched.
 
 `meta.local_search` refines one tree's edge weights. Every candidate of a search uses the same
 meta-step seeds, so at meta step t all candidates start from the same model and see the same
-training and validation batches; only their losses differ. Here the P candidates' inner
-models are stacked (P, ...) and run with `batched_models.population_model`: one inner SGD
-step per batch for all of them (gradients with `create_graph`, summed over the members, so
-each member's gradient is its own), one validation forward, and one backward of the summed
-meta-losses gives each candidate's meta-gradient with respect to its own weights. Each
-candidate keeps its own Adam state; a candidate whose meta-loss or meta-gradient is not
-finite skips the update, exactly as in `meta.local_search`.
+training and validation batches; only their losses differ. Each candidate keeps its own Adam
+state; a candidate whose meta-loss or meta-gradient is not finite skips the update, exactly as
+in `meta.local_search`. Two formulations of one meta step, both exact:
 
-Meta-gradients agree with `meta.local_search` to float rounding. One amplification: an edge
-whose meta-gradient is zero in exact arithmetic (e.g. the weight on f inside cross-entropy's
-log, since log(w f) = log w + log f) gets a rounding-sized gradient (~1e-8) that differs
-between the two paths, and Adam's normalization turns it into a step of up to meta_lr; such
-weights may differ by about meta_lr per meta step (to first order they do not move the meta-objective).
+* One inner step (EvoMAL's setting) and a layer-chain model (logistic, mlp, lenet5, allcnnc):
+  `first_step_objective`. Because every candidate starts from the same parameters on the same
+  batch, the network's derivatives at that shared point are computed once
+  (`linearize.Linearization`), and the meta-gradient needs one batched VJP, one population
+  forward/backward at the updated parameters and one batched JVP - no graph through the
+  network and no second-order backward through convolutions (only the small loss trees are
+  differentiated twice).
+* Otherwise (several inner steps, BatchNorm networks): the unrolled program
+  (`_population_objective`). The P inner models are stacked (P, ...) and run with
+  `batched_models.population_model`: one inner SGD step per batch for all of them (gradients
+  with `create_graph`, summed over the members, so each member's gradient is its own), one
+  validation forward, and one backward of the summed meta-losses.
 
-Memory grows with P x inner_steps (the unrolled graph is kept for the meta-gradient), so
-`meta_chunk` bounds how many candidates go into one program; CUDA out-of-memory errors halve
-the chunk and retry.
+Meta-gradients agree with `meta.local_search` (the plain unrolled reference) to float rounding.
+One amplification: an edge whose meta-gradient is zero in exact arithmetic (e.g. the weight on f
+inside cross-entropy's log, since log(w f) = log w + log f) gets a rounding-sized gradient
+(~1e-8) that differs between the paths, and Adam's normalization turns it into a step of up to
+meta_lr; such weights may differ by about meta_lr per meta step (to first order they do not
+move the meta-objective).
+
+Memory grows with P (and, unrolled, with inner_steps: the graph is kept for the
+meta-gradient), so `meta_chunk` bounds how many candidates go into one program; CUDA
+out-of-memory errors halve the chunk and retry.
 """
 
 from __future__ import annotations
@@ -32,9 +42,10 @@ from torch import Tensor, nn
 
 from search_engine import interrupt
 from search_engine.batched import population_grads, population_inputs, stacked_copies
-from search_engine.batched_models import population_model
+from search_engine.batched_models import is_chain, population_model
 from search_engine.config import LocalSearchConfig, TrainingConfig
 from search_engine.expression import Node
+from search_engine.linearize import Linearization
 from search_engine.losses import baseline_loss, reduce_batch
 from search_engine.meta import (
     _DROPOUT_STREAM,
@@ -93,6 +104,47 @@ def _population_objective(task, loss, weights: list[Tensor], cfg: LocalSearchCon
     return torch.stack([base(out, y_val) for out in outputs.unbind(0)])
 
 
+def uses_shared_start(task, cfg: LocalSearchConfig) -> bool:
+    """True when `first_step_objective` applies: one inner step, and a model `Linearization` supports."""
+    return cfg.inner_steps == 1 and is_chain(task.new_model(0))
+
+
+def first_step_objective(task, loss, weights: list[Tensor], cfg: LocalSearchConfig, training: TrainingConfig,
+                         seed: int, step: int) -> tuple[Tensor, list[Tensor]]:
+    """The (P,) meta-losses of meta step `step` with one inner step, and each member's exact meta-gradient.
+
+    All members start from the same theta0 on the same batch; member p's inner step is
+    theta1_p = theta0 - a * (g_p + wd * theta0), with g_p = J^T c_p(w_p), c_p the gradient of its
+    loss with respect to the shared outputs, and a = lr (times 1 + momentum with Nesterov: the
+    first step of `torch.optim.SGD`). With v_p the gradient of its meta-loss at theta1_p, the
+    chain rule gives dM_p/dw_p = -a * d/dw_p (c_p(w_p) . J v_p): the network's part is one
+    batched VJP and one batched JVP at the shared point (`Linearization`), and only the loss
+    trees are differentiated twice. No graph through the network is kept.
+    """
+    s = task.splits
+    template = task.new_model(step_seed(seed, step, _MODEL_STREAM))
+    dtype = s.x_train.dtype if s.x_train.is_floating_point() else torch.get_default_dtype()
+    template.to(dtype=dtype).train()
+    theta0 = {n: t.detach() for n, t in template.named_parameters()}
+    ((x, y),) = _batch(s.x_train, s.y_train, cfg.batch_size, 1, step_seed(seed, step, _TRAIN_STREAM))
+    ((x_val, y_val),) = _batch(s.x_val, s.y_val, cfg.batch_size, 1, step_seed(seed, step, _VAL_STREAM))
+    shared = Linearization.at(template, theta0, x)
+    p = len(weights)
+    outputs = shared.output.unsqueeze(0).repeat(p, *([1] * shared.output.dim())).requires_grad_(True)  # (P, B, C)
+    with torch.enable_grad():
+        (cotangents,) = population_grads(loss(weights, outputs, y), [outputs], create_graph=True)  # (P, B, C)
+        a = training.lr * (1 + training.momentum if training.momentum and training.nesterov else 1)
+        g = shared.vjp(cotangents.detach())
+        theta1 = {n: (t - a * (g[n] + training.weight_decay * t)).requires_grad_(True) for n, t in theta0.items()}
+        out_val = population_model(template)(theta1, {}, x_val)  # (P, B, C)
+        base = baseline_loss(task.kind)
+        values = torch.stack([base(out, y_val) for out in out_val.unbind(0)])  # (P,)
+        v = dict(zip(theta1, population_grads(values, list(theta1.values()))))
+        directions = shared.jvp(v)  # (P, B, C)
+        grads = population_grads((cotangents * directions).sum(dim=(1, 2)), weights)
+    return values.detach(), [-a * gw for gw in grads]
+
+
 def _fresh(buffers: dict[str, Tensor]) -> dict[str, Tensor]:
     """Copies of the buffers, so BatchNorm's in-place statistics updates touch no graph input."""
     return {n: b.clone() for n, b in buffers.items()}
@@ -111,10 +163,14 @@ def local_search_population(
     loss = _weighted_population_loss(trees, task.kind)
     traces: list[list[float | None]] = [[] for _ in trees]
     skipped = [0] * len(trees)
+    shared_start = uses_shared_start(task, cfg)
     for step in range(cfg.meta_steps):
         interrupt.check(step)
-        values = _population_objective(task, loss, weights, cfg, training, seed, step)  # (P,)
-        grads = population_grads(values, weights)
+        if shared_start:
+            values, grads = first_step_objective(task, loss, weights, cfg, training, seed, step)
+        else:
+            values = _population_objective(task, loss, weights, cfg, training, seed, step)  # (P,)
+            grads = population_grads(values, weights)
         finite = torch.isfinite(values) & torch.stack([torch.isfinite(g).all() for g in grads])
         _meta_update(optimizer, weights, grads, finite.tolist(), values.detach().tolist(), traces, skipped)
     seconds = (time.perf_counter() - start) / len(trees)
