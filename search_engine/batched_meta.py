@@ -151,9 +151,14 @@ def _fresh(buffers: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def local_search_population(
-    task, trees: Sequence[Node], cfg: LocalSearchConfig, training: TrainingConfig, seed: int
+    task, trees: Sequence[Node], cfg: LocalSearchConfig, training: TrainingConfig, seed: int, *,
+    unrolled: bool = False,
 ) -> list[LocalSearchResult]:
-    """`meta.local_search` for each of `trees`, all in one program; same seeds, same skipping rule."""
+    """`meta.local_search` for each of `trees`, all in one program; same seeds, same skipping rule.
+
+    `unrolled` forces the unrolled program even where `first_step_objective` applies (for
+    benchmarks and tests that compare the two).
+    """
     start = time.perf_counter()
     x = task.splits.x_train
     dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
@@ -163,7 +168,7 @@ def local_search_population(
     loss = _weighted_population_loss(trees, task.kind)
     traces: list[list[float | None]] = [[] for _ in trees]
     skipped = [0] * len(trees)
-    shared_start = uses_shared_start(task, cfg)
+    shared_start = not unrolled and uses_shared_start(task, cfg)
     for step in range(cfg.meta_steps):
         interrupt.check(step)
         if shared_start:

@@ -188,3 +188,17 @@ def _as_double(splits):
     fields = {f.name: getattr(splits, f.name) for f in dataclasses.fields(splits)}
     return dataclasses.replace(splits, **{k: v.double() for k, v in fields.items()
                                            if isinstance(v, torch.Tensor) and v.is_floating_point()})
+
+
+def test_batched_local_search_gives_the_same_weights_either_way():
+    config = tiny_config(task={"dataset": "digits28", "model": "lenet5", "max_train": 100},
+                         local_search={"mode": "all", "meta_steps": 3, "batch_size": 16},
+                         training={"momentum": 0.9, "nesterov": True, "weight_decay": 0.0005})
+    task = load_task(config)
+    trees = [SQUARED_ERROR, parse("sqrt(abs(sub(f, y)))"), parse("div(square(sub(f, y)), tanh(f))")]
+    shared = local_search_population(task, trees, config.local_search, config.training, config.seed)
+    unrolled = local_search_population(task, trees, config.local_search, config.training, config.seed, unrolled=True)
+    for a, b in zip(shared, unrolled):
+        torch.testing.assert_close(torch.tensor(a.weights), torch.tensor(b.weights), rtol=1e-5, atol=1e-6)
+        assert a.meta_losses == pytest.approx(b.meta_losses, rel=1e-5)
+        assert a.skipped_steps == b.skipped_steps == 0
