@@ -40,6 +40,7 @@ from search_engine.parameterized import compile_weighted
 from search_engine.rejection import NO_IMPROVEMENT, NO_PREDICTION, NON_FINITE
 from search_engine.symbolic import depends_on_prediction
 from search_engine.training import batch_indices, metric_from_outputs
+from search_engine.tree_program import TreeProgram, population_values
 
 #: (outputs (P, B, C), targets (B, ...)) -> the P members' mean losses (P,).
 PopulationLoss = Callable[[Tensor, Tensor], Tensor]
@@ -71,17 +72,26 @@ def population_loss(
     """Member p's loss is `trees[p]` (with edge weights `weights[p]` when given) on outputs[p].
 
     Equals `[make_loss(t, kind)(out[p], targets) ...]` (or the weighted loss of `loss_for`).
-    The softmax / one-hot inputs are computed once for all members, each tree runs on its
-    member's slice, and the (P, B, C) values are reduced together. (Merging the P trees into
-    one program of stacked same-op groups was tried: with diverse trees the groups are small
-    and the stacking costs more than it saves.)
+    The softmax / one-hot inputs are computed once for all members (ordinary autograd). The
+    trees then run as one `tree_program.TreeProgram`: values and d(loss)/d(f) in one sweep
+    without autograd, the backward one multiplication; the values are those of the autograd
+    path bit for bit, the gradients equal to float rounding. That is a first-order program: a
+    double backward (create_graph=True) recomputes the derivative with autograd recording it.
+    Where the program would give a wrong gradient, each tree runs as ordinary autograd ops
+    instead: edge weights that require grad, or targets that do. (Merging the P trees into one
+    program of stacked same-op groups was measured: it only pays when members share whole
+    trees, which a search's population, deduplicated by canonical form, never does.)
     """
     ws = list(weights) if weights is not None else [None] * len(trees)
     members = [_elementwise(t, w) for t, w in zip(trees, ws, strict=True)]
+    differentiable_weights = any(w is not None and w.requires_grad for w in ws)
+    program = None if differentiable_weights else TreeProgram(trees, ws)
 
     def loss(outputs: Tensor, targets: Tensor) -> Tensor:
         y, f = population_inputs(outputs, targets, kind)  # (P, B, C) each
         y0 = y[0]  # the one-hot / target inputs are the same for every member
+        if program is not None and not y0.requires_grad:
+            return population_values(program, y0, f)  # (P,)
         values = torch.stack([m(y0, fp) for m, fp in zip(members, f.unbind(0), strict=True)])  # (P, B, C)
         return values.sum(dim=-1).mean(dim=-1)  # (P,)
 

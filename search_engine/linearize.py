@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from search_engine.batched_models import Params, _im2col, chain_layers
+from search_engine.batched_models import Params, _im2col, _out_side, chain_layers
 
 # A convolution's weight gradients are one matrix product against its unfolded input when that
 # fits in this many bytes (on 2 CPU cores 2-3x faster than the library's weight gradient for
@@ -44,6 +44,9 @@ class _Step:
     module: nn.Module
     input: Tensor  # the layer's input (B, ...)
     saved: Tensor | None = None  # ReLU: mask of positive outputs; MaxPool2d: argmax indices; Conv2d: unfolded input
+    # MaxPool2d right after a ReLU (one step for both): which pooled outputs are positive. The ReLU's
+    # derivative is then applied on the pooled side, a quarter of the size for 2x2 pooling.
+    relu: Tensor | None = None
 
 
 class Linearization:
@@ -64,6 +67,8 @@ class Linearization:
         steps, a = [], x
         for prefix, m in layers:
             step, a = _forward(prefix, m, params, a)
+            if isinstance(m, nn.MaxPool2d) and steps and isinstance(steps[-1].module, nn.ReLU):
+                step = _Step(prefix, m, steps.pop().input, step.saved, relu=a > 0)
             steps.append(step)
         return cls(steps, params, a)
 
@@ -74,16 +79,23 @@ class Linearization:
         first = _first_parametric(self.steps)
         d = cotangents
         for i in range(len(self.steps) - 1, first - 1, -1):
-            d = _backward(self.steps[i], self.params, d, grads, need_input=i > first)
+            rows = i > 0 and _unfolded(self.steps[i - 1])
+            d = _backward(self.steps[i], self.params, d, grads, need_input=i > first, rows=rows)
         return grads
 
     @torch.no_grad()
     def jvp(self, tangents: Params) -> Tensor:
         """J v_p for each member: tangents by name, each (P, *param.shape) -> output directions (P, B, n_out)."""
         t = None  # the input's tangent is zero
-        for step in self.steps:
-            t = _tangent(step, self.params, tangents, t)
+        for i, step in enumerate(self.steps):
+            pooled = i + 1 < len(self.steps) and isinstance(self.steps[i + 1].module, nn.MaxPool2d)
+            t = _tangent(step, self.params, tangents, t, pooled)
         return t
+
+
+def _unfolded(step: _Step) -> bool:
+    """A convolution whose unfolded input was kept (its weight gradients read cotangents as rows)."""
+    return isinstance(step.module, nn.Conv2d) and step.saved is not None
 
 
 def _first_parametric(steps: list[_Step]) -> int:
@@ -119,8 +131,12 @@ def _forward(prefix: str, m: nn.Module, params: Params, a: Tensor) -> tuple[_Ste
 # ------------------------------------------------------------------ the batched VJP
 
 
-def _backward(step: _Step, params: Params, d: Tensor, grads: Params, need_input: bool) -> Tensor | None:
-    """Pull the members' output cotangents d (P, B, ...) through one layer; parameter gradients go to `grads`."""
+def _backward(step: _Step, params: Params, d: Tensor, grads: Params, need_input: bool, rows: bool) -> Tensor | None:
+    """Pull the members' output cotangents d (P, B, ...) through one layer; parameter gradients go to `grads`.
+
+    `rows`: the layer below is an unfolded convolution, so a max-pool lays its input cotangents
+    out as that convolution's rows (B, H, W, P, C) in memory, and the weight gradient needs no copy.
+    """
     m, a = step.module, step.input
     if isinstance(m, nn.Linear):
         return _linear_backward(step, params, d, grads, need_input)
@@ -129,15 +145,27 @@ def _backward(step: _Step, params: Params, d: Tensor, grads: Params, need_input:
     if isinstance(m, nn.ReLU):
         return d * step.saved
     if isinstance(m, nn.MaxPool2d):
-        p, b, c = d.shape[:3]
-        out = d.new_zeros(p, b, c, a.shape[-2] * a.shape[-1])
-        idx = step.saved.flatten(2).expand(p, -1, -1, -1)  # (P, B, C, h*w)
-        return out.scatter_add_(3, idx, d.flatten(3)).view(p, *a.shape)
+        return _pool_backward(step, d, rows)
     if isinstance(m, nn.AdaptiveAvgPool2d):
         return (d / (a.shape[-2] * a.shape[-1])).expand(-1, *a.shape)
     if isinstance(m, nn.Flatten):
         return d.reshape(len(d), *a.shape)
     return d
+
+
+def _pool_backward(step: _Step, d: Tensor, rows: bool) -> Tensor:
+    """Max-pool (after a ReLU: ReLU and max-pool): each cotangent goes to the index autograd picks."""
+    a = step.input
+    p, b, c = d.shape[:3]
+    if step.relu is not None:
+        d = d * step.relu
+    if rows:
+        out = d.new_zeros(b, *a.shape[-2:], p, c).permute(3, 0, 4, 1, 2)  # (P, B, C, H, W) view
+    else:
+        out = d.new_zeros(p, *a.shape)
+    idx = step.saved.flatten(2).expand(p, -1, -1, -1)  # (P, B, C, h*w)
+    out.flatten(3).scatter_add_(3, idx, d.flatten(3))
+    return out
 
 
 def _linear_backward(step: _Step, params: Params, d: Tensor, grads: Params, need_input: bool) -> Tensor | None:
@@ -176,11 +204,14 @@ def _conv_backward(step: _Step, params: Params, d: Tensor, grads: Params, need_i
 # ------------------------------------------------------------------ the batched JVP
 
 
-def _tangent(step: _Step, params: Params, tangents: Params, t: Tensor | None) -> Tensor | None:
-    """The members' output tangents of one layer, from their input tangents t (P, B, ...) or None (zero)."""
+def _tangent(step: _Step, params: Params, tangents: Params, t: Tensor | None, pooled: bool) -> Tensor | None:
+    """The members' output tangents of one layer, from their input tangents t (P, B, ...) or None (zero).
+
+    `pooled`: a max-pool comes next, which reads its input with a gather whatever the memory layout.
+    """
     m = step.module
     if isinstance(m, (nn.Linear, nn.Conv2d)):
-        return _parametric_tangent(step, params, tangents, t)
+        return _parametric_tangent(step, params, tangents, t, pooled)
     if t is None:
         return None
     if isinstance(m, nn.ReLU):
@@ -188,7 +219,8 @@ def _tangent(step: _Step, params: Params, tangents: Params, t: Tensor | None) ->
     if isinstance(m, nn.MaxPool2d):
         p = len(t)
         idx = step.saved.flatten(2).expand(p, -1, -1, -1)  # (P, B, C, h*w)
-        return t.flatten(3).gather(3, idx).view(p, *step.saved.shape)
+        out = t.flatten(3).gather(3, idx).view(p, *step.saved.shape)
+        return out if step.relu is None else out * step.relu
     if isinstance(m, nn.AdaptiveAvgPool2d):
         return t.mean(dim=(-2, -1), keepdim=True)
     if isinstance(m, nn.Flatten):
@@ -196,7 +228,7 @@ def _tangent(step: _Step, params: Params, tangents: Params, t: Tensor | None) ->
     return t
 
 
-def _parametric_tangent(step: _Step, params: Params, tangents: Params, t: Tensor | None) -> Tensor:
+def _parametric_tangent(step: _Step, params: Params, tangents: Params, t: Tensor | None, pooled: bool) -> Tensor:
     """d(layer(a; w)) = layer(da; w) + layer(a; dw): the second term for all members as one wide layer."""
     m, a, prefix = step.module, step.input, step.prefix
     w = params[prefix + "weight"]
@@ -207,8 +239,14 @@ def _parametric_tangent(step: _Step, params: Params, tangents: Params, t: Tensor
         wide = F.linear(a, dw.flatten(0, 1), None if db is None else db.flatten())  # (B, P*out)
         out = wide.view(len(a), p, c_out).transpose(0, 1)  # (P, B, out)
         return out if t is None else out + t @ w.t()
-    wide = F.conv2d(a, dw.flatten(0, 1), None if db is None else db.flatten(), m.stride, m.padding)
-    out = wide.view(len(a), p, c_out, *wide.shape[2:]).transpose(0, 1)  # (P, B, C_out, H', W')
+    if pooled and step.saved is not None:  # one product with the unfolded input, read in place by the pool
+        wide_w = dw.flatten(0, 1).flatten(1)  # (P*C_out, C_in*kh*kw)
+        prod = step.saved @ wide_w.t() if db is None else torch.addmm(db.flatten(), step.saved, wide_w.t())
+        h, w_out = _out_side(a.shape[-2], m, 0), _out_side(a.shape[-1], m, 1)
+        out = prod.view(len(a), h, w_out, p, c_out).permute(3, 0, 4, 1, 2)  # (P, B, C_out, H', W') view
+    else:
+        wide = F.conv2d(a, dw.flatten(0, 1), None if db is None else db.flatten(), m.stride, m.padding)
+        out = wide.view(len(a), p, c_out, *wide.shape[2:]).transpose(0, 1)  # (P, B, C_out, H', W')
     if t is None:
         return out
     # Channels-last input: measured 2x faster for this (P*B)-sized convolution on 2 CPU cores.
