@@ -208,10 +208,16 @@ def test_batched_local_search_equals_per_candidate_local_search():
         assert result.skipped_steps == want.skipped_steps
 
 
-def test_batched_local_search_through_lenet5_equals_per_candidate():
-    config = tiny_config(task={"dataset": "digits28", "model": "lenet5", "max_train": 100},
-                         local_search={"mode": "all", "meta_steps": 2, "batch_size": 16},
-                         training={"momentum": 0.9, "weight_decay": 0.001})
+@pytest.mark.parametrize("overrides", [
+    {"task": {"dataset": "digits28", "model": "lenet5", "max_train": 100},
+     "local_search": {"mode": "all", "meta_steps": 2, "batch_size": 16},
+     "training": {"momentum": 0.9, "weight_decay": 0.001}},
+    # Two inner steps: the unrolled program (one inner step takes the shared-start meta-gradient).
+    {"task": {"model": "mlp"}, "training": {"momentum": 0.5},
+     "local_search": {"mode": "all", "meta_steps": 3, "batch_size": 32, "inner_steps": 2}},
+], ids=["lenet5", "mlp-two-inner-steps"])
+def test_batched_local_search_through_other_models_equals_per_candidate(overrides):
+    config = tiny_config(**overrides)
     task = load_task(config)
     trees = [SQUARED_ERROR, parse("sqrt(abs(sub(f, y)))")]
     got = local_search_population(task, trees, config.local_search, config.training, config.seed)

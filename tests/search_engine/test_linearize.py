@@ -20,7 +20,6 @@ from search_engine.batched_meta import (
 )
 from search_engine.expression import CROSS_ENTROPY, SQUARED_ERROR, parse
 from search_engine.linearize import Linearization
-from search_engine.meta import local_search
 from search_engine.models import AllCNNC, LeNet5, build_model
 from search_engine.parameterized import init_weights
 from search_engine.tasks import load_task
@@ -149,18 +148,6 @@ def test_the_unrolled_program_serves_several_inner_steps_and_batchnorm_models():
     assert not uses_shared_start(load_task(several), several.local_search)
     resnet = tiny_config(task={"dataset": "digits28", "model": "resnet18", "max_train": 60})
     assert not uses_shared_start(load_task(resnet), resnet.local_search)
-
-
-def test_batched_local_search_with_two_inner_steps_equals_per_candidate():
-    config = tiny_config(task={"model": "mlp"}, training={"momentum": 0.5},
-                         local_search={"mode": "all", "meta_steps": 3, "batch_size": 32, "inner_steps": 2})
-    task = load_task(config)
-    trees = [SQUARED_ERROR, parse("sqrt(abs(sub(f, y)))")]
-    got = local_search_population(task, trees, config.local_search, config.training, config.seed)
-    for tree, result in zip(trees, got):
-        want = local_search(task, tree, config.local_search, config.training, seed=config.seed)
-        torch.testing.assert_close(torch.tensor(result.weights), torch.tensor(want.weights), rtol=1e-5, atol=1e-6)
-        assert result.meta_losses == pytest.approx(want.meta_losses, rel=1e-5)
 
 
 def test_first_step_objective_in_float64_matches_finite_differences():
