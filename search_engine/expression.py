@@ -376,7 +376,7 @@ def _node_from_json(obj: Any, path: str, depth: int) -> Node:
 Elementwise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _constant_dtype(y: torch.Tensor, f: torch.Tensor) -> torch.dtype:
+def constant_dtype(y: torch.Tensor, f: torch.Tensor) -> torch.dtype:
     """The dtype constants take: that of y and f together, or the default float for integer inputs."""
     dtype = torch.promote_types(y.dtype, f.dtype)
     return dtype if dtype.is_floating_point else torch.get_default_dtype()
@@ -391,7 +391,7 @@ def _compile_node(node: Node) -> Elementwise:
     if node.op in P.CONSTANTS:
         value = P.CONSTANTS[node.op]
         # A 0-d tensor (not a Python float) so unary torch ops on constant subtrees work.
-        return lambda y, f: torch.full((), value, dtype=_constant_dtype(y, f), device=f.device)
+        return lambda y, f: torch.full((), value, dtype=constant_dtype(y, f), device=f.device)
     fn = P.PRIMITIVES[node.op].torch_fn
     if len(node.children) == 1:
         (a,) = (_compile_node(c) for c in node.children)

@@ -65,11 +65,16 @@ class Linearization:
         layers = chain_layers(model)
         if layers is None:
             raise ValueError(f"{type(model).__name__} is not a supported layer chain")
-        steps, a = [], x
-        for prefix, m in layers:
-            step, a = _forward(prefix, m, params, a)
-            if isinstance(m, nn.MaxPool2d) and steps and isinstance(steps[-1].module, nn.ReLU):
-                step = _Step(prefix, m, steps.pop().input, step.saved, relu=a > 0)
+        steps, a, i = [], x, 0
+        while i < len(layers):
+            prefix, m = layers[i]
+            if isinstance(m, nn.ReLU) and i + 1 < len(layers) and isinstance(layers[i + 1][1], nn.MaxPool2d):
+                prefix, m = layers[i + 1]
+                pool, out = _forward(prefix, m, params, F.relu(a))
+                step, a, i = _Step(prefix, m, a, pool.saved, relu=out > 0), out, i + 2
+            else:
+                step, a = _forward(prefix, m, params, a)
+                i += 1
             steps.append(step)
         return cls(steps, params, a)
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from search_engine import primitives as P
-from search_engine.expression import Node
+from search_engine.expression import Node, constant_dtype
 from search_engine.losses import KINDS, REDUCTIONS, reduce_batch, tree_inputs
 
 #: (weights (E,), y, f) -> elementwise values with the broadcast shape of y and f.
@@ -46,12 +46,6 @@ def init_weights(tree: Node, seed: int) -> Tensor:
     return 1.0 + INIT_NOISE * noise
 
 
-def _input_dtype(y: Tensor, f: Tensor) -> torch.dtype:
-    """The dtype the computation runs in: that of y and f together, or the default float for integers."""
-    dtype = torch.promote_types(y.dtype, f.dtype)
-    return dtype if dtype.is_floating_point else torch.get_default_dtype()
-
-
 def _leaf_body(op: str) -> _Body:
     """The body of a terminal: y, f, or a constant as a 0-d tensor of the inputs' dtype/device."""
     if op == P.TARGET:
@@ -59,7 +53,7 @@ def _leaf_body(op: str) -> _Body:
     if op == P.PREDICTION:
         return lambda w, y, f: f
     value = P.CONSTANTS[op]
-    return lambda w, y, f: torch.full((), value, dtype=_input_dtype(y, f), device=f.device)
+    return lambda w, y, f: torch.full((), value, dtype=constant_dtype(y, f), device=f.device)
 
 
 def _weighted_child(body: _Body, edge: int) -> _Body:
@@ -101,7 +95,7 @@ def compile_weighted(tree: Node) -> WeightedElementwise:
     def weighted(weights: Tensor, y: Tensor, f: Tensor) -> Tensor:
         if weights.shape != (n_edges,):
             raise ValueError(f"expected {n_edges} edge weights of shape ({n_edges},), got {tuple(weights.shape)}")
-        w = weights.to(_input_dtype(y, f)).unbind(0)  # E 0-d tensors
+        w = weights.to(constant_dtype(y, f)).unbind(0)  # E 0-d tensors
         out = body(w, y, f)
         shape = torch.broadcast_shapes(y.shape, f.shape)
         # Constant subtrees are 0-d; expand is a view.

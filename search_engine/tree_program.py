@@ -56,8 +56,8 @@ import torch
 from torch import Tensor
 
 from search_engine import primitives as P
-from search_engine.expression import Node, compile_tree
-from search_engine.parameterized import compile_weighted
+from search_engine.expression import Node, compile_tree, constant_dtype
+from search_engine.parameterized import compile_weighted, edge_count
 
 #: A derivative while compiling: None (structural zero), a float (the same everywhere) or the
 #: name of a tensor variable in the generated code.
@@ -371,12 +371,6 @@ _NAMESPACE = {"torch": torch, "shaped": shaped, "EPS": P.PROTECT_EPS,
               "tanh_backward": torch.ops.aten.tanh_backward.default}
 
 
-def _constant_dtype(y: Tensor, f: Tensor) -> torch.dtype:
-    """The dtype constants take, as in `expression.compile_tree`: y's and f's, or the default float."""
-    dtype = torch.promote_types(y.dtype, f.dtype)
-    return dtype if dtype.is_floating_point else torch.get_default_dtype()
-
-
 class _Compiled:
     """One generated function and its constants, built per dtype and device on first use."""
 
@@ -416,9 +410,6 @@ class TreeProgram:
         self.weights = [_floats(t, w) for t, w in zip(self.trees, ws, strict=True)]
         self._compiled: dict[bool, _Compiled] = {}
 
-    def __len__(self) -> int:
-        return len(self.trees)
-
     def _program(self, need_deriv: bool) -> _Compiled:
         if need_deriv not in self._compiled:
             self._compiled[need_deriv] = _Compiled(*_source(self.trees, self.weights, need_deriv))
@@ -430,7 +421,7 @@ class TreeProgram:
             raise ValueError(f"expected predictions for {len(self.trees)} members, got {len(f)}")
         shape = torch.broadcast_shapes(y.shape, f.shape[1:])
         program = self._program(need_deriv)
-        constants = program.constants(_constant_dtype(y, f), f.device)
+        constants = program.constants(constant_dtype(y, f), f.device)
         return program.fn(y, f, constants, shape)
 
 
@@ -439,8 +430,8 @@ def _floats(tree: Node, weights: Tensor | Sequence[float] | None) -> list[float]
     if weights is None:
         return None
     floats = [float(w) for w in (weights.tolist() if isinstance(weights, Tensor) else weights)]
-    if len(floats) != tree.size() - 1:
-        raise ValueError(f"tree has {tree.size() - 1} edges, got {len(floats)} weights")
+    if len(floats) != edge_count(tree):
+        raise ValueError(f"tree has {edge_count(tree)} edges, got {len(floats)} weights")
     return floats
 
 
