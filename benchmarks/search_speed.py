@@ -29,20 +29,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from search_engine.allocator import keep_freed_memory
-from search_engine.batched import population_loss, stacked_copies, train_population
-from search_engine.batched_meta import local_search_population
-from search_engine.batched_models import population_model
 from search_engine.config import ExperimentConfig, load_config
-from search_engine.evaluation import SequentialEvaluator
-from search_engine.evaluators import BatchedEvaluator, Plan, make_evaluator
-from search_engine.events import GenerationFinished
-from search_engine.expression import CROSS_ENTROPY, SQUARED_ERROR, parse
-from search_engine.losses import make_loss
-from search_engine.meta import local_search
-from search_engine.search import run_search
-from search_engine.tasks import Task, load_task
-from search_engine.training import train
+from search_engine.evolution.events import GenerationFinished
+from search_engine.evolution.loop import run_search
+from search_engine.expr.losses import make_loss
+from search_engine.expr.tree import CROSS_ENTROPY, SQUARED_ERROR, parse
+from search_engine.population.local_search import local_search_population
+from search_engine.population.networks import population_model
+from search_engine.population.training import population_loss, stacked_copies, train_population
+from search_engine.runtime.allocator import keep_freed_memory
+from search_engine.scoring.batched import BatchedEvaluator, Plan
+from search_engine.scoring.local_search import local_search
+from search_engine.scoring.plan import make_evaluator
+from search_engine.scoring.sequential import SequentialEvaluator
+from search_engine.tasks.task import Task, load_task
+from search_engine.tasks.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,7 +176,7 @@ def _config(dataset: str, model: str, **training) -> ExperimentConfig:
 
 
 def _sequential_seconds(task: Task, tree, cfg) -> float:
-    """Fastest of three `training.train` runs of one fresh model (model construction not timed)."""
+    """Fastest of three `tasks.training.train` runs of one fresh model (model construction not timed)."""
     times = []
     for _ in range(4):
         model = task.new_model(0)

@@ -7,14 +7,14 @@ is first used, so a web page can validate a configuration without loading torch.
 from importlib import import_module
 
 _EXPORTS = {
-    "run_search": "search_engine.search",
-    "SearchResult": "search_engine.search",
+    "run_search": "search_engine.evolution.loop",
+    "SearchResult": "search_engine.evolution.loop",
     "ExperimentConfig": "search_engine.config",
     "ConfigError": "search_engine.config",
     "load_config": "search_engine.config",
-    "parse": "search_engine.expression",
-    "Node": "search_engine.expression",
-    "make_loss": "search_engine.losses",
+    "parse": "search_engine.expr.tree",
+    "Node": "search_engine.expr.tree",
+    "make_loss": "search_engine.expr.losses",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from search_engine.checkpoint import CheckpointError
+from search_engine import catalog
 from search_engine.config import ConfigError, load_config
+from search_engine.evolution.checkpoint import CheckpointError
 
 CHECKPOINT = "checkpoint.json"
 RESULT = "result.json"
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a learned loss as a file for your own training code")
     x.add_argument("--result", required=True, help="result.json written by `search`")
     x.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry (1 = best)")
-    x.add_argument("--format", required=True, choices=("torch", "torchscript", "latex", "json"))
+    x.add_argument("--format", required=True, choices=tuple(catalog.EXPORT_FORMATS))
     x.add_argument("--out", default=None, help="output file (default: next to the result)")
     sh = sub.add_parser("shape", help="sample a learned loss on a grid (for plotting) as CSV and/or PNG")
     sh.add_argument("--result", required=True, help="result.json written by `search`")
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from search_engine.evolution.loop import run_search, write_result
     from search_engine.progress import ProgressPrinter
-    from search_engine.search import run_search, write_result
 
     config = load_config(Path(args.config))
     out = Path(args.out)
@@ -75,7 +76,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def describe_result(result: dict) -> str:
     """A few lines for people: best loss, its fitness, the baseline's, and the search's counts."""
     best, totals = result["best"], result["totals"]
-    metric = "error rate" if result["baseline_loss"] == "cross_entropy" else "MSE"
+    metric = catalog.metric_name(catalog.kind_of_baseline(result["baseline_loss"]))
     lines = [f"search {result['status']} in {result['seconds']:.1f} s"]
     if best:
         lines.append(f"best loss: {best['expression']}")
@@ -95,9 +96,9 @@ def describe_result(result: dict) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from search_engine.checkpoint import write_json_atomic
-    from search_engine.metatest import Comparison, evaluate_learned_loss
-    from search_engine.tasks import load_task
+    from search_engine.evolution.checkpoint import write_json_atomic
+    from search_engine.scoring.metatest import Comparison, evaluate_learned_loss
+    from search_engine.tasks.task import load_task
 
     path = Path(args.result)
     result = _read_result(path)
@@ -119,7 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from search_engine.export import write_export
+    from search_engine.export.formats import write_export
 
     out = write_export(args.result, args.rank, args.format, args.out)
     print(f"wrote {out}")
@@ -127,8 +128,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_shape(args: argparse.Namespace) -> int:
-    from search_engine.export import read_spec
-    from search_engine.loss_shape import loss_shape, write_csv, write_png
+    from search_engine.export.formats import read_spec
+    from search_engine.export.loss_shape import loss_shape, write_csv, write_png
 
     if not (args.csv or args.png):
         raise ValueError("give --csv FILE and/or --png FILE")

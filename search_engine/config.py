@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from search_engine import catalog
+
 
 class ConfigError(ValueError):
     """One or more invalid configuration fields; `errors` maps dotted field names to messages."""
@@ -32,8 +34,8 @@ class ConfigError(ValueError):
 class TaskConfig:
     """What the losses are learned on: a dataset and a model."""
 
-    dataset: str = "digits"  # a registered dataset name (see search_engine.datasets)
-    model: str = "mlp"  # a registered model name (see search_engine.models)
+    dataset: str = "digits"  # a registered dataset name (see search_engine.tasks.datasets)
+    model: str = "mlp"  # a registered model name (see search_engine.tasks.networks)
     data_root: str | None = None  # folder holding torchvision datasets (mnist, cifar10, ...)
     data_file: str | None = None  # user data: a .csv or .npz file
     label: str | None = None  # csv label column / npz label key
@@ -261,7 +263,7 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
         need(0.0 < v < 1.0, f"task.{name}", f"must be strictly between 0 and 1, got {v}")
     need(tk.val_fraction + tk.test_fraction < 1.0, "task.test_fraction", "val_fraction + test_fraction must be < 1")
     need(tk.max_train is None or tk.max_train >= 2, "task.max_train", f"must be at least 2, got {tk.max_train}")
-    need(tk.kind in (None, "classification", "regression"), "task.kind",
+    need(tk.kind is None or tk.kind in catalog.KINDS, "task.kind",
          f"must be 'classification' or 'regression', got {tk.kind!r}")
     dev = c.device
     need(dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()), "device",
@@ -271,12 +273,12 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
 
 def check_task(task: TaskConfig) -> dict[str, str]:
     """Dataset and model checks (imports the numeric stack): unknown names, missing files, shape fit."""
-    from search_engine import datasets, models  # heavy: torch, torchvision
-
-    if task.dataset not in datasets.DATASET_NAMES:
-        return {"task.dataset": f"unknown dataset {task.dataset!r}; known: {', '.join(datasets.DATASET_NAMES)}"}
-    if task.model not in models.MODEL_NAMES:
-        return {"task.model": f"unknown model {task.model!r}; known: {', '.join(models.MODEL_NAMES)}"}
+    if task.dataset not in catalog.DATASET_NAMES:
+        return {"task.dataset": f"unknown dataset {task.dataset!r}; known: {', '.join(catalog.DATASET_NAMES)}"}
+    if task.model not in catalog.MODEL_NAMES:
+        return {"task.model": f"unknown model {task.model!r}; known: {', '.join(catalog.MODEL_NAMES)}"}
+    from search_engine.tasks import datasets  # heavy: torch, torchvision
+    from search_engine.tasks import networks as models
     try:
         info = datasets.describe_dataset(dataset_spec(task))
     except datasets.DataError as exc:
@@ -289,14 +291,14 @@ def check_task(task: TaskConfig) -> dict[str, str]:
 
 
 def _data_field(task: TaskConfig) -> str:
-    if task.dataset in ("csv", "npz"):
+    if task.dataset in catalog.FILE_DATASETS:
         return "task.data_file"
-    return "task.data_root" if task.dataset not in ("digits", "digits28", "diabetes") else "task.dataset"
+    return "task.dataset" if task.dataset in catalog.BUILTIN_DATASETS else "task.data_root"
 
 
 def dataset_spec(task: TaskConfig):
     """The datasets module's spec for this task."""
-    from search_engine.datasets import DatasetSpec
+    from search_engine.tasks.datasets import DatasetSpec
 
     return DatasetSpec(
         name=task.dataset, data_root=task.data_root, data_file=task.data_file, label=task.label,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from search_engine.config import ExperimentConfig
-from search_engine.events import CandidateEvaluated, Event, GenerationFinished, SearchStarted
+from search_engine.evolution.events import CandidateEvaluated, Event, GenerationFinished, SearchStarted
 
 
 class ProgressPrinter:

@@ -4,7 +4,7 @@ import torch
 
 from benchmarks import search_speed as bench
 from search_engine.config import load_config
-from search_engine.tasks import load_task
+from search_engine.tasks.task import load_task
 
 
 def test_presets_validate():

@@ -18,7 +18,7 @@ class DownloadFormat:
     content_type: str
 
 
-# The engine's search_engine.export.FORMATS, without importing it (a test checks they agree).
+# The engine's search_engine.export.formats.FORMATS, without importing it (a test checks they agree).
 DOWNLOAD_FORMATS = {
     f.name: f
     for f in (
@@ -34,7 +34,7 @@ BASELINE_FOR_KIND = {"classification": "cross_entropy", "regression": "squared_e
 
 def spec_for(loss: LearnedLoss):
     """The engine's LearnedLossSpec for a stored learned loss (ValueError if the row is inconsistent)."""
-    from search_engine.export import LearnedLossSpec, meta_test_summary
+    from search_engine.export.spec import LearnedLossSpec, meta_test_summary
 
     experiment = loss.experiment
     kind = experiment.task_kind
@@ -53,7 +53,7 @@ def spec_for(loss: LearnedLoss):
 
 def export_file(loss: LearnedLoss, fmt: str) -> tuple[bytes, str]:
     """(file contents, filename) of `loss` in format `fmt` (a key of DOWNLOAD_FORMATS)."""
-    from search_engine.export import default_filename, export
+    from search_engine.export.formats import default_filename, export
 
     data = export(spec_for(loss), fmt)
     return data, f"lfl_experiment{loss.experiment_id}_{default_filename(loss.rank, fmt)}"
@@ -63,7 +63,7 @@ def loss_shape_for(loss: LearnedLoss | None) -> dict | None:
     """loss_shape data of a learned loss for the dashboard plot; None without one or if it cannot be built."""
     if loss is None:
         return None
-    from search_engine.loss_shape import loss_shape
+    from search_engine.export.loss_shape import loss_shape
 
     try:
         return loss_shape(spec_for(loss), grid=41)

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment
 from lfl_web.experiments.uploads import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, remove_upload, store_upload
 
-# The engine's registries (search_engine.datasets.DATASET_NAMES, search_engine.models.MODEL_NAMES)
+# The engine's registries (search_engine.tasks.datasets.DATASET_NAMES, search_engine.tasks.networks.MODEL_NAMES)
 # import torch; these copies keep the form light, and a test checks they agree.
 DATASET_NAMES = ("digits", "digits28", "diabetes", "csv", "npz", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
 MODEL_NAMES = ("logistic", "mlp", "lenet5", "allcnnc", "resnet18", "wideresnet")

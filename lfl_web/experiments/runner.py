@@ -53,7 +53,7 @@ def execute_search(experiment: Experiment, *, resume: bool) -> str:
     otherwise a stale file of that name (from an earlier database) is removed first.
     """
     from search_engine.config import load_config
-    from search_engine.search import run_search
+    from search_engine.evolution.loop import run_search
 
     config = load_config(experiment.config, check_data=True)
     path = checkpoint_path(experiment.pk)
@@ -96,8 +96,8 @@ def meta_test_best(experiment: Experiment, config) -> None:
     watchers get a `meta_test_progress` message after each seed and a `meta_test_finished`
     message when the numbers are in.
     """
-    from search_engine.metatest import evaluate_learned_loss
-    from search_engine.tasks import load_task
+    from search_engine.scoring.metatest import evaluate_learned_loss
+    from search_engine.tasks.task import load_task
 
     best = experiment.best_learned_loss()
     if best is None:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from search_engine.config import load_config
-from search_engine.expression import Node, parse
+from search_engine.expr.tree import Node, parse
 
 
 def tiny_config(**overrides):

@@ -1,0 +1,142 @@
+"""The facts about lfl that the engine, the web pages and the browser all need, written once.
+
+Torch-free and cheap to import: a web page reads its option lists, metric names and download
+formats from here without loading the numeric stack. The engine's registries (dataset loaders,
+model builders, export renderers) are keyed by these names, and tests check that every name here
+has exactly one implementation there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """What a search on one kind of task minimizes, and what a learned loss is compared with."""
+
+    name: str
+    metric: str  # what a fitness value measures (lower is better)
+    baseline: str  # the loss a learned loss must beat
+    baseline_expression: str  # that loss in prefix form (seeded into the first generation)
+
+
+TASK_KINDS: dict[str, TaskKind] = {
+    k.name: k
+    for k in (
+        TaskKind("classification", "error rate", "cross_entropy", "mul(-1, mul(y, log(f)))"),
+        TaskKind("regression", "MSE", "squared_error", "square(sub(y, f))"),
+    )
+}
+KINDS: tuple[str, ...] = tuple(TASK_KINDS)
+METRICS: tuple[str, ...] = tuple(k.metric for k in TASK_KINDS.values())
+BASELINES: dict[str, str] = {k.baseline: k.baseline_expression for k in TASK_KINDS.values()}
+
+
+def task_kind(kind: str) -> TaskKind:
+    """The TaskKind called `kind`; ValueError naming the known kinds otherwise."""
+    if kind not in TASK_KINDS:
+        raise ValueError(f"unknown task kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    return TASK_KINDS[kind]
+
+
+def metric_name(kind: str) -> str:
+    """"error rate" for classification, "MSE" for regression."""
+    return task_kind(kind).metric
+
+
+def baseline_name(kind: str) -> str:
+    """"cross_entropy" for classification, "squared_error" for regression."""
+    return task_kind(kind).baseline
+
+
+def kind_of_baseline(baseline: str) -> str:
+    """The task kind whose baseline loss is `baseline`; ValueError naming the known baselines otherwise."""
+    for kind in TASK_KINDS.values():
+        if kind.baseline == baseline:
+            return kind.name
+    raise ValueError(f"unknown baseline_loss {baseline!r}; expected one of {', '.join(BASELINES)}")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset name a configuration may use."""
+
+    name: str
+    label: str  # short option label for a form's select
+    source: str  # "builtin" (bundled), "file" (a user's CSV/NPZ) or "vision" (torchvision on-disk layout)
+    kind: str | None  # the task kind, or None where the configuration's `task.kind` says it
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset("digits", "digits (8×8, built in)", "builtin", "classification"),
+        Dataset("digits28", "digits28 (28×28 digits)", "builtin", "classification"),
+        Dataset("diabetes", "diabetes (regression)", "builtin", "regression"),
+        Dataset("csv", "csv (uploaded file)", "file", None),
+        Dataset("npz", "npz (uploaded file)", "file", None),
+        Dataset("mnist", "mnist", "vision", "classification"),
+        Dataset("fashion_mnist", "fashion_mnist", "vision", "classification"),
+        Dataset("cifar10", "cifar10", "vision", "classification"),
+        Dataset("cifar100", "cifar100", "vision", "classification"),
+        Dataset("svhn", "svhn", "vision", "classification"),
+    )
+}
+DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
+BUILTIN_DATASETS: tuple[str, ...] = tuple(n for n, d in DATASETS.items() if d.source == "builtin")
+FILE_DATASETS: tuple[str, ...] = tuple(n for n, d in DATASETS.items() if d.source == "file")
+VISION_DATASETS: tuple[str, ...] = tuple(n for n, d in DATASETS.items() if d.source == "vision")
+
+
+def dataset_kind(name: str, configured_kind: str = "classification") -> str:
+    """The task kind of dataset `name`; file datasets take the configuration's `task.kind`."""
+    entry = DATASETS.get(name)
+    return configured_kind if entry is None or entry.kind is None else entry.kind
+
+
+MODEL_NAMES: tuple[str, ...] = ("logistic", "mlp", "lenet5", "allcnnc", "resnet18", "wideresnet")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A loss-learning method: how a configuration names it and how pages describe it."""
+
+    name: str
+    label: str
+    description: str
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("evomal", "EvoMAL", "genetic programming over loss expressions, each accepted loss refined "
+                                   "by unrolled meta-gradients (Raymond et al., TPAMI 2023)"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A download format of a learned loss (the engine's `export.formats` renders each)."""
+
+    name: str
+    extension: str
+    label: str  # link text on pages
+    content_type: str  # HTTP Content-Type of the download
+    description: str
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat("torch", ".py", "PyTorch module (.py)", "text/x-python; charset=utf-8",
+                     "standalone PyTorch module (imports only torch)"),
+        ExportFormat("torchscript", ".pt", "TorchScript (.pt)", "application/octet-stream",
+                     "TorchScript archive for torch.jit.load"),
+        ExportFormat("latex", ".tex", "LaTeX (.tex)", "application/x-tex; charset=utf-8",
+                     "LaTeX document with the formula"),
+        ExportFormat("json", ".json", "JSON (.json)", "application/json",
+                     "versioned JSON, re-importable with from_json_export"),
+    )
+}

@@ -1,0 +1,124 @@
+"""Search state on disk: written atomically after every generation, read back to resume.
+
+The checkpoint is JSON (never a pickle): the population as prefix strings, the random generator's
+state, the equivalence cache, the hall of fame and the history. Resuming from it continues the
+search exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from search_engine.evolution.events import GenerationFinished, HallOfFameEntry
+from search_engine.expr.tree import Node, parse, to_prefix
+from search_engine.scoring.sequential import Outcome
+
+FORMAT = "lfl-search-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (unreadable, another format, another configuration)."""
+
+
+@dataclass
+class SearchState:
+    """Everything the search loop needs to continue; owned by one run_search call."""
+
+    config: dict
+    next_generation: int
+    population: list[Node]
+    rng: random.Random
+    cache: dict[str, Outcome] = field(default_factory=dict)
+    hall_of_fame: list[HallOfFameEntry] = field(default_factory=list)
+    history: list[GenerationFinished] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=lambda: {"evaluated": 0, "rejected": 0, "cache_hits": 0})
+    baseline_fitness: float | None = None
+    plan: dict | None = None  # scoring.plan.plan_record of the evaluator that ran this search
+
+
+
+def state_to_dict(state: SearchState) -> dict[str, Any]:
+    version, internal, gauss = state.rng.getstate()
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": state.config,
+        "next_generation": state.next_generation,
+        "population": [to_prefix(t) for t in state.population],
+        "rng_state": [version, list(internal), gauss],
+        "cache": {k: {"fitness": o.fitness, "reason": o.reason, "weights": o.weights} for k, o in state.cache.items()},
+        "hall_of_fame": [asdict(h) for h in state.hall_of_fame],
+        "history": [g.to_dict() for g in state.history],
+        "totals": dict(state.totals),
+        "baseline_fitness": state.baseline_fitness,
+        "plan": state.plan,
+    }
+
+
+def state_from_dict(data: dict[str, Any]) -> SearchState:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError("not an lfl search checkpoint")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint version {data.get('version')!r} is not supported (need {VERSION})")
+    try:
+        rng = random.Random()
+        version, internal, gauss = data["rng_state"]
+        rng.setstate((version, tuple(internal), gauss))
+        return SearchState(
+            config=data["config"],
+            next_generation=int(data["next_generation"]),
+            population=[parse(s) for s in data["population"]],
+            rng=rng,
+            cache={k: Outcome(v["fitness"], v["reason"], _tuple(v.get("weights"))) for k, v in data["cache"].items()},
+            hall_of_fame=[entry_from_dict(h) for h in data["hall_of_fame"]],
+            history=[_generation_from_dict(g) for g in data["history"]],
+            totals=dict(data["totals"]),
+            baseline_fitness=data["baseline_fitness"],
+            plan=data.get("plan"),  # absent in checkpoints written before plans were recorded
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint is damaged: {exc}") from exc
+
+
+def _generation_from_dict(d: dict[str, Any]) -> GenerationFinished:
+    d = {k: v for k, v in d.items() if k != "type"}
+    d["hall_of_fame"] = tuple(entry_from_dict(h) for h in d["hall_of_fame"])
+    return GenerationFinished(**d)
+
+
+def _tuple(values) -> tuple | None:
+    return None if values is None else tuple(values)
+
+
+def entry_from_dict(d: dict[str, Any]) -> HallOfFameEntry:
+    """A hall-of-fame entry from its JSON form (lists back to tuples)."""
+    return HallOfFameEntry(**{**d, "weights": _tuple(d.get("weights"))})
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file and rename it over `path`: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def save(path: Path, state: SearchState) -> None:
+    write_json_atomic(path, state_to_dict(state))
+
+
+def load(path: Path) -> SearchState:
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {path} is not valid JSON: {exc.msg}") from exc
+    return state_from_dict(data)

@@ -1,0 +1,127 @@
+"""LaTeX rendering for the exporters: the weighted formula and a small standalone document."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from search_engine.expr import primitives as P
+from search_engine.expr.symbolic import to_latex
+from search_engine.expr.tree import Node
+
+if TYPE_CHECKING:
+    from search_engine.export.spec import LearnedLossSpec
+
+
+def latex_number(w: float, digits: int = 4) -> str:
+    """`w` rounded to `digits` significant digits, in LaTeX (negatives parenthesized)."""
+    text = f"{w:.{digits}g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa} \\times 10^{{{int(exponent)}}}"
+    return rf"\left({text}\right)" if w < 0 else text
+
+
+def weighted_latex(tree: Node, weights: tuple[float, ...] | None, digits: int = 4) -> str:
+    """LaTeX of the tree (as `to_latex` writes it) with node i + 1's value times its rounded weights[i]."""
+    if weights is None:
+        return to_latex(tree)
+
+    def render(node: Node, i: int) -> tuple[str, int]:
+        parts, nxt = [], i + 1
+        for child in node.children:
+            text, after = render(child, nxt)
+            text = P.latex_factor(text)  # bracketed if a sum or negative: w times all of it
+            parts.append(rf"{latex_number(weights[nxt - 1], digits)} \cdot {text}")
+            nxt = after
+        if node.is_terminal:
+            return P.TERMINAL_LATEX[node.op], nxt
+        return P.PRIMITIVES[node.op].latex(*parts), nxt
+
+    return render(tree, 0)[0]
+
+
+_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "#": r"\#",
+    "%": r"\%",
+    "_": r"\_",
+    "^": r"\^{}",
+    "~": r"\~{}",
+    "±": r"$\pm$",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Plain text made safe for LaTeX text mode (one line: newlines become spaces)."""
+    return "".join(_SPECIALS.get(c, c) for c in " ".join(text.splitlines()))
+
+
+def _symbols(spec: LearnedLossSpec) -> list[str]:
+    """Itemize entries explaining the symbols and operations that occur in the loss."""
+    ops = {node.op for _, node in spec.tree.walk()}
+    if spec.kind == "classification":
+        items = [
+            r"$y$: the one-hot encoded target class (one entry per class)",
+            r"$f(x)$: the model's softmax probabilities (one entry per class)",
+        ]
+    else:
+        items = [r"$y$: the regression target", r"$f(x)$: the model's prediction"]
+    eps = latex_number(P.PROTECT_EPS)
+    if "log" in ops:
+        items.append(
+            rf"$\log\left|a\right|$: protected logarithm, $\log\max(|a|, \epsilon)$, $\epsilon = {eps}$"
+        )
+    if "sqrt" in ops:
+        items.append(
+            rf"$\sqrt{{\left|a\right|}}$: protected square root, $\sqrt{{\max(|a|, \epsilon)}}$, "
+            rf"$\epsilon = {eps}$"
+        )
+    if "div" in ops:
+        items.append(r"$\frac{a}{\sqrt{1 + b^{2}}}$: protected (analytic) division of $a$ by $b$")
+    if "sign" in ops:
+        items.append(r"$\operatorname{sign}(a)$: $-1$, $0$ or $1$")
+    summed = "classes" if spec.kind == "classification" else "outputs"
+    items.append(
+        rf"the loss of a sample is $\ell$ summed over its {summed}; training averages it over the batch"
+    )
+    return items
+
+
+def latex_document(spec: LearnedLossSpec) -> str:
+    """A small standalone LaTeX document: the formula, the weighted formula, the symbols."""
+    lines = [
+        "% Learned loss exported by lfl (EvoMAL symbolic loss search); compile with pdflatex.",
+        f"% expression: {spec.expression}",
+        f"% weights: {'none' if spec.weights is None else json.dumps(list(spec.weights))}",
+        r"\documentclass{article}",
+        r"\usepackage{amsmath}",
+        r"\begin{document}",
+        r"\section*{Learned loss}",
+        f"Learned for {spec.kind} on \\texttt{{{latex_escape(spec.dataset)}}} with model "
+        f"\\texttt{{{latex_escape(spec.model)}}}; {latex_escape(spec.validation_summary())}.",
+    ]
+    if spec.meta_test:
+        lines.append(f"Meta-test: {latex_escape(spec.meta_test)}.")
+    lines += [
+        "",
+        r"\paragraph{Loss.}",
+        r"\begin{equation*}",
+        rf"  \ell\bigl(y, f(x)\bigr) = {to_latex(spec.tree)}",
+        r"\end{equation*}",
+    ]
+    if spec.weights is not None:
+        lines += [
+            r"\paragraph{Learned weighted form} (weights rounded to 4 significant digits):",
+            r"\begin{equation*}",
+            rf"  \ell_w\bigl(y, f(x)\bigr) = {weighted_latex(spec.tree, spec.weights)}",
+            r"\end{equation*}",
+        ]
+    lines += [r"\paragraph{Symbols.}", r"\begin{itemize}"]
+    lines += [rf"  \item {item}" for item in _symbols(spec)]
+    lines += [r"\end{itemize}", r"\end{document}", ""]
+    return "\n".join(lines)

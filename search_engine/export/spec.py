@@ -1,0 +1,185 @@
+"""A learned loss and what is known about it: the one value every export format renders.
+
+A `LearnedLossSpec` is read from a search's result.json (`LearnedLossSpec.from_result`) or from a
+JSON export (`export.json_export.from_json_export`). Learned edge weights (optional):
+``weights[i]`` scales the output of the node at prefix position ``i + 1`` (the order of
+`Node.walk()`; the root has none) before its parent uses it. Without weights (None) the loss is
+exactly the symbolic tree.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from search_engine import catalog
+from search_engine.expr.tree import Node, parse, to_prefix
+
+RESULT_FORMAT = "lfl-search-result"
+
+
+def _optional_float(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number or null, got {type(value).__name__}")
+    return float(value)
+
+
+def _check_str(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+
+
+def check_weights(weights: Any, tree: Node) -> tuple[float, ...] | None:
+    """`weights` as a tuple of finite floats, one per edge of `tree` (size - 1), or None."""
+    if weights is None:
+        return None
+    if isinstance(weights, str | bytes | dict) or not hasattr(weights, "__iter__"):
+        raise ValueError(f"weights must be a list of numbers or null, got {type(weights).__name__}")
+    values = list(weights)
+    edges = tree.size() - 1
+    if len(values) != edges:
+        raise ValueError(
+            f"weights has {len(values)} value(s), but the tree has {tree.size()} nodes and so "
+            f"{edges} edge weight(s)"
+        )
+    out = []
+    for i, w in enumerate(values):
+        if isinstance(w, bool) or not isinstance(w, int | float):
+            raise ValueError(f"weights[{i}] must be a number, got {type(w).__name__}")
+        if not math.isfinite(w):
+            raise ValueError(f"weights[{i}] must be finite, got {w!r}")
+        out.append(float(w))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class LearnedLossSpec:
+    """One learned loss and what is known about it; validated on construction.
+
+    `expression` is stored in the canonical prefix form of `to_prefix`; `weights` as a tuple of
+    floats (one per edge) or None for the plain symbolic loss.
+    """
+
+    expression: str
+    weights: tuple[float, ...] | None
+    kind: str  # "classification" or "regression"
+    dataset: str
+    model: str
+    fitness: float | None  # validation metric of the learned loss (lower is better)
+    baseline_loss: str
+    baseline_fitness: float | None
+    metric: str  # "error rate" or "MSE"
+    meta_test: str | None = None  # one-line meta-test summary, when the result was meta-tested
+
+    def __post_init__(self) -> None:
+        _check_str("expression", self.expression)
+        tree = parse(self.expression)  # ExpressionError (a ValueError) names the problem
+        object.__setattr__(self, "expression", to_prefix(tree))
+        object.__setattr__(self, "weights", check_weights(self.weights, tree))
+        if self.kind not in catalog.KINDS:
+            raise ValueError(f"kind must be one of {', '.join(catalog.KINDS)}, got {self.kind!r}")
+        for name in ("dataset", "model", "baseline_loss", "metric"):
+            _check_str(name, getattr(self, name))
+        if self.meta_test is not None:
+            _check_str("meta_test", self.meta_test)
+        object.__setattr__(self, "fitness", _optional_float("fitness", self.fitness))
+        object.__setattr__(
+            self, "baseline_fitness", _optional_float("baseline_fitness", self.baseline_fitness)
+        )
+
+    @property
+    def tree(self) -> Node:
+        return _parse_cached(self.expression)
+
+    @property
+    def n_edges(self) -> int:
+        return self.tree.size() - 1
+
+    def validation_summary(self) -> str:
+        """e.g. "validation error rate: 0.0222 (baseline cross_entropy: 0.0528; lower is better)"."""
+
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.4f}"
+
+        return (
+            f"validation {self.metric}: {fmt(self.fitness)} "
+            f"(baseline {self.baseline_loss}: {fmt(self.baseline_fitness)}; lower is better)"
+        )
+
+    @classmethod
+    def from_result(cls, result: dict, rank: int = 1) -> LearnedLossSpec:
+        """The hall-of-fame entry `rank` (1 = best) of a result.json dict."""
+        if not isinstance(result, dict):
+            raise ValueError(f"a search result must be a JSON object, got {type(result).__name__}")
+        if result.get("format", RESULT_FORMAT) != RESULT_FORMAT:
+            raise ValueError(
+                f"not an lfl search result (format {result.get('format')!r}, expected {RESULT_FORMAT!r})"
+            )
+        hof = required_field(result, "hall_of_fame", list)
+        if not hof:
+            raise ValueError("the result's hall of fame is empty: the search found no valid loss to export")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= len(hof):
+            raise ValueError(
+                f"rank must be an integer between 1 and {len(hof)} (hall of fame size), got {rank!r}"
+            )
+        entry = hof[rank - 1]
+        if not isinstance(entry, dict):
+            raise ValueError(f"hall_of_fame[{rank - 1}] must be an object")
+        expression = required_field(entry, "expression", str, f"hall_of_fame[{rank - 1}]")
+        task = required_field(required_field(result, "config", dict), "task", dict, "config")
+        baseline = required_field(result, "baseline_loss", str)
+        kind = catalog.kind_of_baseline(baseline)  # ValueError naming the known baselines
+        meta = result.get("meta_test")
+        meta = meta if isinstance(meta, dict) and meta.get("expression") == expression else None
+        try:
+            summary = meta_test_summary(meta) if meta else None
+        except (TypeError, ValueError):  # a hand-edited meta_test: export without the summary
+            meta = summary = None
+        return cls(
+            expression=expression,
+            weights=entry.get("weights"),
+            kind=kind,
+            dataset=required_field(task, "dataset", str, "config.task"),
+            model=required_field(task, "model", str, "config.task"),
+            fitness=entry.get("fitness"),
+            baseline_loss=baseline,
+            baseline_fitness=result.get("baseline_fitness"),
+            metric=(meta or {}).get("metric") or catalog.metric_name(kind),
+            meta_test=summary,
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(expression: str) -> Node:
+    return parse(expression)
+
+
+def required_field(obj: dict, key: str, typ: type, where: str = "") -> Any:
+    """obj[key], which must exist and have type `typ`."""
+    name = f"{where}.{key}" if where else key
+    if key not in obj:
+        raise ValueError(f"missing field {name!r}")
+    if not isinstance(obj[key], typ):
+        raise ValueError(f"field {name!r} must be a {typ.__name__}, got {type(obj[key]).__name__}")
+    return obj[key]
+
+
+def meta_test_summary(meta: dict) -> str:
+    """One line from result.json's meta_test (the form of `metatest.Comparison.summary`)."""
+
+    def ms(m: Any, s: Any) -> str:
+        return "n/a" if m is None else f"{m:.4f} ± {s or 0.0:.4f}"
+
+    n = len(meta.get("seeds") or ())
+    p = meta.get("p_value")
+    learned = ms(meta.get("learned_mean"), meta.get("learned_std"))
+    baseline = ms(meta.get("baseline_mean"), meta.get("baseline_std"))
+    text = (
+        f"test {meta.get('metric', 'metric')}: learned {learned} vs baseline {baseline} over {n} seeds; "
+        f"learned better on {meta.get('wins', 0)}/{n}; paired t-test p = {'n/a' if p is None else f'{p:.3g}'}"
+    )
+    return text + (f" ({meta['steps']} training steps)" if meta.get("steps") else "")

@@ -1,0 +1,152 @@
+"""Meta-testing: train models from scratch with a loss and measure them on held-out test data.
+
+The learned loss and the baseline (cross-entropy or squared error) are trained on the same seeds,
+so each seed gives a pair and `compare` can run a paired test.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from search_engine.config import ExperimentConfig
+from search_engine.tasks.task import Task
+from search_engine.tasks.training import LossFn, evaluate_metric, train
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Learned vs baseline test metric over paired seeds (lower is better)."""
+
+    metric: str
+    seeds: tuple[int, ...]
+    learned: tuple[float | None, ...]  # None: training diverged
+    baseline: tuple[float | None, ...]
+    learned_mean: float | None
+    learned_std: float | None
+    baseline_mean: float | None
+    baseline_std: float | None
+    wins: int  # seeds on which the learned loss is strictly better
+    t_statistic: float | None  # paired t-test on (learned - baseline)
+    p_value: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Comparison:
+        """Rebuild from `to_dict()` output (extra keys such as "symbolic" are ignored)."""
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in data.items() if k in names}
+        return cls(**{**d, "seeds": tuple(d["seeds"]), "learned": tuple(d["learned"]),
+                      "baseline": tuple(d["baseline"])})
+
+    def summary(self) -> str:
+        def ms(m, s):
+            return "n/a" if m is None else f"{m:.4f} ± {s:.4f}"
+
+        p = "n/a" if self.p_value is None else f"{self.p_value:.3g}"
+        return (
+            f"test {self.metric}: learned {ms(self.learned_mean, self.learned_std)} vs baseline "
+            f"{ms(self.baseline_mean, self.baseline_std)} over {len(self.seeds)} seeds; "
+            f"learned better on {self.wins}/{len(self.seeds)}; paired t-test p = {p}"
+        )
+
+
+def meta_seeds(config: ExperimentConfig, n: int) -> tuple[int, ...]:
+    """Seeds for meta-testing, disjoint from the search's own seed."""
+    return tuple(config.seed + 1000 + i for i in range(n))
+
+
+def held_out_metric(task: Task, loss_fn: LossFn, config: ExperimentConfig, seed: int, steps: int) -> float | None:
+    """Train a fresh model with `loss_fn` on the training split; test-split metric, None if it diverged."""
+    s = task.splits
+    model = task.new_model(seed)
+    if not train(model, loss_fn, s.x_train, s.y_train, config.training, steps=steps, data_seed=seed):
+        return None
+    value = evaluate_metric(model, s.x_test, s.y_test, task.kind)
+    return value if math.isfinite(value) else None
+
+
+def run_meta_test(
+    task: Task, config: ExperimentConfig, losses: dict[str, LossFn], *,
+    seeds: Sequence[int], steps: int, on_seed: Callable[[int], None] | None = None,
+) -> dict[str, list[float | None]]:
+    """Train with each named loss on every seed; the test-split metric per loss, in seed order."""
+    results: dict[str, list[float | None]] = {name: [] for name in losses}
+    for seed in seeds:
+        for name, loss_fn in losses.items():
+            results[name].append(held_out_metric(task, loss_fn, config, seed, steps))
+        if on_seed:
+            on_seed(seed)
+    return results
+
+
+def meta_test(
+    task: Task, config: ExperimentConfig, learned: LossFn, baseline: LossFn, *,
+    seeds: Sequence[int], steps: int, on_seed: Callable[[int], None] | None = None,
+) -> Comparison:
+    """Train with the learned loss and the baseline on each seed and compare on the test split."""
+    r = run_meta_test(task, config, {"learned": learned, "baseline": baseline}, seeds=seeds, steps=steps,
+                      on_seed=on_seed)
+    return compare(r["learned"], r["baseline"], seeds=tuple(seeds), metric=task.metric_name)
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    if not values or any(v is None for v in values):
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def compare(
+    learned: Sequence[float | None], baseline: Sequence[float | None], *, seeds: tuple[int, ...], metric: str
+) -> Comparison:
+    """Mean ± std of each, wins of the learned loss, and a paired t-test where it is defined."""
+    from scipy import stats
+
+    lm, ls = _mean_std(learned)
+    bm, bs = _mean_std(baseline)
+    wins = sum(a is not None and (b is None or a < b) for a, b in zip(learned, baseline))
+    t = p = None
+    complete = [(a, b) for a, b in zip(learned, baseline) if a is not None and b is not None]
+    diffs = [a - b for a, b in complete]
+    if len(complete) >= 2 and any(d != diffs[0] for d in diffs):
+        res = stats.ttest_rel([a for a, _ in complete], [b for _, b in complete])
+        t, p = float(res.statistic), float(res.pvalue)
+    return Comparison(
+        metric=metric, seeds=seeds, learned=tuple(learned), baseline=tuple(baseline),
+        learned_mean=lm, learned_std=ls, baseline_mean=bm, baseline_std=bs, wins=wins,
+        t_statistic=t, p_value=p,
+    )
+
+
+def evaluate_learned_loss(
+    task: Task, config: ExperimentConfig, expression: str, weights: Sequence[float] | None, baseline: str, *,
+    seeds: int | None = None, steps: int | None = None, on_seed: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Meta-test a learned loss against the baseline, as stored in result.json and in the web app.
+
+    Trains with the learned loss (with its weights), with the baseline and, when there are
+    weights, with the same expression at all weights 1 (under "symbolic"), on paired seeds.
+    """
+    from search_engine.expr.tree import KNOWN_LOSSES, parse
+    from search_engine.scoring.sequential import loss_for
+
+    seed_list = meta_seeds(config, seeds or config.meta_test.seeds)
+    steps = steps or config.meta_test.steps
+    tree = parse(expression)
+    weights = None if weights is None else tuple(weights)
+    losses = {"learned": loss_for(tree, task.kind, weights, task.device)}
+    if weights is not None:
+        losses["symbolic"] = loss_for(tree, task.kind, None, task.device)
+    losses["baseline"] = loss_for(KNOWN_LOSSES[baseline], task.kind, None, task.device)
+    runs = run_meta_test(task, config, losses, seeds=seed_list, steps=steps, on_seed=on_seed)
+    record = {"expression": expression, "steps": steps,
+              **compare(runs["learned"], runs["baseline"], seeds=seed_list, metric=task.metric_name).to_dict()}
+    if "symbolic" in runs:
+        record["symbolic"] = compare(runs["symbolic"], runs["baseline"], seeds=seed_list,
+                                     metric=task.metric_name).to_dict()
+    return record

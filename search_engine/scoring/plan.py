@@ -1,0 +1,165 @@
+"""Choosing how candidates are scored: the evaluation plan of a configuration.
+
+`make_evaluator(task, config)` is the search's default evaluator factory. `evaluation.strategy`:
+
+* "sequential" - `SequentialEvaluator`, one candidate after another.
+* "batched" - `BatchedEvaluator` with chunks of `evaluation.max_population_chunk` candidates.
+* "auto" (default) - a short measurement on the task itself (`measure_plan`): a few training
+  steps of the sequential path and of populations of 2, 8 and max_population_chunk members,
+  with the task's model, batch size and device. The cheapest per-candidate population size
+  becomes the chunk; smaller groups than the break-even size (interpolated between the
+  measured sizes) are trained sequentially, and if no size beats the sequential path the
+  evaluator is sequential - so "auto" is never slower than sequential, up to the
+  measurement's noise. One rule skips the measurement: models without a dedicated batched
+  formulation (vmapped BatchNorm networks: resnet18, wideresnet) are sequential on the CPU,
+  where vmapped convolutions lose.
+
+The rejection screen of a chunk always runs batched (it only optimizes logits). Local search
+uses the same population sizes, capped by `population.local_search.meta_chunk` (memory). A stop request
+is noticed between chunks and, through `interrupt.check`, every few steps inside a chunk's
+training or local search, so a large chunk does not delay a stop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import torch
+
+from search_engine.config import ExperimentConfig
+from search_engine.expr.losses import make_loss
+from search_engine.expr.tree import CROSS_ENTROPY, SQUARED_ERROR, Node
+from search_engine.population.networks import is_chain, population_model
+from search_engine.population.training import (
+    population_loss,
+    train_population,
+)
+from search_engine.scoring.batched import BatchedEvaluator, Plan
+from search_engine.scoring.sequential import SequentialEvaluator
+from search_engine.tasks.task import Task
+from search_engine.tasks.training import train
+
+_MEASURE_STEPS = 3
+
+
+def make_evaluator(task: Task, config: ExperimentConfig, saved_plan: dict | None = None):
+    """The evaluator `config.evaluation.strategy` asks for (see the module doc).
+
+    With strategy "auto" and `saved_plan` (the `plan_record` of an earlier run of this search
+    on the same kind of device, kept in its checkpoint), that plan is reused instead of timing
+    the machine again, so a resumed search keeps the evaluation path it started with.
+    """
+    ev = config.evaluation
+    if ev.strategy == "sequential":
+        return SequentialEvaluator(task, config)
+    if ev.strategy == "batched":
+        return BatchedEvaluator(task, config, Plan(ev.max_population_chunk, 2, "configured: batched"))
+    if saved_plan is not None and saved_plan.get("device") == task.device.type:
+        if saved_plan.get("strategy") == "sequential":
+            return SequentialEvaluator(task, config)
+        if saved_plan.get("strategy") == "batched":
+            return BatchedEvaluator(task, config, Plan(int(saved_plan["chunk"]), int(saved_plan["min_batch"]),
+                                                       f"reused from the checkpoint ({saved_plan.get('reason', '')})"))
+    plan = measure_plan(task, config)
+    return SequentialEvaluator(task, config) if plan is None else BatchedEvaluator(task, config, plan)
+
+
+def plan_record(evaluator, device: torch.device) -> dict:
+    """How `evaluator` scores candidates, as JSON for the checkpoint, the result and the event stream."""
+    plan = getattr(evaluator, "plan", None)
+    if isinstance(plan, Plan):
+        return {"strategy": "batched", "chunk": plan.chunk, "min_batch": plan.min_batch, "reason": plan.reason,
+                "device": device.type}
+    if type(evaluator) is SequentialEvaluator:
+        return {"strategy": "sequential", "device": device.type}
+    return {"strategy": type(evaluator).__name__, "device": device.type}  # a custom evaluator_factory
+
+
+# ------------------------------------------------------------------ the measurement
+
+
+def _probe_loss(task: Task) -> Node:
+    """The baseline loss of the task kind: a representative candidate for timing."""
+    return CROSS_ENTROPY if task.kind == "classification" else SQUARED_ERROR
+
+
+def _sequential_step_seconds(task: Task, config: ExperimentConfig) -> float:
+    """Seconds per training step of the sequential path (best of two short runs, after a warm-up)."""
+    s, tree = task.splits, _probe_loss(task)
+    cfg = dataclasses.replace(config.training, steps=_MEASURE_STEPS)
+    times = []
+    for _ in range(3):
+        model = task.new_model(config.seed)
+        start = time.perf_counter()
+        train(model, make_loss(tree, task.kind), s.x_train, s.y_train, cfg, data_seed=config.seed)
+        times.append(time.perf_counter() - start)
+    return min(times[1:]) / _MEASURE_STEPS
+
+
+def _population_step_seconds(task: Task, config: ExperimentConfig, p: int) -> float:
+    """Seconds per training step of a population of `p` (best of two short runs, after a warm-up)."""
+    from search_engine.population.training import stacked_copies
+
+    s = task.splits
+    cfg = dataclasses.replace(config.training, steps=_MEASURE_STEPS)
+    loss = population_loss([_probe_loss(task)] * p, task.kind)
+    template = task.new_model(config.seed)
+    model = population_model(template)
+    times = []
+    for _ in range(3):
+        params, buffers = stacked_copies(template, p)
+        _sync(task.device)
+        start = time.perf_counter()
+        train_population(model, params, buffers, loss, s.x_train, s.y_train, cfg, data_seed=config.seed)
+        _sync(task.device)
+        times.append(time.perf_counter() - start)
+    return min(times[1:]) / _MEASURE_STEPS
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock times mean something."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _ladder(max_chunk: int) -> list[int]:
+    """Population sizes to time: 2, 8 and the configured maximum (those not above it)."""
+    return sorted({min(p, max_chunk) for p in (2, 8, max_chunk)} - {1})
+
+
+def measure_plan(task: Task, config: ExperimentConfig) -> Plan | None:
+    """Time sequential vs batched training on this task; None means sequential is the faster choice."""
+    max_chunk = config.evaluation.max_population_chunk
+    template = task.new_model(config.seed)
+    if max_chunk < 2:
+        return None
+    if not is_chain(template) and task.device.type == "cpu":
+        return None  # documented rule: vmapped (BatchNorm) networks are slower batched on the CPU
+    seq = _sequential_step_seconds(task, config)
+    per_candidate = {}
+    for p in _ladder(max_chunk):
+        try:
+            per_candidate[p] = _population_step_seconds(task, config, p) / p
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            break
+    faster = [p for p, t in per_candidate.items() if t < seq]
+    if not faster:
+        return None
+    best = min(faster, key=lambda p: per_candidate[p])
+    timings = ", ".join(f"P={p}: {t * 1e3:.2f} ms" for p, t in per_candidate.items())
+    reason = f"measured per-candidate step: sequential {seq * 1e3:.2f} ms, {timings}"
+    return Plan(chunk=best, min_batch=_break_even(per_candidate, seq, min(faster)), reason=reason)
+
+
+def _break_even(per_candidate: dict[int, float], seq: float, first_faster: int) -> int:
+    """Smallest population worth batching: where the per-candidate time, linearly interpolated
+    between the last slower and the first faster measured size, drops below sequential."""
+    slower = [p for p in per_candidate if p < first_faster]
+    if not slower:
+        return first_faster
+    p0, p1 = max(slower), first_faster
+    t0, t1 = per_candidate[p0], per_candidate[p1]
+    return min(p1, math.floor(p0 + (t0 - seq) / (t0 - t1) * (p1 - p0)) + 1)

@@ -1,0 +1,68 @@
+"""Datasets for loss-function learning: built-in (sklearn), user files (csv, npz) and torchvision sets.
+
+Public API:
+    describe_dataset(spec) -> DatasetInfo   cheap: shapes and sizes without loading the data
+    load_dataset(spec, seed) -> Splits      disjoint, stratified, seeded train/val/test splits
+Every bad input raises `DataError` with a message naming the file, column, key or path at fault.
+"""
+
+from __future__ import annotations
+
+from search_engine.catalog import DATASET_NAMES
+from search_engine.tasks.datasets.builtin import describe_builtin, load_diabetes_source, load_digits_source
+from search_engine.tasks.datasets.core import (
+    DataError,
+    DatasetInfo,
+    DatasetSpec,
+    Splits,
+    check_fractions,
+    make_splits,
+)
+from search_engine.tasks.datasets.tabular import describe_csv, describe_npz, load_csv_source, load_npz_source
+from search_engine.tasks.datasets.vision import VISION_SETS, describe_vision, load_vision_source
+
+__all__ = [
+    "DATASET_NAMES", "DataError", "DatasetInfo", "DatasetSpec", "Splits", "describe_dataset", "load_dataset",
+]
+
+# catalogue name -> (describe(spec) -> DatasetInfo, load(spec) -> Source); a test checks both lists agree
+_HANDLERS = {
+    "digits": (describe_builtin, load_digits_source),
+    "digits28": (describe_builtin, load_digits_source),
+    "diabetes": (describe_builtin, load_diabetes_source),
+    "csv": (describe_csv, load_csv_source),
+    "npz": (describe_npz, load_npz_source),
+    "mnist": (describe_vision, load_vision_source),
+    "fashion_mnist": (describe_vision, load_vision_source),
+    "cifar10": (describe_vision, load_vision_source),
+    "cifar100": (describe_vision, load_vision_source),
+    "svhn": (describe_vision, load_vision_source),
+}
+
+
+
+def _handlers(spec: DatasetSpec):
+    """The (describe, load) pair for `spec.name` after checking the spec's split settings."""
+    if spec.name not in _HANDLERS:
+        raise DataError(f"unknown dataset {spec.name!r}; known datasets: {', '.join(DATASET_NAMES)}")
+    # Checked before any loading so a bad fraction never costs a full dataset read.
+    check_fractions(spec, official_test=spec.name in VISION_SETS)
+    return _HANDLERS[spec.name]
+
+
+def describe_dataset(spec: DatasetSpec) -> DatasetInfo:
+    """Kind, per-sample input shape and output count of a dataset, without loading its data.
+
+    Built-ins are described from static facts; csv/npz from the header, labels and array shapes;
+    torchvision sets after checking that `data_root` and every expected file exist.
+    """
+    return _handlers(spec)[0](spec)
+
+
+def load_dataset(spec: DatasetSpec, seed: int) -> Splits:
+    """Load, split (seeded, stratified for classification) and scale a dataset.
+
+    Validation is carved out of the training data; torchvision sets keep their official test
+    split (`test_fraction` is ignored). Scaling uses training statistics only.
+    """
+    return make_splits(_handlers(spec)[1](spec), spec, seed)

@@ -1,0 +1,101 @@
+"""The websocket stream, through channels.testing.WebsocketCommunicator (transactional_db: the
+consumer reads the database from its own thread, so rows must be committed)."""
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+from django.test import Client
+
+from lfl_web.asgi import application
+from lfl_web.experiments.consumers import CLOSE_NOT_ALLOWED, CLOSE_NOT_SIGNED_IN
+from lfl_web.experiments.models import Experiment
+from lfl_web.experiments.recording import group_name, record_event
+from lfl_web.experiments.routing import websocket_urlpatterns
+from search_engine.evolution.events import CandidateEvaluated, GenerationFinished, SearchFinished
+
+from ..conftest import tiny_config
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CANDIDATE = CandidateEvaluated(generation=0, index=1, expression="sub(f, y)", canonical_key="f - y", latex="f - y",
+                               fitness=0.25, rejection_reason=None, cache_hit=False)
+GENERATION = GenerationFinished(generation=0, best_fitness=0.25, mean_fitness=0.25, median_fitness=0.25, evaluated=1,
+                                rejected=0, cache_hits=0, best_expression="sub(f, y)", best_latex="f - y",
+                                hall_of_fame=(), seconds=0.1)
+FINISHED = SearchFinished(status="completed", generations_completed=1, best=None, evaluated=1, rejected=0, cache_hits=0)
+
+
+def communicator_for(experiment_id, user):
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/experiments/{experiment_id}/")
+    communicator.scope["user"] = user
+    return communicator
+
+
+async def close_code(communicator):
+    connected, _ = await communicator.connect()
+    assert connected  # accepted, then closed with a code the browser can read
+    message = await communicator.receive_output(timeout=5)
+    await communicator.wait()
+    return message["type"], message.get("code")
+
+
+def test_anonymous_visitors_are_turned_away(make_experiment):
+    experiment = make_experiment()
+    result = async_to_sync(close_code)(communicator_for(experiment.pk, AnonymousUser()))
+    assert result == ("websocket.close", CLOSE_NOT_SIGNED_IN)
+
+
+def test_someone_elses_private_experiment_and_missing_ones_are_refused(make_experiment, user, other_user):
+    secret = make_experiment(owner=other_user, private=True)
+    ada = user
+    assert async_to_sync(close_code)(communicator_for(secret.pk, ada)) == ("websocket.close", CLOSE_NOT_ALLOWED)
+    assert async_to_sync(close_code)(communicator_for(secret.pk + 99, ada)) == ("websocket.close", CLOSE_NOT_ALLOWED)
+    assert not get_channel_layer().groups.get(group_name(secret.pk))  # never joined
+
+
+def test_snapshot_first_then_every_live_event_then_leaves_the_group(make_experiment, other_user):
+    experiment = make_experiment()  # shared: any signed-in user may watch
+    record_event(experiment.pk, CANDIDATE)  # already stored before the browser connects
+
+    async def watch():
+        communicator = communicator_for(experiment.pk, other_user)
+        connected, _ = await communicator.connect()
+        assert connected
+        received = [await communicator.receive_json_from(timeout=5)]
+        for event in (CANDIDATE, GENERATION, FINISHED):
+            await sync_to_async(record_event)(experiment.pk, event)
+        while len(received) < 5:
+            received.append(await communicator.receive_json_from(timeout=5))
+        await communicator.disconnect()
+        return received
+
+    snapshot, *live = async_to_sync(watch)()
+    assert snapshot["type"] == "snapshot" and snapshot["experiment"]["id"] == experiment.pk
+    assert [c["expression"] for c in snapshot["candidates"]] == ["sub(f, y)"]
+    assert [m["type"] for m in live] == ["candidate_evaluated", "generation_finished", "search_finished",
+                                         "experiment_status"]
+    assert live[1]["best_fitness"] == 0.25
+    assert live[3]["experiment"]["status"] == "succeeded"
+    assert not get_channel_layer().groups.get(group_name(experiment.pk))
+
+
+def test_the_full_asgi_stack_authenticates_by_session_and_checks_the_origin(user):
+    experiment = Experiment.objects.create(owner=user, name="x", config=tiny_config())
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    path = f"/ws/experiments/{experiment.pk}/"
+
+    async def connect(origin):
+        communicator = WebsocketCommunicator(application, path, headers=[(b"cookie", cookie), (b"origin", origin)])
+        connected, _ = await communicator.connect()
+        first = await communicator.receive_json_from(timeout=5) if connected else None
+        await communicator.disconnect()
+        return connected, first
+
+    connected, first = async_to_sync(connect)(b"http://localhost")
+    assert connected and first["type"] == "snapshot" and first["experiment"]["owner"] == "ada"
+    assert async_to_sync(connect)(b"http://evil.example") == (False, None)

@@ -1,0 +1,360 @@
+"""The new-experiment form: presets, the engine's errors at the right fields, uploads, enqueueing."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from lfl_web.experiments import forms, tasks
+from lfl_web.experiments.forms import (
+    DATASET_NAMES,
+    EVALUATION_STRATEGIES,
+    FIELD_PATHS,
+    LOCAL_SEARCH_MODES,
+    MODEL_NAMES,
+    get_dotted,
+    initial_values,
+    preset_config,
+)
+from lfl_web.experiments.models import Experiment
+
+pytestmark = pytest.mark.django_db
+
+NEW = reverse("experiment_new")
+
+
+@pytest.fixture(autouse=True)
+def upload_dir(settings, tmp_path):
+    settings.LFL_UPLOAD_DIR = tmp_path / "uploads"
+    return settings.LFL_UPLOAD_DIR
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Experiment pks handed to Celery."""
+    pks = []
+    monkeypatch.setattr(tasks.run_experiment, "delay", pks.append)
+    return pks
+
+
+@pytest.fixture
+def signed_in(client, user):
+    client.force_login(user)
+    return client
+
+
+def form_data(**changes) -> dict:
+    """POST data of the quick preset (tiny sizes), as a browser sends it: no key for an unchecked box."""
+    values = {**initial_values("quick"), "name": "digits run", "description": "", "population_size": 4,
+              "generations": 2, "training_steps": 20, "local_search_mode": "off", "device": "cpu", **changes}
+    data = {}
+    for name, value in values.items():
+        if value is True:
+            data[name] = "on"
+        elif value is not False and value is not None:
+            data[name] = value
+    return data
+
+
+def uploaded_files(upload_dir) -> list:
+    return sorted(upload_dir.iterdir()) if upload_dir.exists() else []
+
+
+def field_block(page: str, field: str) -> str:
+    """The HTML of one field's block (label, input, errors, help) on the rendered form."""
+    start = page.index(f'id="field-{field}"')
+    return page[start:page.index("</div>", start)]
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def test_the_form_starts_from_the_engine_defaults(signed_in):
+    form = signed_in.get(NEW).context["form"]
+    assert form["crossover_rate"].value() == 0.7 and form["population_size"].value() == 25
+    assert form["seed_known_losses"].value() is True and form["local_search_mode"].value() == "all"
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ("quick", {"name": "Quick demo", "dataset": "digits", "model": "mlp", "generations": 10, "lr": 0.05,
+                   "meta_steps": 50, "meta_lr": 0.01, "meta_test_steps": 1500}),
+        ("mnist_lenet5", {"dataset": "mnist", "model": "lenet5", "data_root": "data", "val_fraction": 0.1,
+                          "momentum": 0.9, "nesterov": True, "weight_decay": 0.0005, "generations": 50,
+                          "meta_test_steps": 100000}),
+    ],
+)
+def test_a_preset_fills_the_form(signed_in, preset, expected):
+    response = signed_in.get(NEW, {"preset": preset})
+    form = response.context["form"]
+    assert {name: form[name].value() for name in expected} == expected
+    page = response.content.decode()
+    assert f'value="{expected["generations"]}"' in field_block(page, "generations")
+
+
+@pytest.mark.parametrize("preset", [None, *forms.PRESETS])
+def test_every_configuration_field_of_a_preset_is_prefilled(signed_in, preset):
+    form = signed_in.get(NEW, {"preset": preset} if preset else {}).context["form"]
+    config = preset_config(preset)
+    shown = {name: form[name].value() for name in FIELD_PATHS if name != "data_file"}
+    assert shown == {name: get_dotted(config, path) for name, path in FIELD_PATHS.items() if name != "data_file"}
+
+
+def test_a_preset_prefills_the_tree_rejection_evaluation_and_split_fields(signed_in, monkeypatch, tmp_path):
+    preset = tmp_path / "custom.json"
+    preset.write_text(json.dumps({
+        "task": {"test_fraction": 0.3},
+        "search": {"init_min_height": 1, "init_max_height": 3, "max_height": 7, "mutation_min_height": 1,
+                   "mutation_max_height": 3},
+        "rejection": {"enabled": False, "steps": 40, "samples": 60},
+        "local_search": {"batch_size": 64},
+        "evaluation": {"strategy": "sequential", "max_population_chunk": 5},
+    }))
+    monkeypatch.setitem(forms.PRESETS, "custom", ("Custom", str(preset)))
+    response = signed_in.get(NEW, {"preset": "custom"})
+    form = response.context["form"]
+    expected = {"test_fraction": 0.3, "init_min_height": 1, "init_max_height": 3, "max_height": 7,
+                "mutation_min_height": 1, "mutation_max_height": 3, "rejection_enabled": False,
+                "rejection_steps": 40, "rejection_samples": 60, "meta_batch_size": 64,
+                "evaluation_strategy": "sequential", "max_population_chunk": 5}
+    assert {name: form[name].value() for name in expected} == expected
+    page = response.content.decode()
+    assert 'value="40"' in field_block(page, "rejection_steps")
+    assert '<option value="sequential" selected>' in field_block(page, "evaluation_strategy")
+    assert "checked" not in field_block(page, "rejection_enabled")
+    assert "with “sequential” between single candidates" in field_block(page, "evaluation_strategy")  # cancelling
+
+
+def test_an_unknown_preset_is_reported_and_the_defaults_shown(signed_in):
+    response = signed_in.get(NEW, {"preset": "nope"})
+    assert response.status_code == 200
+    assert "Unknown preset &#x27;nope&#x27;" in response.content.decode()
+    assert response.context["form"]["generations"].value() == 50
+
+
+# ----------------------------------------------------------------------------- success
+
+
+def test_a_valid_submit_creates_one_experiment_and_enqueues_it(signed_in, user, sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in.post(NEW, form_data(private="on", crossover_rate=0.6, mutation_rate=0.3))
+    experiment = Experiment.objects.get()
+    assert response.status_code == 302 and response["Location"] == experiment.get_absolute_url()
+    assert sent == [experiment.pk]
+    assert experiment.owner == user and experiment.private and experiment.name == "digits run"
+    search = experiment.config["search"]
+    assert (search["population_size"], search["crossover_rate"], search["mutation_rate"]) == (4, 0.6, 0.3)
+    assert experiment.config["local_search"]["mode"] == "off" and experiment.config["device"] == "cpu"
+    assert experiment.total_generations == 2
+
+
+def test_the_tree_rejection_evaluation_and_split_fields_go_into_the_configuration(signed_in, sent):
+    response = signed_in.post(NEW, form_data(
+        test_fraction=0.25, init_min_height=1, init_max_height=3, max_height=8, mutation_min_height=1,
+        mutation_max_height=3, rejection_enabled=False, rejection_steps=15, rejection_samples=30,
+        meta_batch_size=64, evaluation_strategy="sequential", max_population_chunk=2,
+    ))
+    assert response.status_code == 302
+    config = Experiment.objects.get().config
+    assert config["task"]["test_fraction"] == 0.25
+    search = config["search"]
+    heights = ("init_min_height", "init_max_height", "max_height", "mutation_min_height", "mutation_max_height")
+    assert [search[name] for name in heights] == [1, 3, 8, 1, 3]
+    assert config["rejection"] == {"enabled": False, "steps": 15, "samples": 30}
+    assert config["local_search"]["batch_size"] == 64
+    assert config["evaluation"] == {"strategy": "sequential", "max_population_chunk": 2}
+
+
+def test_a_checked_screen_box_keeps_the_rejection_screen_on(signed_in, sent):
+    signed_in.post(NEW, form_data(rejection_enabled=True))
+    assert Experiment.objects.get().config["rejection"]["enabled"] is True
+
+
+def test_the_queued_notice_is_marked_for_the_dashboard_to_dismiss(signed_in, sent):
+    page = signed_in.post(NEW, form_data(name="flash run"), follow=True).content.decode()
+    assert '<li class="message queued-notice success">“flash run” is queued; this page follows it live.</li>' in page
+
+
+def test_a_blank_number_keeps_the_engine_default(signed_in, sent):
+    data = form_data()
+    data["tournament_size"] = ""
+    signed_in.post(NEW, data)
+    assert Experiment.objects.get().config["search"]["tournament_size"] == 4
+
+
+# ----------------------------------------------------------------------------- errors at their fields
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"crossover_rate": 1.5}, "crossover_rate", "must be in [0, 1], got 1.5"),
+        ({"elitism_rate": -0.1}, "elitism_rate", "must be in [0, 1], got -0.1"),
+        ({"crossover_rate": 0.8, "mutation_rate": 0.5}, "mutation_rate", "crossover_rate + mutation_rate must be at most 1"),
+        ({"population_size": 1}, "population_size", "must be at least 2, got 1"),
+        ({"model": "lenet5"}, "model", "lenet5 needs image input of at least 12x12"),
+        ({"momentum": 0.0, "nesterov": True}, "nesterov", "Nesterov needs momentum &gt; 0"),
+        ({"top_k": 0}, "top_k", "must be at least 1, got 0"),
+        ({"max_height": 30}, "max_height", "must be at most 17, got 30"),
+        ({"max_height": 3}, "max_height", "must be at least init_max_height (4), got 3"),
+        ({"init_min_height": 0}, "init_min_height", "must be at least 1, got 0"),
+        ({"init_min_height": 4, "init_max_height": 3}, "init_max_height", "must be at least init_min_height (4), got 3"),
+        ({"mutation_min_height": -1}, "mutation_min_height", "must be &gt;= 0, got -1"),
+        ({"mutation_min_height": 3, "mutation_max_height": 1}, "mutation_max_height",
+         "must be at least mutation_min_height (3), got 1"),
+        ({"test_fraction": 1.2}, "test_fraction", "must be strictly between 0 and 1, got 1.2"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "test_fraction", "val_fraction + test_fraction must be &lt; 1"),
+        ({"rejection_steps": 0}, "rejection_steps", "must be at least 1, got 0"),
+        ({"rejection_samples": 1}, "rejection_samples", "must be at least 2, got 1"),
+        ({"meta_batch_size": 0}, "meta_batch_size", "must be at least 1, got 0"),
+        ({"max_population_chunk": 0}, "max_population_chunk", "must be at least 1, got 0"),
+        ({"max_population_chunk": "many"}, "max_population_chunk", "Enter a whole number."),
+        ({"evaluation_strategy": "parallel"}, "evaluation_strategy", "Select a valid choice."),
+        ({"device": "tpu"}, "device", "must be &#x27;auto&#x27;, &#x27;cpu&#x27;, &#x27;cuda&#x27; or &#x27;cuda:N&#x27;"),
+        ({"lr": "fast"}, "lr", "Enter a number."),
+        ({"dataset": "imagenet"}, "dataset", "Select a valid choice."),
+        ({"name": ""}, "name", "This field is required."),
+        ({"dataset": "mnist", "model": "lenet5", "data_root": "/nowhere/at/all"}, "data_root", "/nowhere/at/all"),
+    ],
+)
+def test_bad_input_is_reported_at_its_field_and_nothing_is_stored(signed_in, sent, changes, field, message):
+    response = signed_in.post(NEW, form_data(**changes))
+    assert response.status_code == 200
+    assert field in response.context["form"].errors
+    page = response.content.decode()
+    assert message in field_block(page, field)
+    assert "nothing was stored" in page
+    assert not Experiment.objects.exists() and sent == []
+
+
+def test_the_form_keeps_what_was_typed_after_an_error(signed_in, sent):
+    response = signed_in.post(NEW, form_data(crossover_rate=1.5, generations=7))
+    assert 'value="7"' in field_block(response.content.decode(), "generations")
+
+
+def test_a_post_without_the_csrf_token_is_refused(user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.post(NEW, form_data()).status_code == 403
+    assert not Experiment.objects.exists()
+
+
+# ----------------------------------------------------------------------------- uploads
+
+GOOD_CSV = "a,b,label\n" + "".join(f"{i},{i % 3},{'yes' if i % 2 else 'no'}\n" for i in range(40))
+
+
+def csv_upload(text: str, name: str = "my data.csv") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+
+
+def test_an_uploaded_csv_is_stored_under_a_generated_name(signed_in, sent, upload_dir):
+    response = signed_in.post(NEW, form_data(dataset="csv", model="mlp", kind="classification", label="label",
+                                             data_file=csv_upload(GOOD_CSV, "../../etc/evil.csv")))
+    assert response.status_code == 302
+    stored = uploaded_files(upload_dir)
+    assert len(stored) == 1 and stored[0].suffix == ".csv" and "evil" not in stored[0].name
+    assert stored[0].read_text() == GOOD_CSV
+    task = Experiment.objects.get().config["task"]
+    assert task["data_file"] == str(stored[0]) and task["kind"] == "classification"
+
+
+@pytest.mark.parametrize(
+    ("text", "changes", "message"),
+    [
+        ("a,b,label\n1,2,yes\n3,4\n", {}, "line 3: 2 fields but the header has 3"),
+        (GOOD_CSV, {"label": "target"}, "label column &#x27;target&#x27; not found"),
+        ("", {}, "is empty"),
+        (GOOD_CSV, {"kind": ""}, "needs kind set to one of"),
+    ],
+)
+def test_a_bad_csv_is_reported_at_the_file_field_and_deleted(signed_in, sent, upload_dir, text, changes, message):
+    fields = {"dataset": "csv", "kind": "classification", "label": "label", **changes}
+    data = form_data(data_file=csv_upload(text), **fields)
+    response = signed_in.post(NEW, data)
+    assert response.status_code == 200
+    block = field_block(response.content.decode(), "data_file")
+    assert message in block
+    assert str(upload_dir) not in response.content.decode()  # the server's path is never shown
+    assert not Experiment.objects.exists() and sent == [] and uploaded_files(upload_dir) == []
+
+
+def test_a_file_that_is_not_csv_or_npz_is_refused_before_it_is_stored(signed_in, sent, upload_dir):
+    response = signed_in.post(NEW, form_data(dataset="csv", kind="classification",
+                                             data_file=SimpleUploadedFile("data.txt", b"a,b\n1,2\n")))
+    assert "must be a .csv or .npz file" in field_block(response.content.decode(), "data_file")
+    assert not Experiment.objects.exists() and uploaded_files(upload_dir) == []
+
+
+def test_an_upload_needs_the_matching_dataset(signed_in, sent, upload_dir):
+    response = signed_in.post(NEW, form_data(dataset="digits", kind="classification", data_file=csv_upload(GOOD_CSV)))
+    assert "needs dataset &#x27;csv&#x27;" in field_block(response.content.decode(), "data_file")
+    assert not Experiment.objects.exists() and uploaded_files(upload_dir) == []
+
+
+def test_dataset_csv_without_a_file_asks_for_one(signed_in, sent):
+    response = signed_in.post(NEW, form_data(dataset="csv", kind="classification"))
+    assert "needs data_file" in field_block(response.content.decode(), "data_file")
+    assert not Experiment.objects.exists()
+
+
+# ----------------------------------------------------------------------------- the form agrees with the engine
+
+
+def test_the_form_lists_the_engines_datasets_and_models():
+    from search_engine.tasks.datasets import DATASET_NAMES as ENGINE_DATASETS
+    from search_engine.tasks.networks import MODEL_NAMES as ENGINE_MODELS
+
+    assert DATASET_NAMES == ENGINE_DATASETS and MODEL_NAMES == ENGINE_MODELS
+
+
+def test_the_form_offers_the_engines_choices():
+    from search_engine.config import EVALUATION_STRATEGIES as ENGINE_STRATEGIES
+    from search_engine.config import LOCAL_SEARCH_MODES as ENGINE_MODES
+
+    assert {value for value, _ in EVALUATION_STRATEGIES} == set(ENGINE_STRATEGIES)
+    assert {value for value, _ in LOCAL_SEARCH_MODES} == set(ENGINE_MODES)
+
+
+def test_every_configuration_field_has_a_form_field():
+    from search_engine.config import ExperimentConfig
+
+    def leaves(data: dict, prefix: str = ""):
+        for key, value in data.items():
+            yield from leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
+
+    assert set(leaves(ExperimentConfig().to_dict())) == set(FIELD_PATHS.values())
+
+
+def test_every_form_field_is_shown_in_a_section():
+    shown = [name for _, names in forms.SECTIONS for name in names]
+    assert sorted(shown) == sorted(forms.ExperimentForm.base_fields) and len(shown) == len(set(shown))
+
+
+def test_every_form_field_names_a_configuration_field():
+    from search_engine.config import ExperimentConfig
+
+    defaults = ExperimentConfig().to_dict()
+    for path in FIELD_PATHS.values():
+        section = defaults
+        *parents, last = path.split(".")
+        for key in parents:
+            section = section[key]
+        assert last in section, path
+
+
+def test_the_pages_do_not_import_torch():
+    code = (
+        "import os, sys, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'lfl_web.settings'; django.setup();"
+        "import lfl_web.urls, lfl_web.experiments.forms, lfl_web.experiments.views;"
+        "from lfl_web.experiments.forms import initial_values; initial_values('quick');"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

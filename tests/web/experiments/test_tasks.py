@@ -1,0 +1,232 @@
+"""The Celery task, called in this process (the end-to-end test runs it in a real worker)."""
+
+import asyncio
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from lfl_web.experiments import runner
+from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, MetaTestStatus, Status
+from lfl_web.experiments.recording import group_name
+from lfl_web.experiments.runner import CancelPoll, checkpoint_path
+from lfl_web.experiments.tasks import requeue_unfinished, run_experiment
+
+from ..conftest import tiny_config
+
+pytestmark = pytest.mark.django_db
+
+
+class WorkerLost(BaseException):
+    """Stands for a worker killed mid-search: not an Exception, so the task does not mark it failed."""
+
+
+def intercept_events(monkeypatch, react):
+    """Let `react(experiment_id, event)` act after each event has been recorded."""
+    real = runner.record_event
+
+    def record_then_react(experiment_id, event):
+        real(experiment_id, event)
+        react(experiment_id, event)
+
+    monkeypatch.setattr(runner, "record_event", record_then_react)
+
+
+def test_a_search_runs_to_success_and_stores_everything(make_experiment):
+    experiment = make_experiment()
+    assert run_experiment(experiment.pk) == Status.SUCCEEDED
+    experiment.refresh_from_db()
+    assert experiment.status == Status.SUCCEEDED and experiment.started_at and experiment.finished_at
+    assert (experiment.current_generation, experiment.total_generations) == (2, 2)
+    assert experiment.baseline_loss == "cross_entropy" and experiment.baseline_fitness is not None
+    assert Candidate.objects.filter(experiment=experiment).count() == 4 * 2
+    assert list(Generation.objects.filter(experiment=experiment).values_list("index", flat=True)) == [0, 1]
+    best = LearnedLoss.objects.get(experiment=experiment, rank=1)
+    assert best.validation_fitness == Generation.objects.get(experiment=experiment, index=1).hall_of_fame[0]["fitness"]
+    assert checkpoint_path(experiment.pk).exists()
+    # the best loss is meta-tested against the baseline on paired seeds once the search has succeeded
+    assert best.meta_test["expression"] == best.expression and len(best.meta_test["learned"]) == 2
+    assert len(best.meta_test["baseline"]) == 2 and best.meta_test["metric"] == "error rate"
+    assert (experiment.meta_test_status, experiment.meta_test_seeds_done) == (MetaTestStatus.SUCCEEDED, 2)
+
+
+def watch_group(experiment_id):
+    """The messages sent to the experiment's group while the block runs (in-memory channel layer)."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_name(experiment_id), channel)
+
+    def received():
+        messages = []
+        while True:
+            try:
+                messages.append(async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.05)["event"])
+            except TimeoutError:
+                return messages
+
+    return received
+
+
+def test_watchers_hear_each_meta_test_seed_and_the_results(make_experiment):
+    experiment = make_experiment()
+    received = watch_group(experiment.pk)
+    run_experiment(experiment.pk)
+    messages = received()
+    types = [m["type"] for m in messages]
+    succeeded = next(m for m in messages if m["type"] == "experiment_status" and m["experiment"]["status"] == "succeeded")
+    assert succeeded["experiment"]["meta_test_status"] == "running"  # the page shows the indicator at once
+    assert succeeded["experiment"]["meta_test_plan"] == {"seeds": 2, "steps": 20}
+    progress = [m for m in messages if m["type"] == "meta_test_progress"]
+    assert [(m["seeds_done"], m["seeds"]) for m in progress] == [(1, 2), (2, 2)]
+    assert types[-1] == "meta_test_finished" and types.index("meta_test_progress") > types.index("search_finished")
+    assert messages[-1]["meta_test"]["wins"] <= 2
+
+
+def test_a_failed_meta_test_is_recorded_and_announced_and_the_search_stays_succeeded(make_experiment, monkeypatch):
+    import search_engine.scoring.metatest
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory while meta-testing")
+
+    monkeypatch.setattr(search_engine.scoring.metatest, "evaluate_learned_loss", broken)
+    experiment = make_experiment()
+    received = watch_group(experiment.pk)
+    assert run_experiment(experiment.pk) == Status.SUCCEEDED
+    experiment.refresh_from_db()
+    assert experiment.meta_test_status == MetaTestStatus.FAILED
+    assert experiment.meta_test_error == "RuntimeError: out of memory while meta-testing"
+    assert experiment.error == "" and LearnedLoss.objects.get(experiment=experiment, rank=1).meta_test is None
+    last = received()[-1]
+    assert last["type"] == "experiment_status" and last["experiment"]["meta_test_status"] == "failed"
+    assert last["experiment"]["meta_test_error"] == experiment.meta_test_error
+
+
+def test_a_redelivered_task_runs_a_meta_test_the_lost_worker_did_not_finish(make_experiment, monkeypatch):
+    import search_engine.scoring.metatest
+
+    real = search_engine.scoring.metatest.evaluate_learned_loss
+
+    def lost(*args, **kwargs):
+        raise WorkerLost
+
+    monkeypatch.setattr(search_engine.scoring.metatest, "evaluate_learned_loss", lost)
+    experiment = make_experiment()
+    with pytest.raises(WorkerLost):
+        run_experiment(experiment.pk)
+    experiment.refresh_from_db()
+    assert (experiment.status, experiment.meta_test_status) == (Status.SUCCEEDED, MetaTestStatus.RUNNING)
+    assert list(Experiment.objects.waiting_for_meta_test()) == [experiment]
+
+    monkeypatch.setattr(search_engine.scoring.metatest, "evaluate_learned_loss", real)
+    assert run_experiment(experiment.pk) == Status.SUCCEEDED
+    experiment.refresh_from_db()
+    assert (experiment.meta_test_status, experiment.meta_test_seeds_done) == (MetaTestStatus.SUCCEEDED, 2)
+    assert LearnedLoss.objects.get(experiment=experiment, rank=1).meta_test["seeds"]
+    assert Generation.objects.filter(experiment=experiment).count() == 2  # the search was not run again
+
+
+def test_an_exception_marks_the_experiment_failed_with_its_message(user, tmp_path):
+    data = tmp_path / "points.csv"
+    data.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(30)))
+    config = tiny_config(task={"dataset": "csv", "data_file": str(data), "kind": "classification", "max_train": None})
+    experiment = Experiment.objects.create_validated(owner=user, name="csv", config=config)
+    data.unlink()  # the file disappears before a worker gets to it
+    assert run_experiment(experiment.pk) == Status.FAILED
+    experiment.refresh_from_db()
+    assert experiment.status == Status.FAILED and experiment.finished_at
+    assert experiment.error.startswith("ConfigError: task.data_file:") and str(data) in experiment.error
+
+
+def test_a_cancel_request_stops_the_search_and_keeps_what_it_found(make_experiment, monkeypatch):
+    experiment = make_experiment(config=tiny_config(search={"generations": 3}))
+
+    def cancel_after_first_generation(experiment_id, event):
+        if event.type == "generation_finished" and event.generation == 0:
+            assert Experiment.objects.get(pk=experiment_id).request_cancel()
+
+    intercept_events(monkeypatch, cancel_after_first_generation)
+    assert run_experiment(experiment.pk) == Status.CANCELLED
+    experiment.refresh_from_db()
+    assert experiment.cancel_requested and experiment.current_generation == 1
+    assert list(Generation.objects.filter(experiment=experiment).values_list("index", flat=True)) == [0]
+    assert LearnedLoss.objects.filter(experiment=experiment).exists()
+
+
+def test_a_redelivered_search_resumes_from_its_checkpoint(make_experiment, monkeypatch):
+    experiment = make_experiment(config=tiny_config(search={"generations": 3}))
+
+    def die_in_second_generation(experiment_id, event):
+        if event.type == "candidate_evaluated" and event.generation == 1:
+            raise WorkerLost
+
+    intercept_events(monkeypatch, die_in_second_generation)
+    with pytest.raises(WorkerLost):
+        run_experiment(experiment.pk)
+    assert Experiment.objects.get(pk=experiment.pk).status == Status.RUNNING
+    monkeypatch.undo()
+
+    seen = []
+    intercept_events(monkeypatch, lambda _, event: seen.append(event))
+    assert run_experiment(experiment.pk) == Status.SUCCEEDED
+    assert seen[0].type == "search_started" and seen[0].start_generation == 1  # generation 0 was not redone
+    assert list(Generation.objects.filter(experiment=experiment).values_list("index", flat=True)) == [0, 1, 2]
+    assert Candidate.objects.filter(experiment=experiment).count() == 4 * 3
+
+
+def test_a_cancelled_or_finished_experiment_is_not_run(make_experiment):
+    queued = make_experiment()
+    queued.request_cancel()
+    assert run_experiment(queued.pk) == Status.CANCELLED
+    done = make_experiment()
+    done.claim_for_worker("t")
+    done.mark_failed("earlier failure")
+    assert run_experiment(done.pk) == Status.FAILED
+    assert not Candidate.objects.exists()
+
+
+def test_a_redelivered_search_that_was_asked_to_stop_ends_cancelled(make_experiment):
+    experiment = make_experiment()
+    experiment.claim_for_worker("t")
+    experiment.request_cancel()
+    assert run_experiment(experiment.pk) == Status.CANCELLED
+
+
+def test_a_deleted_experiment_is_skipped():
+    assert run_experiment(123456) == "missing"
+
+
+def test_cancel_poll_reads_the_database_at_most_once_per_interval(make_experiment, django_assert_num_queries):
+    experiment = make_experiment()
+    now = [0.0]
+    poll = CancelPoll(experiment.pk, interval=1.0, clock=lambda: now[0])
+    with django_assert_num_queries(1):
+        assert [poll() for _ in range(5)] == [False] * 5
+    experiment.request_cancel()
+    now[0] = 0.5
+    with django_assert_num_queries(0):
+        assert not poll()
+    now[0] = 1.0
+    with django_assert_num_queries(1):
+        assert poll()
+    now[0] = 9.0
+    with django_assert_num_queries(0):
+        assert poll()  # stays stopped
+
+
+def test_cancel_poll_stops_a_search_whose_experiment_was_deleted(make_experiment):
+    experiment = make_experiment()
+    poll = CancelPoll(experiment.pk, interval=0.0)
+    experiment.delete()
+    assert poll()
+
+
+def test_requeue_unfinished_sends_queued_and_interrupted_searches_to_the_broker(make_experiment, embedded_redis):
+    queued, running, finished = make_experiment(), make_experiment(), make_experiment()
+    meta_testing, done = make_experiment(), make_experiment()
+    running.claim_for_worker("lost with the old stack")
+    finished.request_cancel()
+    Experiment.objects.filter(pk=meta_testing.pk).update(status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING)
+    Experiment.objects.filter(pk=done.pk).update(status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.SUCCEEDED)
+    assert requeue_unfinished(embedded_redis.url) == [queued.pk, running.pk, meta_testing.pk]
+    assert redis.Redis.from_url(embedded_redis.url).llen("celery") == 3  # Celery's default queue

@@ -1,0 +1,92 @@
+"""`python manage.py runstack` as `make run` starts it: serves HTTP, then Ctrl-C stops every process."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+from django.contrib.auth.hashers import check_password
+
+from lfl_web.redis_server import free_port
+from lfl_web.stack.supervisor import kill_group
+
+from ..polling import gone, wait_until
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def collect_lines(stream, lines: list[str]) -> threading.Thread:
+    def read():
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def started_pids(lines: list[str]) -> dict[str, int]:
+    """{"embedded redis": pid, "celery worker": pid, "daphne": pid} from "started NAME (pid N)" lines."""
+    found = {}
+    for line in lines:
+        if line.startswith("started ") and "(pid " in line:
+            name = line[len("started "):line.index(" (pid ")]
+            found[name] = int(line.split("(pid ")[1].split(")")[0])
+    return found
+
+
+def test_runstack_serves_the_login_page_and_ctrl_c_stops_every_process(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "LFL_ADMIN_PASSWORD")}
+    env.update(LFL_VAR_DIR=str(tmp_path), LFL_PORT=str(port), LFL_ADMIN_USER="admin", PYTHONUNBUFFERED="1")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    stack = subprocess.Popen([sys.executable, "manage.py", "runstack"], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines: list[str] = []
+    reader = collect_lines(stack.stdout, lines)
+    try:
+        login = f"http://127.0.0.1:{port}/accounts/login/"
+        assert wait_until(lambda: answers(login) or stack.poll() is not None, timeout=90, interval=0.2)
+        assert stack.poll() is None and answers(login), "\n".join(lines)
+        assert answers(f"http://127.0.0.1:{port}/static/admin/css/base.css")  # the admin gets its styles
+        assert wait_until(lambda: any("lfl is running: open http://127.0.0.1" in line for line in lines), timeout=30)
+        pids = started_pids(lines)
+        assert set(pids) == {"embedded redis", "celery worker", "daphne"}, "\n".join(lines)
+        password = next(line.split("password: ")[1] for line in lines if "with password: " in line)
+        with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+            [(stored,)] = db.execute("select password from auth_user where username = 'admin'").fetchall()
+        assert check_password(password, stored)
+
+        stack.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal delivers
+        assert stack.wait(60) == 0, "\n".join(lines)
+        reader.join(10)
+        assert lines[-1] == "lfl stopped."
+        assert all(wait_until(lambda pid=pid: gone(pid), timeout=10) for pid in pids.values()), pids
+        for pid in pids.values():  # nothing left in their process groups (the worker's pool included)
+            assert wait_until(lambda pid=pid: group_is_empty(pid), timeout=10), pid
+    finally:
+        if stack.poll() is None:
+            kill_group(stack.pid)
+            stack.wait()
+        for pid in started_pids(lines).values():
+            kill_group(pid)
+
+
+def group_is_empty(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False

@@ -1,0 +1,167 @@
+"""`make run`'s pieces: the first admin, the embedded Redis, the supervisor and the runstack command."""
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from lfl_web.redis_server import EmbeddedRedis, free_port
+from lfl_web.stack.admin_account import ensure_admin
+from lfl_web.stack.management.commands import runstack
+from lfl_web.stack.supervisor import StopOnSignals, Supervisor, port_is_free
+
+from ..polling import gone, wait_until
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_first_admin_gets_a_random_password_shown_once(db):
+    first = ensure_admin("admin")
+    user = get_user_model().objects.get(username="admin")
+    assert user.is_superuser and user.check_password(first) and len(first) >= 16
+    assert ensure_admin("admin") is None  # later starts leave it alone
+    user.delete()
+    assert ensure_admin("admin") != first  # never a fixed default
+
+
+def test_a_given_admin_password_is_used_and_a_weak_one_refused(db):
+    with pytest.raises(ValidationError):
+        ensure_admin("root", "123")
+    assert not get_user_model().objects.exists()
+    assert ensure_admin("root", "correct horse battery staple") == "correct horse battery staple"
+    assert get_user_model().objects.get(username="root").check_password("correct horse battery staple")
+
+
+def test_runstack_prints_the_generated_password_only_on_first_start(db, monkeypatch):
+    monkeypatch.delenv("LFL_ADMIN_PASSWORD", raising=False)
+    monkeypatch.setenv("LFL_ADMIN_USER", "boss")
+    out = io.StringIO()
+    command = runstack.Command(stdout=out)
+    command.create_admin()
+    password = out.getvalue().split("password: ")[1].split()[0]
+    assert get_user_model().objects.get(username="boss").check_password(password)
+    command.create_admin()
+    assert out.getvalue().count("password") == 1
+
+
+def test_runstack_refuses_a_weak_admin_password(db, monkeypatch):
+    monkeypatch.setenv("LFL_ADMIN_PASSWORD", "password")
+    with pytest.raises(CommandError, match="LFL_ADMIN_PASSWORD is not accepted"):
+        runstack.Command(stdout=io.StringIO()).create_admin()
+
+
+def test_embedded_redis_answers_with_its_password_only_and_stops_cleanly():
+    server = EmbeddedRedis().start()
+    process, port = server.process, server.port
+    try:
+        assert redis.Redis.from_url(server.url).ping()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as anonymous:
+            anonymous.sendall(b"PING\r\n")
+            assert anonymous.recv(100).startswith(b"-NOAUTH")
+    finally:
+        server.stop()
+    assert process.poll() is not None and server.process is None
+    assert port_is_free("127.0.0.1", port)
+
+
+def test_the_supervisor_notices_a_dead_child_and_stops_the_rest_with_their_children():
+    supervisor = Supervisor(env=dict(os.environ), grace=5, say=lambda line: None)
+    spawner = (  # like a Celery parent whose pool process ignores SIGTERM
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+        "time.sleep(60)\n"
+    )
+    parent = supervisor.start("spawner", [sys.executable, "-c", spawner])
+    assert wait_until(lambda: len(group_members(parent.pid)) == 2, timeout=10)
+    supervisor.start("crasher", [sys.executable, "-c", "raise SystemExit(3)"])
+    never = StopOnSignals().event
+    dead = supervisor.wait(never, poll_seconds=0.05)
+    assert dead.name == "crasher" and dead.process.returncode == 3
+    supervisor.stop_all()
+    assert parent.process.returncode is not None
+    assert wait_until(lambda: gone_group(parent.pid), timeout=10), "the spawner's group outlived stop_all"
+
+
+def gone_group(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return all(gone(pid) for pid in group_members(pgid))
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
+def test_stop_on_signals_turns_ctrl_c_into_an_event_and_restores_the_handler():
+    before = signal.getsignal(signal.SIGINT)
+    with StopOnSignals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert wait_until(stop.is_set, timeout=5)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_runstack_refuses_a_port_in_use(db):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"port {port} on 127.0.0.1 is in use"):
+            call_command("runstack", port=port)
+
+
+def test_runstack_stops_everything_and_fails_when_a_child_dies(db, monkeypatch, settings):
+    settings.REDIS_URL = ""  # so it starts (and must stop) its embedded Redis
+    started = []
+    monkeypatch.setattr(runstack, "worker_command", lambda pool, n: [sys.executable, "-c", "raise SystemExit(5)"])
+    monkeypatch.setattr(runstack, "daphne_command", lambda host, port: SLEEPER)
+    monkeypatch.setattr(runstack.EmbeddedRedis, "start", record_start(runstack.EmbeddedRedis.start, started))
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=r"celery worker exited unexpectedly \(code 5\)"):
+        call_command("runstack", port=free_port(), stdout=out, stderr=io.StringIO())
+    pids = [int(line.split("pid ")[1].split(")")[0]) for line in out.getvalue().splitlines() if "(pid " in line]
+    assert len(pids) == 3  # redis, worker, daphne
+    assert all(gone(pid) for pid in pids)
+    assert started[0].process is None  # Redis was stopped
+
+
+def record_start(start, started):
+    def wrapper(server):
+        started.append(server)
+        return start(server)
+
+    return wrapper
+
+
+def test_child_env_points_every_process_at_the_same_redis(monkeypatch):
+    monkeypatch.delenv("LFL_DEBUG", raising=False)
+    env = runstack.child_env("redis://:pw@127.0.0.1:1234/0")
+    assert env["REDIS_URL"] == "redis://:pw@127.0.0.1:1234/0" and env["LFL_DEBUG"] == "1"
+    monkeypatch.setenv("LFL_DEBUG", "0")
+    assert runstack.child_env("redis://x")["LFL_DEBUG"] == "0"
+
+
+def test_worker_and_daphne_commands():
+    assert runstack.worker_command("solo", 2)[-4:-2] == ["--pool=solo", "--concurrency=2"]
+    assert runstack.daphne_command("0.0.0.0", 8123)[-5:] == ["-b", "0.0.0.0", "-p", "8123", "lfl_web.asgi:application"]
+    assert subprocess.run([*runstack.daphne_command("127.0.0.1", 1)[:3], "--help"], capture_output=True).returncode == 0
