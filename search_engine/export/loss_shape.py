@@ -32,7 +32,8 @@ import torch
 
 from search_engine.catalog import KINDS
 from search_engine.expr import primitives as P
-from search_engine.expr.tree import Node, compile_tree, parse
+from search_engine.expr.compile import compile_tree
+from search_engine.expr.tree import Node, parse
 
 
 def weighted_elementwise(

@@ -2,9 +2,11 @@
 trees with a learnable weight on every edge, and compiling trees into torch losses.
 
     primitives  the operations and terminals a loss is built from (one table: torch, SymPy, LaTeX)
-    tree        `Node`, prefix text <-> tree, JSON form, the known losses, compiling to elementwise torch
+    tree        `Node`, prefix text <-> tree, JSON form, the known losses
+    compile     a tree as an elementwise torch function of (y, f)
     symbolic    canonical forms (the equivalence cache's key) and LaTeX
     weighted    a tree with one weight per edge (local search's parameterized loss)
     program     a population's trees as one generated value-and-derivative program
+    dual        the value and derivative rule each primitive emits into that program
     losses      trees applied to model outputs and targets (classification / regression, reductions)
 """

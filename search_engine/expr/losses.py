@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from search_engine.catalog import KINDS, baseline_name
-from search_engine.expr.tree import KNOWN_LOSSES, Node, compile_tree
+from search_engine.expr.compile import compile_tree
+from search_engine.expr.tree import KNOWN_LOSSES, Node
 
 #: (outputs, targets) -> loss; a scalar, or one value per sample for reduction "none".
 LossFn = Callable[[Tensor, Tensor], Tensor]

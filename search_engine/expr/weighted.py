@@ -19,8 +19,9 @@ from torch import Tensor, nn
 
 from search_engine.catalog import KINDS
 from search_engine.expr import primitives as P
+from search_engine.expr.compile import constant_dtype
 from search_engine.expr.losses import REDUCTIONS, reduce_batch, tree_inputs
-from search_engine.expr.tree import Node, constant_dtype
+from search_engine.expr.tree import Node
 
 #: (weights (E,), y, f) -> elementwise values with the broadcast shape of y and f.
 WeightedElementwise = Callable[[Tensor, Tensor, Tensor], Tensor]

@@ -33,10 +33,11 @@ from torch import Tensor, nn
 
 from search_engine import catalog
 from search_engine.config import TrainingConfig
+from search_engine.expr.compile import compile_tree
 from search_engine.expr.losses import tree_inputs
 from search_engine.expr.program import TreeProgram, population_values
 from search_engine.expr.symbolic import depends_on_prediction
-from search_engine.expr.tree import Node, compile_tree
+from search_engine.expr.tree import Node
 from search_engine.expr.weighted import compile_weighted
 from search_engine.population.networks import Params, PopulationModel, population_model
 from search_engine.runtime import interrupt

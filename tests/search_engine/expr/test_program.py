@@ -15,8 +15,9 @@ import torch
 
 from search_engine.evolution import operators as gp
 from search_engine.expr import primitives as P
+from search_engine.expr.compile import compile_tree
 from search_engine.expr.program import TreeProgram, population_values
-from search_engine.expr.tree import CROSS_ENTROPY, SQUARED_ERROR, Node, compile_tree, parse
+from search_engine.expr.tree import CROSS_ENTROPY, SQUARED_ERROR, Node, parse
 from search_engine.expr.weighted import compile_weighted
 from search_engine.population.training import population_inputs, population_loss
 

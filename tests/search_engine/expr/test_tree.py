@@ -15,6 +15,7 @@ import sympy
 import torch
 
 from search_engine.expr import primitives as P
+from search_engine.expr.compile import compile_tree
 from search_engine.expr.symbolic import (
     canonical_form,
     canonical_key,
@@ -32,7 +33,6 @@ from search_engine.expr.tree import (
     ExpressionError,
     Node,
     Y,
-    compile_tree,
     from_json,
     parse,
     to_json,

@@ -13,8 +13,9 @@ from torch.func import vmap
 
 from search_engine.config import LocalSearchConfig, TrainingConfig, load_config
 from search_engine.evolution import operators as gp
+from search_engine.expr.compile import compile_tree
 from search_engine.expr.losses import KINDS, REDUCTIONS, make_loss
-from search_engine.expr.tree import CROSS_ENTROPY, SQUARED_ERROR, Node, compile_tree, parse
+from search_engine.expr.tree import CROSS_ENTROPY, SQUARED_ERROR, Node, parse
 from search_engine.expr.weighted import (
     ParameterizedLoss,
     compile_weighted,

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import pickle
-import struct
 from collections import Counter
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_diabetes, load_digits
-from torchvision.datasets import CIFAR10
 
 from search_engine.tasks.datasets import DATASET_NAMES, DataError, DatasetSpec, describe_dataset, load_dataset
 
-
-def _load(name: str, seed: int = 0, **kw):
-    return load_dataset(DatasetSpec(name, **kw), seed=seed)
-
-
-def _recover(splits, part: str) -> torch.Tensor:
-    """Undo the feature standardization of one split."""
-    return getattr(splits, f"x_{part}") * splits.x_std + splits.x_mean
-
+from .splits import load, recover
 
 PARTS = ("train", "val", "test")
 
@@ -41,7 +29,7 @@ PARTS = ("train", "val", "test")
 def test_builtin_shapes_dtypes_kind(name, kind, shape, n_out, n_total):
     info = describe_dataset(DatasetSpec(name))
     assert (info.kind, info.input_shape, info.n_outputs) == (kind, shape, n_out)
-    s = _load(name)
+    s = load(name)
     assert s.info == info
     assert sum(len(getattr(s, f"x_{p}")) for p in PARTS) == n_total
     for p in PARTS:
@@ -67,13 +55,13 @@ def test_digits_splits_partition_the_dataset():
     splits must also be pairwise disjoint; the multiset form stays valid for data with duplicates.
     """
     images = load_digits().images.astype(np.int64)
-    s = _load("digits", seed=3)
+    s = load("digits", seed=3)
     idx = [getattr(s, f"idx_{p}").numpy() for p in PARTS]
     assert sum(map(len, idx)) == len(images)
     assert np.array_equal(np.sort(np.concatenate(idx)), np.arange(len(images)))  # disjoint + complete
     split_rows = []
     for p, ix in zip(PARTS, idx, strict=True):
-        pixels = torch.round(_recover(s, p) * 16).to(torch.int64).squeeze(1).numpy()
+        pixels = torch.round(recover(s, p) * 16).to(torch.int64).squeeze(1).numpy()
         assert np.array_equal(pixels, images[ix])
         split_rows.append(_row_hashes(pixels))
     assert Counter(sum(split_rows, [])) == Counter(_row_hashes(images))
@@ -83,7 +71,7 @@ def test_digits_splits_partition_the_dataset():
 
 
 def test_stratified_class_proportions():
-    s = _load("digits", seed=1)
+    s = load("digits", seed=1)
     labels = load_digits().target
     share = np.bincount(labels) / len(labels)
     for p in PARTS:
@@ -92,7 +80,7 @@ def test_stratified_class_proportions():
 
 
 def test_seeded_determinism():
-    a, b, c = _load("digits", seed=7), _load("digits", seed=7), _load("digits", seed=8)
+    a, b, c = load("digits", seed=7), load("digits", seed=7), load("digits", seed=8)
     for p in PARTS:
         assert torch.equal(getattr(a, f"x_{p}"), getattr(b, f"x_{p}"))
         assert torch.equal(getattr(a, f"y_{p}"), getattr(b, f"y_{p}"))
@@ -101,7 +89,7 @@ def test_seeded_determinism():
 
 def test_digits_standardized_with_training_statistics_only():
     images = torch.from_numpy(load_digits().images.astype(np.float32) / 16).unsqueeze(1)
-    s = _load("digits", seed=2)
+    s = load("digits", seed=2)
     train = images[s.idx_train]
     assert torch.allclose(s.x_mean.flatten(), train.mean().reshape(1), atol=1e-6)
     assert torch.allclose(s.x_std.flatten(), train.std(correction=0).reshape(1), atol=1e-6)
@@ -113,7 +101,7 @@ def test_digits_standardized_with_training_statistics_only():
 
 def test_diabetes_per_feature_and_target_standardization():
     raw = load_diabetes(scaled=False)
-    s = _load("diabetes", seed=4)
+    s = load("diabetes", seed=4)
     x_tr = torch.tensor(raw.data[s.idx_train.numpy()], dtype=torch.float32)
     y_tr = torch.tensor(raw.target[s.idx_train.numpy()], dtype=torch.float32)
     assert torch.allclose(s.x_train.mean(0), torch.zeros(10), atol=1e-4)
@@ -127,13 +115,13 @@ def test_diabetes_per_feature_and_target_standardization():
 
 def test_digits28_is_upsampled_real_digits():
     images = torch.from_numpy(load_digits().images.astype(np.float32) / 16).unsqueeze(1)
-    s = _load("digits28", seed=0)
+    s = load("digits28", seed=0)
     expected = F.interpolate(images[s.idx_test], size=(28, 28), mode="bilinear", align_corners=False)
-    assert torch.allclose(_recover(s, "test"), expected, atol=1e-5)
+    assert torch.allclose(recover(s, "test"), expected, atol=1e-5)
 
 
 def test_max_train_subsamples_training_split_only():
-    full, small = _load("digits", seed=5), _load("digits", seed=5, max_train=200)
+    full, small = load("digits", seed=5), load("digits", seed=5, max_train=200)
     assert len(small.x_train) == 200
     assert set(small.idx_train.tolist()) <= set(full.idx_train.tolist())
     assert torch.equal(small.idx_val, full.idx_val) and torch.equal(small.idx_test, full.idx_test)
@@ -142,7 +130,7 @@ def test_max_train_subsamples_training_split_only():
 
 
 def test_splits_to_moves_data_but_keeps_indices():
-    s = _load("diabetes").to("meta")
+    s = load("diabetes").to("meta")
     assert s.x_train.device.type == "meta" and s.y_std.device.type == "meta"
     assert s.idx_train.device.type == "cpu"
 
@@ -187,7 +175,7 @@ def test_csv_classification_round_trip(tmp_path):
     codes = {"ant": 0, "bee": 1, "cat": 2, "dog": 3}  # sorted order
     for p in PARTS:
         ix = getattr(s, f"idx_{p}").numpy()
-        assert torch.allclose(_recover(s, p).double(), torch.from_numpy(x[ix]), rtol=1e-5, atol=1e-4)
+        assert torch.allclose(recover(s, p).double(), torch.from_numpy(x[ix]), rtol=1e-5, atol=1e-4)
         assert getattr(s, f"y_{p}").tolist() == [codes[y[i]] for i in ix]
 
 
@@ -195,7 +183,7 @@ def test_csv_numeric_labels_sorted_numerically_and_label_option(tmp_path):
     rows = [f"{lab},{i}.5" for i, lab in enumerate([10, 9, 2] * 5)]
     s = load_dataset(_csv(tmp_path, "target,f\n" + "\n".join(rows), label="target", kind="classification"), 0)
     assert s.info.input_shape == (1,) and s.info.n_outputs == 3
-    feature = torch.round(_recover(s, "train").squeeze(1) - 0.5).long()  # row i has feature i.5
+    feature = torch.round(recover(s, "train").squeeze(1) - 0.5).long()  # row i has feature i.5
     assert s.y_train.tolist() == [{2: 0, 9: 1, 10: 2}[[10, 9, 2][int(i) % 3]] for i in feature]
 
 
@@ -255,7 +243,7 @@ def test_npz_round_trip_with_image_shaped_features(tmp_path):
     s = load_dataset(spec, seed=0)
     for p in PARTS:
         ix = getattr(s, f"idx_{p}").numpy()
-        assert torch.allclose(_recover(s, p), torch.from_numpy(x[ix]), atol=1e-5)
+        assert torch.allclose(recover(s, p), torch.from_numpy(x[ix]), atol=1e-5)
         assert getattr(s, f"y_{p}").tolist() == [int(v == "b") for v in y[ix]]
 
 
@@ -286,120 +274,6 @@ def test_npz_unreadable_and_kind_missing(tmp_path):
         describe_dataset(DatasetSpec("npz", data_file=str(junk), kind="classification"))
     with pytest.raises(DataError, match="needs kind"):
         describe_dataset(_npz(tmp_path, kind=None, x=np.zeros((4, 2)), y=np.zeros(4)))
-
-
-# ---------------------------------------------------------------- torchvision sets, real on-disk formats
-
-N_TRAIN, N_TEST = 60, 20
-
-
-def _write_idx(path, arr: np.ndarray) -> None:
-    """MNIST idx file: big-endian magic (0x08 = uint8, then ndim), dims, raw bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dims = struct.pack(f">{arr.ndim}I", *arr.shape)
-    path.write_bytes(struct.pack(">I", 0x0800 | arr.ndim) + dims + arr.astype(np.uint8).tobytes())
-
-
-def _write_mnist(root, folder: str, train, test) -> None:
-    for prefix, (x, y) in (("train", train), ("t10k", test)):
-        _write_idx(root / folder / "raw" / f"{prefix}-images-idx3-ubyte", x[:, 0])
-        _write_idx(root / folder / "raw" / f"{prefix}-labels-idx1-ubyte", y)
-
-
-def _pickle(path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(obj))
-
-
-def _write_cifar10(root, train, test) -> None:
-    """Five pickled training batches, a test batch and batches.meta; rows are CHW-flattened uint8."""
-    folder, (x, y), (xt, yt) = root / "cifar-10-batches-py", train, test
-    for b, part in enumerate(np.array_split(np.arange(len(y)), 5), start=1):
-        batch = {"data": x[part].reshape(len(part), -1), "labels": y[part].tolist()}
-        _pickle(folder / f"data_batch_{b}", batch)
-    _pickle(folder / "test_batch", {"data": xt.reshape(len(yt), -1), "labels": yt.tolist()})
-    _pickle(folder / "batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
-
-
-def _write_cifar100(root, train, test) -> None:
-    folder = root / "cifar-100-python"
-    for name, (x, y) in (("train", train), ("test", test)):
-        rows = {"data": x.reshape(len(y), -1), "fine_labels": y.tolist(), "coarse_labels": (y // 5).tolist()}
-        _pickle(folder / name, rows)
-    _pickle(folder / "meta", {"fine_label_names": [f"f{i}" for i in range(100)],
-                              "coarse_label_names": [f"g{i}" for i in range(20)]})
-
-
-def _write_svhn(root, train, test) -> None:
-    """Real layout: X is (H, W, C, N) uint8, y is (N, 1) with digit 0 stored as label 10."""
-    root.mkdir(parents=True, exist_ok=True)
-    for name, (x, y) in (("train", train), ("test", test)):
-        svhn_y = np.where(y == 0, 10, y).astype(np.uint8).reshape(-1, 1)
-        scipy.io.savemat(root / f"{name}_32x32.mat", {"X": x.transpose(2, 3, 1, 0), "y": svhn_y})
-
-
-WRITERS = {
-    "mnist": lambda root, tr, te: _write_mnist(root, "MNIST", tr, te),
-    "fashion_mnist": lambda root, tr, te: _write_mnist(root, "FashionMNIST", tr, te),
-    "cifar10": _write_cifar10,
-    "cifar100": _write_cifar100,
-    "svhn": _write_svhn,
-}
-
-
-def _fake_image_set(shape, classes, seed: int = 0):
-    """Random uint8 NCHW images with balanced labels for train and test."""
-    rng = np.random.default_rng(seed)
-    labels = np.resize(np.asarray(classes, dtype=np.int64), N_TRAIN + N_TEST)
-    images = rng.integers(0, 256, size=(N_TRAIN + N_TEST, *shape), dtype=np.uint8)
-    return (images[:N_TRAIN], labels[:N_TRAIN]), (images[N_TRAIN:], labels[N_TRAIN:][::-1].copy())
-
-
-@pytest.mark.parametrize(
-    "name, shape, classes",
-    [("mnist", (1, 28, 28), range(10)), ("fashion_mnist", (1, 28, 28), range(10)),
-     ("cifar10", (3, 32, 32), range(10)), ("cifar100", (3, 32, 32), [0, 17, 42, 63, 99]),
-     ("svhn", (3, 32, 32), range(10))],
-)
-def test_torchvision_real_formats_round_trip(tmp_path, name, shape, classes):
-    train, test = _fake_image_set(shape, classes)
-    WRITERS[name](tmp_path, train, test)
-    spec = DatasetSpec(name, data_root=str(tmp_path), test_fraction=0.9)  # ignored: official test split
-    s = load_dataset(spec, seed=0)
-    assert s.info == describe_dataset(spec) and s.info.input_shape == shape
-    pool = np.concatenate([s.idx_train.numpy(), s.idx_val.numpy()])
-    assert np.array_equal(np.sort(pool), np.arange(N_TRAIN)) and len(s.x_val) == N_TRAIN // 5
-    assert np.array_equal(s.idx_test.numpy(), np.arange(N_TEST))
-    scaled = torch.from_numpy(train[0]).float() / 255
-    assert torch.allclose(s.x_mean.flatten(), scaled[s.idx_train].mean(dim=(0, 2, 3)), atol=1e-6)
-    for part, (x, y) in (("train", train), ("val", train), ("test", test)):
-        ix = getattr(s, f"idx_{part}").numpy()
-        assert torch.allclose(_recover(s, part), torch.from_numpy(x[ix]).float() / 255, atol=1e-5)
-        assert getattr(s, f"y_{part}").tolist() == y[ix].tolist()  # SVHN: stored 10 comes back as 0
-
-
-def test_torchvision_md5_check_is_replaced_by_existence_check(tmp_path):
-    """Our files are valid CIFAR batches but not the official ones: stock torchvision refuses them."""
-    _write_cifar10(tmp_path, *_fake_image_set((3, 32, 32), range(10)))
-    with pytest.raises(RuntimeError, match="corrupted"):
-        CIFAR10(str(tmp_path), train=True, download=False)
-    assert len(load_dataset(DatasetSpec("cifar10", data_root=str(tmp_path)), seed=0).x_test) == N_TEST
-    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="cannot parse cifar10 test split"):
-        load_dataset(DatasetSpec("cifar10", data_root=str(tmp_path)), seed=0)
-
-
-def test_torchvision_missing_root_and_files(tmp_path):
-    with pytest.raises(DataError, match="'mnist' needs data_root"):
-        describe_dataset(DatasetSpec("mnist"))
-    with pytest.raises(DataError, match="data root for 'cifar10' not found: .*nowhere"):
-        describe_dataset(DatasetSpec("cifar10", data_root=str(tmp_path / "nowhere")))
-    _write_mnist(tmp_path, "MNIST", *_fake_image_set((1, 28, 28), range(10)))
-    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(DataError, match="expected file not found: .*MNIST/raw/t10k-labels-idx1-ubyte"):
-        load_dataset(DatasetSpec("mnist", data_root=str(tmp_path)), seed=0)
-    with pytest.raises(DataError, match="expected file not found: .*train_32x32.mat"):
-        describe_dataset(DatasetSpec("svhn", data_root=str(tmp_path)))
 
 
 def test_describe_reports_bad_csv_and_npz_features_before_any_training(tmp_path):
