@@ -3,22 +3,17 @@
 
 from __future__ import annotations
 
-import re
-
-from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from lfl_web.api.http import JSON_TYPES, ApiError, json_type
-from lfl_web.experiments.downloads import DOWNLOAD_FORMATS
+from search_engine.catalog import EXPORT_FORMATS
 
 #: Field of a new experiment -> (JSON type it must have, required).
 EXPERIMENT_FIELDS = {"name": (str, True), "description": (str, False), "private": (bool, False), "config": (dict, True)}
-#: "search.crossover_rate: must be in [0, 1], got 1.5" -> the field and its message.
-CONFIG_MESSAGE = re.compile(r"(?P<field>[A-Za-z_][\w.\[\]-]*): (?P<message>.+)", re.DOTALL)
 
 
 def experiment_fields(data: dict) -> dict:
-    """The keyword arguments for `create_validated` from a request body, or ApiError 400 by field."""
+    """The keyword arguments for `services.create_experiment` from a request body, or ApiError 400 by field."""
     errors = {key: f"unknown field (known: {', '.join(EXPERIMENT_FIELDS)})" for key in data
               if key not in EXPERIMENT_FIELDS}
     for key, (expected, required) in EXPERIMENT_FIELDS.items():
@@ -30,18 +25,6 @@ def experiment_fields(data: dict) -> dict:
     if errors:
         raise ApiError(400, errors=errors)
     return {key: data[key] for key in EXPERIMENT_FIELDS if key in data}
-
-
-def field_errors(error: ValidationError) -> dict[str, str]:
-    """A model ValidationError as {field: message}; configuration problems keep their dotted
-    names ("search.crossover_rate"), anything else about the configuration stays under "config"."""
-    errors: dict[str, str] = {}
-    for field, messages in error.message_dict.items():
-        for message in messages:
-            match = CONFIG_MESSAGE.fullmatch(message) if field == "config" else None
-            key, text = (match["field"], match["message"]) if match else (field, message)
-            errors[key] = f"{errors[key]} {text}" if key in errors else text
-    return errors
 
 
 def experiment_urls(request, experiment) -> dict[str, str]:
@@ -70,7 +53,7 @@ def experiment_detail(request, experiment) -> dict:
 
 def download_urls(request, learned_loss) -> dict[str, str]:
     return {fmt: request.build_absolute_uri(reverse("api:loss-download", args=[learned_loss.pk, fmt]))
-            for fmt in DOWNLOAD_FORMATS}
+            for fmt in EXPORT_FORMATS}
 
 
 def loss_entry(request, learned_loss) -> dict:

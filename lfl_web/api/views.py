@@ -1,26 +1,21 @@
 """The JSON API. Every endpoint needs a token (see auth.py); each view parses its input, calls a
-query or model method named for its use, and answers JSON (errors too, see http.py)."""
+query or a service named for its use, and answers JSON (errors too, see http.py)."""
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
 
 from lfl_web.api.http import ApiError, api_endpoint, choice_param, int_param, read_json_object
-from lfl_web.api.payloads import (
-    experiment_detail,
-    experiment_fields,
-    experiment_summary,
-    field_errors,
-    loss_entry,
-)
-from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, export_file
+from lfl_web.api.payloads import experiment_detail, experiment_fields, experiment_summary, loss_entry
+from lfl_web.experiments import services
+from lfl_web.experiments.downloads import export_file
 from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment, LearnedLoss
-from lfl_web.experiments.recording import broadcast_status
+from lfl_web.experiments.validation import InvalidExperiment
+from search_engine.catalog import EXPORT_FORMATS
 
 MAX_LIMIT = 1000
 EXPERIMENT_SCOPES = ("all", "mine")
@@ -44,11 +39,9 @@ def create_experiment(request):
     """Validate like the web form (nothing stored on error), save, then send it to a worker."""
     fields = experiment_fields(read_json_object(request))
     try:
-        with transaction.atomic():  # the task is sent once the row is committed
-            experiment = Experiment.objects.create_validated(owner=request.user, **fields)
-            experiment.enqueue()
-    except ValidationError as exc:
-        raise ApiError(400, errors=field_errors(exc)) from None
+        experiment = services.create_experiment(owner=request.user, **fields)
+    except InvalidExperiment as exc:
+        raise ApiError(400, errors=exc.errors) from None
     payload = experiment_summary(request, experiment)
     response = JsonResponse(payload, status=201)
     response["Location"] = payload["urls"]["self"]
@@ -65,11 +58,12 @@ def experiment(request, pk: int):
 def cancel_experiment(request, pk: int):
     """Ask a search to stop (a queued one stops at once): owner or staff only; 409 once finished."""
     experiment = visible_experiment(request.user, pk)
-    if not experiment.can_be_managed_by(request.user):
-        raise ApiError(403, "only the experiment's owner (or staff) may cancel it")
-    if not experiment.request_cancel() and experiment.is_finished:
+    try:
+        asked = services.cancel_experiment(experiment=experiment, user=request.user)
+    except PermissionDenied as exc:
+        raise ApiError(403, str(exc)) from None
+    if not asked and experiment.is_finished:  # asked already and still stopping: not an error
         raise ApiError(409, f"experiment {pk} has already finished ({experiment.status})")
-    broadcast_status(experiment.pk)
     return JsonResponse(experiment_summary(request, experiment))
 
 
@@ -92,13 +86,13 @@ def download_loss(request, pk: int, fmt: str):
     loss = LearnedLoss.objects.visible_to(request.user).select_related("experiment").filter(pk=pk).first()
     if loss is None:
         raise ApiError(404, f"no learned loss {pk} that you may see")
-    if fmt not in DOWNLOAD_FORMATS:
-        raise ApiError(404, f"unknown format {fmt!r}; known: {', '.join(DOWNLOAD_FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise ApiError(404, f"unknown format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     try:
         contents, filename = export_file(loss, fmt)
     except (TypeError, ValueError) as exc:  # a stored row the exporter refuses
         raise ApiError(422, f"learned loss {pk} cannot be exported: {exc}") from None
-    response = HttpResponse(contents, content_type=DOWNLOAD_FORMATS[fmt].content_type)
+    response = HttpResponse(contents, content_type=EXPORT_FORMATS[fmt].content_type)
     response["Content-Disposition"] = content_disposition_header(True, filename)
     return response
 

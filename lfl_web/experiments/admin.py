@@ -3,7 +3,7 @@
 from django.contrib import admin, messages
 
 from lfl_web.experiments.models import Experiment, Generation, LearnedLoss
-from lfl_web.experiments.recording import broadcast_status
+from lfl_web.experiments.services import cancel_experiment, remove_experiment, send_to_worker
 
 EDITABLE_AFTER_START = ("name", "description", "private")
 
@@ -52,13 +52,19 @@ class ExperimentAdmin(admin.ModelAdmin):
             obj.owner = request.user
         super().save_model(request, obj, form, change)
         if not change:
-            obj.enqueue()
+            send_to_worker(experiment=obj)
+
+    def delete_model(self, request, obj):
+        """Deleting in the admin removes the checkpoint and the uploaded data file too."""
+        remove_experiment(experiment=obj)
+
+    def delete_queryset(self, request, queryset):
+        for experiment in queryset:
+            remove_experiment(experiment=experiment)
 
     @admin.action(description="Ask the selected searches to stop")
     def request_cancel(self, request, queryset):
-        asked = [e for e in queryset if e.request_cancel()]
-        for experiment in asked:
-            broadcast_status(experiment.pk)
+        asked = [e for e in queryset if cancel_experiment(experiment=e, user=request.user)]
         self.message_user(request, f"Asked {len(asked)} search(es) to stop.", messages.SUCCESS)
 
 

@@ -1,7 +1,9 @@
 """The live stream of one experiment: ws/experiments/<id>/.
 
 On connect the consumer joins the experiment's group and then sends the snapshot read from the
-database, so nothing announced in between is lost (a repeat is harmless: events are keyed).
+database (every panel rendered, the whole chart), so nothing announced in between is lost; a repeat
+is harmless, since a panel swapped in twice shows the same. Every later message is one event with
+the panels it changed, rendered once by the publisher (lfl_web.experiments.recording.publish).
 Close codes: 4401 not signed in, 4403 no such experiment or not allowed to see it.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from lfl_web.experiments.dashboard import snapshot_message
 from lfl_web.experiments.models import Experiment
 from lfl_web.experiments.recording import group_name
 
@@ -24,9 +27,9 @@ def may_view(experiment_id: int, user) -> bool:
 
 @database_sync_to_async
 def load_snapshot(experiment_id: int) -> dict | None:
-    """The experiment's snapshot, or None if it was deleted meanwhile."""
+    """The experiment's snapshot message, or None if it was deleted meanwhile."""
     experiment = Experiment.objects.select_related("owner").filter(pk=experiment_id).first()
-    return experiment.snapshot() if experiment else None
+    return snapshot_message(experiment) if experiment else None
 
 
 class ExperimentConsumer(AsyncJsonWebsocketConsumer):
@@ -54,28 +57,6 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content, **kwargs):
         """The stream is one-way; what a client sends is ignored."""
 
-    # One handler per message type sent by lfl_web.experiments.recording.publish.
-
-    async def search_started(self, message):
-        await self.send_json(message["event"])
-
-    async def candidate_evaluated(self, message):
-        await self.send_json(message["event"])
-
-    async def candidate_refined(self, message):
-        await self.send_json(message["event"])
-
-    async def generation_finished(self, message):
-        await self.send_json(message["event"])
-
-    async def search_finished(self, message):
-        await self.send_json(message["event"])
-
-    async def experiment_status(self, message):
-        await self.send_json(message["event"])
-
-    async def meta_test_finished(self, message):
-        await self.send_json(message["event"])
-
-    async def meta_test_progress(self, message):
+    async def experiment_update(self, message):
+        """Every experiment event (recording.UPDATE_MESSAGE): forwarded as rendered by the publisher."""
         await self.send_json(message["event"])

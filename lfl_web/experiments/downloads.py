@@ -6,30 +6,11 @@ merely link to downloads never load it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from lfl_web.experiments.models import LearnedLoss
+from search_engine import catalog
 
-
-@dataclass(frozen=True)
-class DownloadFormat:
-    name: str
-    label: str
-    content_type: str
-
-
-# The engine's search_engine.export.formats.FORMATS, without importing it (a test checks they agree).
-DOWNLOAD_FORMATS = {
-    f.name: f
-    for f in (
-        DownloadFormat("torch", "PyTorch module (.py)", "text/x-python; charset=utf-8"),
-        DownloadFormat("torchscript", "TorchScript (.pt)", "application/octet-stream"),
-        DownloadFormat("latex", "LaTeX (.tex)", "application/x-tex; charset=utf-8"),
-        DownloadFormat("json", "JSON (.json)", "application/json"),
-    )
-}
-
-BASELINE_FOR_KIND = {"classification": "cross_entropy", "regression": "squared_error"}
+#: The formats a learned loss downloads in (name, label, content_type, ...): the engine's catalogue.
+DOWNLOAD_FORMATS = catalog.EXPORT_FORMATS
 
 
 def spec_for(loss: LearnedLoss):
@@ -46,7 +27,7 @@ def spec_for(loss: LearnedLoss):
             summary = None
     return LearnedLossSpec(
         expression=loss.expression, weights=loss.weights, kind=kind, dataset=loss.dataset, model=loss.model,
-        fitness=loss.validation_fitness, baseline_loss=experiment.baseline_loss or BASELINE_FOR_KIND[kind],
+        fitness=loss.validation_fitness, baseline_loss=experiment.baseline_loss or catalog.baseline_name(kind),
         baseline_fitness=loss.baseline_fitness, metric=loss.metric, meta_test=summary,
     )
 

@@ -1,8 +1,9 @@
 """The new-experiment form and the leaderboard's filters.
 
 The form only parses (numbers, choices, the upload's extension); the engine's `load_config` is the
-single judge of a configuration, and each of its errors ("search.crossover_rate: ...") is put back
-on the form field it came from. Nothing here imports torch.
+single judge of a configuration, and each of its errors (keyed "search.crossover_rate") is put back
+on the form field it came from. Option lists come from the engine's torch-free catalogue; nothing
+here imports torch.
 """
 
 from __future__ import annotations
@@ -14,20 +15,12 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment
-from lfl_web.experiments.uploads import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, remove_upload, store_upload
+from lfl_web.experiments.files import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS
+from lfl_web.experiments.models import LEADERBOARD_ORDERINGS
+from search_engine import catalog
+from search_engine.config import ExperimentConfig, load_config  # torch-free
 
-# The engine's registries (search_engine.tasks.datasets.DATASET_NAMES, search_engine.tasks.networks.MODEL_NAMES)
-# import torch; these copies keep the form light, and a test checks they agree.
-DATASET_NAMES = ("digits", "digits28", "diabetes", "csv", "npz", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
-MODEL_NAMES = ("logistic", "mlp", "lenet5", "allcnnc", "resnet18", "wideresnet")
-# Option labels stay short enough for a select in the form's grid; the help texts say more.
-DATASET_LABELS = {
-    "digits": "digits (8×8, built in)", "digits28": "digits28 (28×28 digits)", "diabetes": "diabetes (regression)",
-    "csv": "csv (uploaded file)", "npz": "npz (uploaded file)",
-}
 LOCAL_SEARCH_MODES = (("off", "off (pure GP)"), ("all", "all (EvoMAL)"), ("top_k", "top k per generation"))
-METRICS = ("error rate", "MSE")
 
 # Presets: (label, file under the project root).
 PRESETS = {
@@ -105,8 +98,6 @@ def preset_config(key: str | None) -> dict:
 
     Raises KeyError for an unknown preset.
     """
-    from search_engine.config import ExperimentConfig, load_config  # torch-free
-
     if key is None:
         return ExperimentConfig().to_dict()
     path = Path(settings.BASE_DIR) / PRESETS[key][1]
@@ -130,11 +121,11 @@ class ExperimentForm(forms.Form):
     private = forms.BooleanField(required=False, help_text="Only you (and staff) can see it.")
 
     dataset = forms.ChoiceField(
-        choices=[(n, DATASET_LABELS.get(n, n)) for n in DATASET_NAMES],
+        choices=[(d.name, d.label) for d in catalog.DATASETS.values()],  # labels short enough for the grid
         help_text="digits, digits28 and diabetes are built in; csv and npz read the data file below; "
                   "mnist, cifar10, … are read from the data root.",
     )
-    model = forms.ChoiceField(choices=[(n, n) for n in MODEL_NAMES])
+    model = forms.ChoiceField(choices=[(n, n) for n in catalog.MODEL_NAMES])
     data_root = forms.CharField(
         label="Data root", required=False, help_text="Server folder holding torchvision datasets (mnist, cifar10, …)."
     )
@@ -242,51 +233,27 @@ class ExperimentForm(forms.Form):
                                         f"{Path(upload.name).suffix.lower()[1:]!r}, but dataset is {dataset!r}")
         return data
 
-    def config_data(self, data_file: Path | None = None) -> dict:
-        """The configuration dict from the cleaned fields; blank fields are left to the engine's defaults."""
+    def config_data(self) -> dict:
+        """The configuration dict from the cleaned fields; blank fields are left to the engine's defaults
+        (the data file is not among them: `create_experiment` stores the upload and names its copy)."""
         config: dict = {}
         for name, path in FIELD_PATHS.items():
             value = self.cleaned_data.get(name)
-            if name == "data_file":  # the stored copy, never the name the browser sent
-                value = str(data_file) if data_file else None
-            if value is not None and value != "":
+            if name != "data_file" and value is not None and value != "":
                 set_dotted(config, path, value)
         return config
 
-    def create_experiment(self, owner) -> Experiment | None:
-        """Store the upload, validate with the engine, save and enqueue the experiment.
+    def experiment_fields(self) -> dict:
+        """The keyword arguments of `services.create_experiment` from the cleaned form."""
+        data = self.cleaned_data
+        return {"name": data["name"], "description": data["description"], "private": data["private"],
+                "config": self.config_data(), "upload": data.get("data_file") or None}
 
-        On any error the messages land on the form fields, the upload is deleted and None is returned.
-        """
-        upload = self.cleaned_data.get("data_file")
-        stored = store_upload(upload) if upload else None
-        try:
-            experiment = Experiment.objects.create_validated(
-                owner=owner, name=self.cleaned_data["name"], description=self.cleaned_data["description"],
-                private=self.cleaned_data["private"], config=self.config_data(stored),
-            )
-        except ValidationError as exc:
-            remove_upload(stored)
-            self.add_engine_errors(exc, stored, upload.name if upload else "")
-            return None
-        except BaseException:
-            remove_upload(stored)
-            raise
-        experiment.enqueue()
-        return experiment
-
-    def add_engine_errors(self, error: ValidationError, stored: Path | None, upload_name: str) -> None:
-        """Put each "dotted.field: message" of the model's ValidationError on its form field."""
-        for key, messages in error.message_dict.items():
-            for message in messages:
-                if stored:  # name the user's file, not where the server keeps it
-                    message = message.replace(str(stored), upload_name)
-                if key != "config":
-                    self.add_error(key if key in self.fields else None, message)
-                    continue
-                dotted, _, text = message.partition(": ")
-                field = FIELD_BY_PATH.get(dotted)
-                self.add_error(field, text) if field else self.add_error(None, message)
+    def add_experiment_errors(self, errors: dict[str, str]) -> None:
+        """Put each message of InvalidExperiment.errors on its form field (by name or dotted path)."""
+        for key, message in errors.items():
+            field = key if key in self.fields else FIELD_BY_PATH.get(key)
+            self.add_error(field, message if field else f"{key}: {message}")  # a form-wide error names its field
 
 
 def _filter_field(what: str, choices: list[tuple[str, str]]) -> forms.ChoiceField:
@@ -299,9 +266,9 @@ class LeaderboardFilterForm(forms.Form):
     """GET parameters of the leaderboard; an invalid one is reported and ignored."""
 
     sort = _filter_field("sort key", [(k, k) for k in LEADERBOARD_ORDERINGS])
-    dataset = _filter_field("dataset", [("", "any dataset")] + [(n, n) for n in DATASET_NAMES])
-    model = _filter_field("model", [("", "any model")] + [(n, n) for n in MODEL_NAMES])
-    metric = _filter_field("metric", [("", "any metric")] + [(m, m) for m in METRICS])
+    dataset = _filter_field("dataset", [("", "any dataset")] + [(n, n) for n in catalog.DATASET_NAMES])
+    model = _filter_field("model", [("", "any model")] + [(n, n) for n in catalog.MODEL_NAMES])
+    metric = _filter_field("metric", [("", "any metric")] + [(m, m) for m in catalog.METRICS])
     ranks = _filter_field("ranks", [("best", "each experiment's best"), ("all", "every hall-of-fame entry")])
 
     def choices(self) -> dict:

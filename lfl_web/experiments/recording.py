@@ -2,7 +2,9 @@
 
 The database is the record; the channel layer only carries news. So every event is saved first (in
 one transaction, idempotently: a redelivered search that resumes from its checkpoint repeats some
-events) and then sent to the group `experiment_<id>`. A failed send is logged, never fatal.
+events) and then sent to the group `experiment_<id>` as one message type, UPDATE_MESSAGE, that
+carries the panels the event changed, rendered from the database once for all watchers
+(lfl_web.experiments.dashboard). A failed announcement is logged, never fatal.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from lfl_web.experiments.dashboard import update_message
 from lfl_web.experiments.models import Candidate, Experiment, Generation, Status
 
 logger = logging.getLogger(__name__)
 
-STATUS_MESSAGE = "experiment_status"
+#: The channel message type of every experiment event (ExperimentConsumer.experiment_update).
+UPDATE_MESSAGE = "experiment.update"
+#: The event type of a change to the experiment's row (status, cancel request, error, meta-test state).
+STATUS_EVENT = "experiment_status"
 
 
 def group_name(experiment_id: int) -> str:
@@ -40,7 +46,8 @@ def json_ready(value: Any) -> Any:
 def record_event(experiment_id: int, event) -> dict:
     """Save a search event (an events.Event or its dict) for `experiment_id`, then announce it.
 
-    Returns the JSON-ready event as sent to the group (its `type` names the consumer handler).
+    Returns the message as sent to the group (the event with its rendered panels), or the bare
+    JSON-ready event when nothing was sent.
     """
     data = json_ready(event.to_dict() if hasattr(event, "to_dict") else dict(event))
     save = SAVERS.get(data.get("type"))
@@ -49,26 +56,36 @@ def record_event(experiment_id: int, event) -> dict:
         return data
     with transaction.atomic():
         save(experiment_id, data)
-    publish(experiment_id, data)
+    sent = publish(experiment_id, data)
     if data["type"] == "search_finished":
         broadcast_status(experiment_id)
-    return data
+    return sent or data
 
 
 def broadcast_status(experiment_id: int) -> None:
-    """Tell the watchers the experiment's current row (after a status change or a cancel request)."""
+    """Tell the watchers the experiment's current row, with the panels that depend on it (after a
+    status change, a cancel request or a meta-test failure)."""
     experiment = Experiment.objects.select_related("owner").filter(pk=experiment_id).first()
     if experiment is None:
         return
-    publish(experiment_id, {"type": STATUS_MESSAGE, "experiment": experiment.state_dict()})
+    publish(experiment_id, {"type": STATUS_EVENT, "experiment": experiment.state_dict()}, experiment)
 
 
-def publish(experiment_id: int, message: dict) -> None:
-    layer = get_channel_layer()
+def publish(experiment_id: int, event: dict, experiment: Experiment | None = None) -> dict | None:
+    """Send `event` (JSON-ready, with a `type`) to the experiment's watchers with the panels it changed.
+
+    Returns the message sent, or None when the experiment is gone or the announcement failed: the
+    row is saved either way, and a browser catches up from it on reconnect.
+    """
     try:
-        async_to_sync(layer.group_send)(group_name(experiment_id), {"type": message["type"], "event": message})
-    except Exception:  # the row is saved; a browser catches up from it on reconnect
-        logger.warning("could not announce %s for experiment %s", message["type"], experiment_id, exc_info=True)
+        message = update_message(experiment or experiment_id, event)
+        if message is not None:
+            layer = get_channel_layer()
+            async_to_sync(layer.group_send)(group_name(experiment_id), {"type": UPDATE_MESSAGE, "event": message})
+        return message
+    except Exception:  # never break a running search over its news
+        logger.warning("could not announce %s for experiment %s", event["type"], experiment_id, exc_info=True)
+        return None
 
 
 # ----------------------------------------------------------------------------- one saver per event type

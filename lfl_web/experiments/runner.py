@@ -10,12 +10,13 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 from django.conf import settings
 
+from lfl_web.experiments import services
+from lfl_web.experiments.files import checkpoint_path
 from lfl_web.experiments.models import Experiment
-from lfl_web.experiments.recording import broadcast_status, json_ready, publish, record_event
+from lfl_web.experiments.recording import json_ready, record_event
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ class CancelPoll:
             self.checked_at = now
             self.stop = not Experiment.objects.filter(pk=self.experiment_id, cancel_requested=False).exists()
         return self.stop
-
-
-def checkpoint_path(experiment_id: int) -> Path:
-    return Path(settings.LFL_CHECKPOINT_DIR) / f"experiment_{experiment_id}.json"
 
 
 def execute_search(experiment: Experiment, *, resume: bool) -> str:
@@ -85,8 +82,7 @@ def run_pending_meta_test(experiment_id: int, config=None) -> None:
         meta_test_best(experiment, config)
     except Exception as exc:
         logger.exception("experiment %s: meta-testing the best loss failed", experiment_id)
-        experiment.mark_meta_test_failed(f"{type(exc).__name__}: {exc}")
-        broadcast_status(experiment_id)
+        services.fail_meta_test(experiment=experiment, error=f"{type(exc).__name__}: {exc}")
 
 
 def meta_test_best(experiment: Experiment, config) -> None:
@@ -106,12 +102,9 @@ def meta_test_best(experiment: Experiment, config) -> None:
     seeds = config.meta_test.seeds
 
     def seed_done(_seed: int) -> None:
-        experiment.count_meta_test_seed()
-        publish(experiment.pk, {"type": "meta_test_progress", "seeds_done": experiment.meta_test_seeds_done,
-                                "seeds": seeds})
+        services.count_meta_test_seed(experiment=experiment, seeds=seeds)
 
     record = json_ready(evaluate_learned_loss(
         load_task(config), config, best.expression, best.weights, experiment.baseline_loss, on_seed=seed_done,
     ))
-    experiment.finish_meta_test(record)
-    publish(experiment.pk, {"type": "meta_test_finished", "learned_loss": best.pk, "meta_test": record})
+    services.finish_meta_test(experiment=experiment, learned_loss=best, record=record)

@@ -1,5 +1,11 @@
 """Checking a configuration before it is stored: the engine's own validation, and server paths
-confined to the folders this server reads data from."""
+confined to the folders this server reads data from.
+
+Every problem with a configuration belongs to one dotted field ("search.crossover_rate"). On the
+model the problems are ValidationError messages under `config` that keep the field and the text
+apart in their params (the admin shows them as "search.crossover_rate: must be ..."); callers of
+the services get them as one dict, `InvalidExperiment.errors`. Nothing splits a message apart.
+"""
 
 from __future__ import annotations
 
@@ -8,44 +14,79 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from lfl_web.experiments.files import upload_dir
+from search_engine.config import ConfigError, load_config  # torch-free; data checks import torch lazily
+
+#: The code of a ValidationError about one configuration field (params: field, message).
+CONFIG_FIELD = "config_field"
+
+
+class InvalidExperiment(ValidationError):
+    """A new experiment that was not stored, and why.
+
+    `errors` maps a model field ("name") or a dotted configuration field ("search.crossover_rate",
+    "task.data_file") to its message; "config" holds what concerns the configuration as a whole.
+    """
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__(errors)
+        self.errors = dict(errors)
+
+
+def config_error(errors: dict[str, str]) -> ValidationError:
+    """A ValidationError on `config` with one message per dotted field of `errors`."""
+    return ValidationError({"config": [
+        ValidationError("%(field)s: %(message)s", code=CONFIG_FIELD, params={"field": field, "message": message})
+        for field, message in errors.items()
+    ]})
+
+
+def errors_by_field(error: ValidationError) -> dict[str, str]:
+    """A model's ValidationError as {field: message}, each configuration problem under its dotted
+    field (see `config_error`); several messages for one field are joined."""
+    found: dict[str, list[str]] = {}
+    for field, problems in error.update_error_dict({}).items():
+        for problem in problems:
+            if problem.code == CONFIG_FIELD:
+                found.setdefault(problem.params["field"], []).append(problem.params["message"])
+            else:
+                found.setdefault(field, []).extend(problem.messages)
+    return {field: " ".join(messages) for field, messages in found.items()}
+
 
 def validated_config(data) -> dict:
     """The stored form of a configuration (defaults filled in).
 
-    Raises ValidationError on `config` listing each bad field as "dotted.name: message".
+    Raises ValidationError on `config`: one message per bad dotted field (see `config_error`).
     """
-    from search_engine.config import ConfigError, load_config  # torch-free; data checks import torch lazily
-
     if not isinstance(data, dict):  # a string would be read as a path or JSON text by load_config
         raise ValidationError({"config": f"must be a JSON object, got {type(data).__name__}"})
     outside = server_paths_outside_data_dirs(data)
     if outside:
-        raise ValidationError({"config": outside})
+        raise config_error(outside)
     try:
         return load_config(data, check_data=True).to_dict()
     except ConfigError as exc:
-        raise ValidationError({"config": [f"{field}: {message}" for field, message in exc.errors.items()]}) from None
+        raise config_error(exc.errors) from None
 
 
 def allowed_data_dirs() -> list[Path]:
     """Server folders an experiment may read data from: settings.LFL_DATA_DIRS and the uploads folder."""
-    from lfl_web.experiments.uploads import upload_dir
-
     return [*map(Path, settings.LFL_DATA_DIRS), upload_dir()]
 
 
-def server_paths_outside_data_dirs(data: dict) -> list[str]:
-    """Messages for task.data_root / task.data_file values that point outside the allowed folders."""
+def server_paths_outside_data_dirs(data: dict) -> dict[str, str]:
+    """{"task.data_root" / "task.data_file": message} for values that point outside the allowed folders."""
     task = data.get("task")
     if not isinstance(task, dict):
-        return []
+        return {}
     allowed = [d.resolve() for d in allowed_data_dirs()]
-    problems = []
+    problems = {}
     for name in ("data_root", "data_file"):
         value = task.get(name)
         if isinstance(value, str) and value:
             path = Path(value).resolve()
             if not any(path == d or d in path.parents for d in allowed):
-                problems.append(f"task.{name}: {value!r} is outside the folders this server reads data from "
-                                f"({', '.join(str(d) for d in allowed)}; set LFL_DATA_DIRS to add one)")
+                problems[f"task.{name}"] = (f"{value!r} is outside the folders this server reads data from "
+                                            f"({', '.join(str(d) for d in allowed)}; set LFL_DATA_DIRS to add one)")
     return problems

@@ -6,17 +6,18 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
 
-from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, export_file, loss_shape_for
+from lfl_web.experiments.dashboard import chart_series, panels_context, snapshot_message
+from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, export_file
 from lfl_web.experiments.forms import PRESETS, ExperimentForm, LeaderboardFilterForm, initial_values
 from lfl_web.experiments.models import Experiment, LearnedLoss
-from lfl_web.experiments.recording import broadcast_status
+from lfl_web.experiments.services import cancel_experiment, create_experiment, delete_experiment
+from lfl_web.experiments.validation import InvalidExperiment
 
 SCOPES = ("all", "mine")
 
@@ -43,8 +44,11 @@ def experiment_new(request):
     data = (request.POST, request.FILES) if request.method == "POST" else (None, None)
     form = ExperimentForm(*data, initial=initial_values(preset))
     if form.is_bound and form.is_valid():
-        experiment = form.create_experiment(owner=request.user)
-        if experiment is not None:
+        try:
+            experiment = create_experiment(owner=request.user, **form.experiment_fields())
+        except InvalidExperiment as exc:
+            form.add_experiment_errors(exc.errors)
+        else:
             # the dashboard removes this notice once the live status is no longer "queued"
             messages.success(request, f"“{experiment.name}” is queued; this page follows it live.",
                              extra_tags="queued-notice")
@@ -55,14 +59,8 @@ def experiment_new(request):
 @login_required
 def experiment_detail(request, pk):
     experiment = get_object_or_404(Experiment.objects.visible_to(request.user).select_related("owner"), pk=pk)
-    best = experiment.best_learned_loss()
     return render(request, "experiments/detail.html", {
-        "experiment": experiment, "snapshot": experiment.snapshot(), "summary": experiment.progress_summary(),
-        "latest": experiment.latest_generation(), "candidates": experiment.candidates.of_latest_generation(),
-        "learned": learned_loss_rows(experiment), "best": best, "loss_shape": loss_shape_for(best),
-        "meta_test_view": experiment.meta_test_view(best), "meta_test_plan": experiment.meta_test_plan,
-        # only mode top_k reports a candidate's fitness before local search (candidate_refined events)
-        "refines_top_k": experiment.config.get("local_search", {}).get("mode") == "top_k",
+        **panels_context(experiment), "chart": chart_series(experiment),
         "can_manage": experiment.can_be_managed_by(request.user), "ws_path": f"/ws/experiments/{experiment.pk}/",
         "config_json": json.dumps(experiment.config, indent=2, sort_keys=True),
     })
@@ -70,21 +68,17 @@ def experiment_detail(request, pk):
 
 @login_required
 def experiment_results(request, pk):
-    """What a finished search adds to the dashboard (learned losses, loss shape, meta-test), as JSON."""
-    experiment = get_object_or_404(Experiment.objects.visible_to(request.user), pk=pk)
-    best = experiment.best_learned_loss()
-    return JsonResponse({
-        "learned_losses": learned_loss_rows(experiment), "loss_shape": loss_shape_for(best),
-        "meta_test": best.meta_test if best else None,
-    })
+    """Where the dashboard stands, as the socket's snapshot: every panel's HTML (panel id -> fragment)
+    and the chart's data."""
+    experiment = get_object_or_404(Experiment.objects.visible_to(request.user).select_related("owner"), pk=pk)
+    return JsonResponse(snapshot_message(experiment))
 
 
 @login_required
 @require_POST
 def experiment_cancel(request, pk):
     experiment = managed_experiment(request, pk)
-    if experiment.request_cancel():
-        broadcast_status(experiment.pk)
+    if cancel_experiment(experiment=experiment, user=request.user):
         messages.success(request, "Asked the search to stop; it keeps what it has found so far.")
     else:
         messages.info(request, "This search has already finished; there is nothing to stop.")
@@ -95,11 +89,12 @@ def experiment_cancel(request, pk):
 @require_POST
 def experiment_delete(request, pk):
     experiment = managed_experiment(request, pk)
-    if not experiment.is_finished:
-        messages.error(request, "This search is still queued or running: stop it first, then delete it.")
-        return redirect(experiment)
     name = experiment.name
-    experiment.delete_with_files()
+    try:
+        delete_experiment(experiment=experiment, user=request.user)
+    except ValidationError as exc:  # still queued or running
+        messages.error(request, " ".join(exc.messages))
+        return redirect(experiment)
     messages.success(request, f"Deleted “{name}” and everything it found.")
     return redirect("experiment_list")
 
@@ -133,17 +128,9 @@ def download_loss(request, pk, fmt):
 
 
 def managed_experiment(request, pk) -> Experiment:
-    """The experiment if the user may change it: 404 when they cannot see it, 403 when not theirs."""
+    """The experiment if the user may change it: 404 when they cannot see it, 403 when not theirs
+    (the services refuse them too; checking first keeps a 404 for what they may not see)."""
     experiment = get_object_or_404(Experiment.objects.visible_to(request.user), pk=pk)
     if not experiment.can_be_managed_by(request.user):
         raise PermissionDenied("Only the owner or staff can change this experiment.")
     return experiment
-
-
-def learned_loss_rows(experiment: Experiment) -> list[dict]:
-    """The experiment's learned losses as JSON-ready rows with their download links."""
-    return [
-        {**loss.to_dict(), "id": loss.pk, "weight_count": loss.weight_count,
-         "downloads": {f.name: reverse("download_loss", args=[loss.pk, f.name]) for f in DOWNLOAD_FORMATS.values()}}
-        for loss in experiment.learned_losses.order_by("rank")
-    ]

@@ -1,11 +1,12 @@
-/* A small SVG line chart: LflChart.draw(container, options). No dependencies.
+/* The dashboard's charts: a small SVG line chart (draw), the fitness per generation from the
+ * server's data series (applySeries), and the loss-shape plots of the panels (drawLossShapes).
+ * No dependencies; every word a chart shows comes from the page's data attributes.
  *
- * options = {
+ * draw(container, {
  *   series: [{label, color, points: [[x, y], ...], dashed}],   y may be null (a gap)
  *   xLabel, yLabel,                                           axis titles
  *   integerX: true                                            integer ticks on x (generations)
- * }
- * The chart scales with its container (viewBox); it is redrawn from scratch on every call.
+ * })  scales with its container (viewBox) and redraws from scratch on every call.
  */
 (function () {
   "use strict";
@@ -46,13 +47,9 @@
 
   function draw(container, options) {
     const series = options.series.filter((s) => s.points.length);
-    container.replaceChildren();
     const xs = extent(series.flatMap((s) => s.points.map((p) => p[0])));
     const ys = extent(series.flatMap((s) => s.points.map((p) => p[1])));
-    if (!xs || !ys) {
-      container.append(Object.assign(document.createElement("p"), { className: "muted", textContent: "No data yet." }));
-      return;
-    }
+    if (!xs || !ys) return; // nothing finite to draw: whatever the page shows there stays
     let [x0, x1] = xs, [y0, y1] = ys;
     if (x0 === x1) {  // one x value: integer axes (generations) go forward, never below the first
       if (options.integerX) x1 += 1;
@@ -100,8 +97,58 @@
       root.append(text);
       legendX += 30 + s.label.length * 7;
     });
-    container.append(root);
+    container.replaceChildren(root);
   }
 
-  window.LflChart = { draw };
+  // ------------------------------------------------------------------ the dashboard's two charts
+
+  const COLORS = { best: "#1f6feb", mean: "#d97706", baseline: "#6b7280", wrong: "#b42318" };
+  const points = new Map(); // generation -> {generation, best, mean}
+  let axes = { metric: "", baseline: null }; // of the fitness chart, from the latest data
+
+  // The fitness chart from the server's data: a snapshot brings every point, an update its new ones
+  // (merged by generation, so a repeated event changes nothing).
+  function applySeries(data, complete) {
+    if (!data) return;
+    if (complete) points.clear();
+    data.points.forEach((p) => points.set(p.generation, p));
+    axes = { metric: data.metric, baseline: data.baseline };
+    drawFitness(document.getElementById("fitness-chart"));
+  }
+
+  function drawFitness(container) {
+    const gens = [...points.values()].sort((a, b) => a.generation - b.generation);
+    if (!container || !gens.length) return; // the page's own text says the chart fills in later
+    const labels = container.dataset;
+    const lines = [
+      { label: labels.bestLabel, color: COLORS.best, points: gens.map((g) => [g.generation, g.best]) },
+      { label: labels.meanLabel, color: COLORS.mean, points: gens.map((g) => [g.generation, g.mean]) },
+    ];
+    if (axes.baseline) {
+      // across at least one generation's width, so it shows while only one has finished
+      const x0 = gens[0].generation, x1 = Math.max(gens[gens.length - 1].generation, x0 + 1);
+      lines.push({ label: `${labels.baselineLabel} (${axes.baseline.loss})`, color: COLORS.baseline, dashed: true,
+        points: [[x0, axes.baseline.fitness], [x1, axes.baseline.fitness]] });
+    }
+    draw(container, { series: lines, xLabel: labels.xLabel, yLabel: axes.metric, integerX: true });
+  }
+
+  // Every loss-shape plot inside `root`: its data is the JSON script its data-loss-shape names, its
+  // words are its data attributes (both rendered by the server with the panel).
+  function drawLossShapes(root) {
+    root.querySelectorAll("[data-loss-shape]").forEach((container) => {
+      const source = document.getElementById(container.dataset.lossShape);
+      const shape = source ? JSON.parse(source.textContent) : null;
+      if (!shape) return;
+      const labels = container.dataset;
+      const lines = shape.residual
+        ? [{ label: labels.lossLabel, color: COLORS.best, points: shape.residual.map((r, i) => [r, shape.loss[i]]) }]
+        : [{ label: labels.trueLabel, color: COLORS.best, points: shape.p.map((p, i) => [p, shape.loss_true[i]]) },
+          { label: labels.wrongLabel, color: COLORS.wrong, points: shape.p.map((p, i) => [p, shape.loss_wrong[i]]) }];
+      draw(container, { series: lines, xLabel: labels.xLabel, yLabel: labels.yLabel });
+    });
+  }
+
+  const dashboard = (window.LflDashboard = window.LflDashboard || {});
+  dashboard.chart = { draw, applySeries, drawLossShapes };
 })();

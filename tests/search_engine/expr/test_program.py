@@ -1,4 +1,4 @@
-"""The dual-number population loss (`tree_program`) equals the autograd path it replaces.
+"""The dual-number population loss (`expr.program`) equals the autograd path it replaces.
 
 Values are compared bit for bit (non-finite ones included), gradients with respect to the
 logits / outputs to float rounding, for every primitive at its edges (0, the protected eps,
@@ -178,7 +178,7 @@ def test_random_trees_match_autograd(kind, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_huge_inputs_keep_values_and_never_invent_a_finite_gradient(dtype):
     # Where a derivative overflows (or a stopped gradient meets an infinite factor above it),
-    # forward mode can give inf/NaN where autograd's gradient is finite (see tree_program); it
+    # forward mode can give inf/NaN where autograd's gradient is finite (see expr.program); it
     # must never be the other way round for a member that is alive (finite loss), and finite
     # gradients must agree.
     trees = _random_trees(seed=11, n=250)

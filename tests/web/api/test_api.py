@@ -11,9 +11,9 @@ from django.urls import reverse
 
 from lfl_web.api.http import MAX_BODY_BYTES
 from lfl_web.api.models import ApiToken
-from lfl_web.experiments import tasks
-from lfl_web.experiments.downloads import DOWNLOAD_FORMATS
+from lfl_web.experiments import services
 from lfl_web.experiments.models import Experiment, LearnedLoss, Status
+from search_engine.catalog import EXPORT_FORMATS
 
 from ..conftest import tiny_config
 
@@ -36,7 +36,12 @@ def other_key(other_user):
 def sent(monkeypatch):
     """Experiment pks handed to Celery."""
     pks = []
-    monkeypatch.setattr(tasks.run_experiment, "delay", pks.append)
+
+    def send_task(name, args=None, **options):
+        assert name == services.RUN_EXPERIMENT
+        pks.extend(args)
+
+    monkeypatch.setattr(services.celery_app, "send_task", send_task)
     return pks
 
 
@@ -301,7 +306,7 @@ def test_leaderboard_lists_visible_finished_losses_with_filters_and_sorts(client
 def test_downloads_every_format_as_an_attachment(client, key, make_experiment):
     _, loss = finished_with_loss(make_experiment)
     files = {}
-    for fmt in DOWNLOAD_FORMATS:
+    for fmt in EXPORT_FORMATS:
         response = client.get(f"/api/losses/{loss.pk}/download/{fmt}/", **auth(key))
         assert response.status_code == 200, response.content
         assert response["Content-Disposition"].startswith("attachment; filename=")

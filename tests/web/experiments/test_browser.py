@@ -148,6 +148,16 @@ def wait_for_meta_test(driver) -> None:
     assert state["marker"] == 1 and state["queuedNotice"] == 0, state
 
 
+def check_the_page_hangs_up(driver) -> None:
+    """Once nothing more can come, the socket closes and the indicator goes dark; the owner's buttons
+    follow the status the server rendered (cancel gone, delete offered)."""
+    indicator = driver.find_element(By.ID, "connection")
+    WebDriverWait(driver, 30).until(lambda d: indicator.text == indicator.get_attribute("data-finished-text"))
+    assert "live" not in indicator.get_attribute("class").split(), indicator.get_attribute("class")
+    assert driver.find_element(By.ID, "delete-form").is_displayed()
+    assert not driver.find_element(By.ID, "cancel-form").is_displayed()
+
+
 def download_torch_module(driver, url: str) -> str:
     response = driver.execute_async_script(FETCH_TEXT, url)
     assert response["status"] == 200, response
@@ -178,6 +188,7 @@ def run_scenario(driver, stack: Stack, user, password: str) -> None:
     print("dashboard states seen:", *seen, sep="\n  ")
     check_live_updates(seen)
     wait_for_meta_test(driver)
+    check_the_page_hangs_up(driver)
     assert driver.current_url == dashboard_url
     print("dashboard screenshot:", full_page_screenshot(driver, SCREENS / "dashboard_finished.png"))
 

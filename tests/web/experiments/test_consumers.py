@@ -10,9 +10,10 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import Client
 
 from lfl_web.asgi import application
-from lfl_web.experiments.consumers import CLOSE_NOT_ALLOWED, CLOSE_NOT_SIGNED_IN
+from lfl_web.experiments.consumers import CLOSE_NOT_ALLOWED, CLOSE_NOT_SIGNED_IN, ExperimentConsumer
+from lfl_web.experiments.dashboard import PANEL_IDS, STATUS_PANELS
 from lfl_web.experiments.models import Experiment
-from lfl_web.experiments.recording import group_name, record_event
+from lfl_web.experiments.recording import UPDATE_MESSAGE, group_name, record_event
 from lfl_web.experiments.routing import websocket_urlpatterns
 from search_engine.evolution.events import CandidateEvaluated, GenerationFinished, SearchFinished
 
@@ -74,12 +75,45 @@ def test_snapshot_first_then_every_live_event_then_leaves_the_group(make_experim
 
     snapshot, *live = async_to_sync(watch)()
     assert snapshot["type"] == "snapshot" and snapshot["experiment"]["id"] == experiment.pk
-    assert [c["expression"] for c in snapshot["candidates"]] == ["sub(f, y)"]
+    assert tuple(snapshot["panels"]) == PANEL_IDS and snapshot["chart"]["points"] == []  # all of it, from the rows
+    assert ">sub(f, y)</span>" in snapshot["panels"]["candidates-panel"]
     assert [m["type"] for m in live] == ["candidate_evaluated", "generation_finished", "search_finished",
                                          "experiment_status"]
+    assert [tuple(m["panels"]) for m in live[:3]] == [
+        ("candidates-panel",), ("progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel"), ()]
     assert live[1]["best_fitness"] == 0.25
-    assert live[3]["experiment"]["status"] == "succeeded"
+    assert live[1]["chart"]["points"] == [{"generation": 0, "best": 0.25, "mean": 0.25}]
+    assert live[3]["experiment"]["status"] == "succeeded" and tuple(live[3]["panels"]) == STATUS_PANELS
+    assert 'data-status="succeeded"' in live[3]["panels"]["status"]
     assert not get_channel_layer().groups.get(group_name(experiment.pk))
+
+
+def test_one_handler_serves_every_experiment_event():
+    handlers = [name for name, value in vars(ExperimentConsumer).items()
+                if callable(value) and name not in ("connect", "disconnect", "receive_json")]
+    assert handlers == ["experiment_update"]
+    assert UPDATE_MESSAGE.replace(".", "_") == "experiment_update"  # how channels picks the handler
+
+
+def test_a_reconnecting_browser_gets_the_current_state_from_the_database(make_experiment, user):
+    experiment = make_experiment()
+    for event in (CANDIDATE, GENERATION, FINISHED):
+        record_event(experiment.pk, event)
+
+    async def connect():
+        communicator = communicator_for(experiment.pk, user)
+        await communicator.connect()
+        snapshot = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return snapshot
+
+    snapshot = async_to_sync(connect)()
+    client = Client()
+    client.force_login(user)
+    page = client.get(experiment.get_absolute_url()).content.decode()
+    assert all(html in page for html in snapshot["panels"].values())  # what a reload would show
+    assert snapshot["chart"]["points"] == [{"generation": 0, "best": 0.25, "mean": 0.25}]
+    assert snapshot["experiment"]["status"] == "succeeded"
 
 
 def test_the_full_asgi_stack_authenticates_by_session_and_checks_the_origin(user):

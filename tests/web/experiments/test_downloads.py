@@ -7,9 +7,8 @@ import pytest
 import torch
 from django.urls import reverse
 
-from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, spec_for
+from lfl_web.experiments.downloads import spec_for
 from lfl_web.experiments.models import LearnedLoss, Status
-from search_engine.export.formats import FORMATS
 from search_engine.export.json_export import from_json_export
 
 from ..conftest import tiny_config
@@ -48,10 +47,6 @@ def signed_in(client, user):
 
 def download(client, loss, fmt):
     return client.get(reverse("download_loss", args=[loss.pk, fmt]))
-
-
-def test_the_formats_are_the_engines():
-    assert set(DOWNLOAD_FORMATS) == set(FORMATS)
 
 
 def test_the_spec_carries_what_the_row_knows(learned):

@@ -3,6 +3,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 
 from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, Status
+from lfl_web.experiments.validation import errors_by_field
 
 from ..conftest import tiny_config
 
@@ -23,18 +24,20 @@ def test_create_validated_stores_the_full_configuration_with_defaults(user):
 
 
 @pytest.mark.parametrize(
-    ("config", "message"),
+    ("config", "field", "message"),
     [
-        (tiny_config(search={"population_size": 1}), "search.population_size: must be at least 2"),
-        (tiny_config(task={"datset": "digits"}), "task.datset: unknown field (did you mean 'dataset'?)"),
-        (tiny_config(task={"dataset": "nope"}), "task.dataset: unknown dataset 'nope'"),
-        ("configs/quick.json", "must be a JSON object, got str"),  # never read as a server path
+        (tiny_config(search={"population_size": 1}), "search.population_size", "must be at least 2"),
+        (tiny_config(task={"datset": "digits"}), "task.datset", "unknown field (did you mean 'dataset'?)"),
+        (tiny_config(task={"dataset": "nope"}), "task.dataset", "unknown dataset 'nope'"),
+        ("configs/quick.json", "config", "must be a JSON object, got str"),  # never read as a server path
     ],
 )
-def test_bad_configuration_names_the_field_and_stores_nothing(user, config, message):
+def test_bad_configuration_names_the_field_and_stores_nothing(user, config, field, message):
     with pytest.raises(ValidationError) as caught:
         Experiment.objects.create_validated(owner=user, name="bad", config=config)
-    assert any(message in m for m in caught.value.message_dict["config"])
+    shown = f"{field}: {message}" if field != "config" else message  # as the admin shows it
+    assert any(shown in m for m in caught.value.message_dict["config"])
+    assert message in errors_by_field(caught.value)[field]  # the field kept apart from its message
     assert not Experiment.objects.exists()
 
 
@@ -42,6 +45,8 @@ def test_missing_name_is_reported_together_with_config_errors(user):
     with pytest.raises(ValidationError) as caught:
         Experiment.objects.create_validated(owner=user, name="", config=tiny_config(search={"generations": 0}))
     assert set(caught.value.message_dict) == {"name", "config"}
+    errors = errors_by_field(caught.value)
+    assert set(errors) == {"name", "search.generations"} and errors["search.generations"].startswith("must be")
 
 
 def test_visible_to_hides_other_peoples_private_experiments(user, other_user, make_experiment, django_user_model):
@@ -103,6 +108,21 @@ def test_mark_finished_without_generations_keeps_at_least_the_best(make_experime
     assert [x.expression for x in experiment.learned_losses.all()] == ["best"]
 
 
+@pytest.mark.parametrize(
+    ("fields", "kind", "metric"),
+    [
+        ({"baseline_loss": "squared_error"}, "regression", "MSE"),  # what the search reported wins
+        ({"config": tiny_config(task={"dataset": "diabetes", "model": "mlp"})}, "regression", "MSE"),
+        ({"config": tiny_config(task={"dataset": "csv", "kind": "regression"})}, "regression", "MSE"),
+        ({"config": tiny_config(task={"dataset": "csv"})}, "classification", "error rate"),
+        ({}, "classification", "error rate"),
+    ],
+)
+def test_task_kind_and_metric_come_from_the_catalogue(make_experiment, fields, kind, metric):
+    experiment = make_experiment(**fields)
+    assert (experiment.task_kind, experiment.metric) == (kind, metric)
+
+
 def test_snapshot_holds_the_row_generations_latest_candidates_and_losses(make_experiment):
     experiment = make_experiment()
     for generation in (0, 1):
@@ -130,12 +150,14 @@ def test_leaderboard_lists_finished_searches_best_first_per_task(make_experiment
     assert [loss.expression for loss in board] == ["y", "x"]
 
 
-def test_reset_unfinished_requeues_running_and_cancels_those_asked_to_stop(make_experiment):
+def test_reset_unfinished_requeues_running_searches_and_asked_to_stop_finds_those_to_cancel(make_experiment):
     queued, running, stopping, done = (make_experiment(name=n) for n in ("q", "r", "s", "d"))
     for experiment in (running, stopping, done):
         experiment.claim_for_worker("t")
     stopping.request_cancel()
     done.mark_finished(Status.SUCCEEDED)
+    assert list(Experiment.objects.asked_to_stop()) == [stopping]
+    Experiment.objects.get(pk=stopping.pk).mark_finished(Status.CANCELLED)  # what requeue_unfinished does first
     assert Experiment.objects.reset_unfinished() == [queued.pk, running.pk]
     assert Experiment.objects.get(pk=running.pk).status == Status.QUEUED
     assert Experiment.objects.get(pk=stopping.pk).status == Status.CANCELLED
@@ -147,7 +169,9 @@ def test_server_paths_outside_the_data_folders_are_refused(user, settings, tmp_p
                 {"dataset": "mnist", "model": "lenet5", "data_root": str(tmp_path / "datasets" / ".." / "elsewhere")}):
         with pytest.raises(ValidationError) as info:
             Experiment.objects.create_validated(owner=user, name="x", config=tiny_config(task=bad))
-        assert "outside the folders this server reads data from" in str(info.value)
+        [(field, message)] = errors_by_field(info.value).items()
+        assert field == ("task.data_file" if "data_file" in bad else "task.data_root")
+        assert "outside the folders this server reads data from" in message
     assert not Experiment.objects.exists()
     # inside an allowed folder the path reaches the engine's own checks (here: the files are missing)
     with pytest.raises(ValidationError) as info:

@@ -3,6 +3,7 @@
 Rows are small and synthetic (no search runs here)."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, MetaTestStatus, Status
+from search_engine import catalog
 
 from ..conftest import tiny_config
 
@@ -124,18 +126,21 @@ def test_the_dashboard_renders_a_running_search_and_its_stream_address(signed_in
     response = signed_in.get(experiment.get_absolute_url())
     page = response.content.decode()
     assert response.status_code == 200
-    assert f'data-ws-path="/ws/experiments/{experiment.pk}/"' in page and "js/dashboard.js" in page
-    assert "vendor/katex/katex.min.js" in page and "js/chart.js" in page
+    assert f'data-ws-path="/ws/experiments/{experiment.pk}/"' in page and "js/dashboard/socket.js" in page
+    assert "vendor/katex/katex.min.js" in page and "js/dashboard/chart.js" in page
+    assert 'data-expects-news="true"' in page and "live updates need JavaScript" in page
     assert "Running" in page and "2 / 5" in page and "width: 40%" in page
     assert "2 min 00 s" in page  # ETA: 40 s per generation, 3 left
     assert 'id="total-rejected">3<' in page and 'id="total-cache-hits">4<' in page
     assert 'data-latex="-y \\log f"' in page and "0.2000" in page  # best formula and fitness
     assert "rejected: not decreasing in f" in page and "yes" in page  # candidate table
     assert "Cancel search" in page and "cross_entropy: 0.3000" in page
-    snapshot = json.loads(page.split('id="snapshot-data" type="application/json">')[1].split("</script>")[0])
-    assert snapshot["experiment"]["id"] == experiment.pk and len(snapshot["generations"]) == 2
-    assert [c["index"] for c in snapshot["candidates"]] == [0, 1]
-    assert response.context["loss_shape"] is None
+    chart = embedded_json(page, "chart-data")  # what the fitness chart is drawn from
+    assert [p["generation"] for p in chart["points"]] == [0, 1] and chart["points"][1]["best"] == 0.2
+    assert chart["baseline"] == {"loss": "cross_entropy", "fitness": 0.3}
+    assert chart["metric"] == catalog.metric_name("classification")
+    assert row_numbers(section(page, "candidates-panel")) == ["0", "1"]
+    assert response.context["dashboard"].loss_shape is None
 
 
 def test_the_dashboard_of_a_finished_search_shows_learned_losses_shape_and_meta_test(signed_in, finished):
@@ -147,7 +152,7 @@ def test_the_dashboard_of_a_finished_search_shows_learned_losses_shape_and_meta_
     })
     response = signed_in.get(experiment.get_absolute_url())
     page = response.content.decode()
-    shape = response.context["loss_shape"]
+    shape = response.context["dashboard"].loss_shape
     assert shape["kind"] == "classification" and len(shape["p"]) == len(shape["loss_true"]) > 10
     assert 'id="loss-shape-data"' in page and "loss_wrong" in page
     assert "Learned better on 3 of 3 seeds" in page and "0.0121" in page and "0.1100 ± 0.0100" in page
@@ -155,15 +160,29 @@ def test_the_dashboard_of_a_finished_search_shows_learned_losses_shape_and_meta_
     loss = experiment.learned_losses.get(rank=1)
     assert reverse("download_loss", args=[loss.pk, "torchscript"]) in page
     assert "Delete" in page and 'id="cancel-form" hidden' in page
+    assert 'data-expects-news="false"' in page and "not live: this experiment has finished" in page
     results = signed_in.get(reverse("experiment_results", args=[experiment.pk])).json()
-    assert [row["rank"] for row in results["learned_losses"]] == [1, 2]
-    assert results["learned_losses"][0]["weight_count"] == 5 and results["meta_test"]["wins"] == 3
-    assert results["loss_shape"]["loss_true"] == shape["loss_true"]
+    panels = results["panels"]  # the same fragments as the page, for the browser to swap in
+    assert all(html in page for html in panels.values())
+    assert row_numbers(panels["hall-of-fame-panel"]) == ["1", "2"]
+    assert '<td class="num">0</td><td class="num">5</td>' in panels["hall-of-fame-panel"]  # found in 0, 5 weights
+    assert "Learned better on 3 of 3 seeds" in panels["meta-test-panel"]
+    assert embedded_json(panels["loss-shape-panel"], "loss-shape-data")["loss_true"] == shape["loss_true"]
+    assert [p["generation"] for p in results["chart"]["points"]] == [0, 1]
 
 
 def section(page: str, element_id: str) -> str:
     start = page.index(f'id="{element_id}"')
     return page[start:page.index("</section>", start)]
+
+
+def embedded_json(page: str, element_id: str):
+    return json.loads(page.split(f'id="{element_id}" type="application/json">')[1].split("</script>")[0])
+
+
+def row_numbers(html: str) -> list[str]:
+    """The first cell of each row of a panel's table (the candidate index or the hall-of-fame rank)."""
+    return re.findall(r"<tr[^>]*>\s*<td>(\d+)</td>", html)
 
 
 def test_a_reload_while_the_best_loss_is_meta_tested_shows_what_runs(signed_in, finished):
@@ -174,9 +193,8 @@ def test_a_reload_while_the_best_loss_is_meta_tested_shows_what_runs(signed_in, 
     assert 'id="meta-test-panel" aria-labelledby="meta-test-title">' in panel  # not hidden
     assert "Meta-testing the best loss: 4 seeds × 300 steps, learned vs baseline…" in panel
     assert "1 of 4 seeds done." in panel and 'aria-valuenow="1"' in panel and "width: 25%" in panel
-    snapshot = json.loads(page.split('id="snapshot-data" type="application/json">')[1].split("</script>")[0])
-    assert snapshot["experiment"]["meta_test_status"] == "running"
-    assert snapshot["experiment"]["meta_test_plan"] == {"seeds": 4, "steps": 300}
+    # the search has finished, but the meta-test's news is still to come: the page keeps its socket
+    assert 'data-finished="true"' in page and 'data-expects-news="true"' in page
 
 
 def test_a_failed_meta_test_is_shown_with_its_error(signed_in, finished):
@@ -274,10 +292,10 @@ def test_staff_may_cancel_anyones_search(staff_client, make_experiment):
 
 
 def test_a_running_search_is_asked_to_stop_and_its_watchers_told(signed_in, make_experiment, monkeypatch):
-    from lfl_web.experiments import views
+    from lfl_web.experiments import services  # the page cancels through the services, which announce it
 
     told = []
-    monkeypatch.setattr(views, "broadcast_status", told.append)
+    monkeypatch.setattr(services, "broadcast_status", told.append)
     experiment = make_experiment()
     experiment.claim_for_worker("task-1")
     signed_in.post(reverse("experiment_cancel", args=[experiment.pk]))

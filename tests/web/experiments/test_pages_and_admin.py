@@ -5,7 +5,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from lfl_web.experiments import tasks
+from lfl_web.experiments import services
 from lfl_web.experiments.models import Experiment, LearnedLoss, Status
 
 from ..conftest import tiny_config
@@ -24,7 +24,12 @@ def admin(django_user_model, client):
 def sent(monkeypatch):
     """Experiment pks handed to Celery."""
     pks = []
-    monkeypatch.setattr(tasks.run_experiment, "delay", pks.append)
+
+    def send_task(name, args=None, **options):
+        assert name == services.RUN_EXPERIMENT
+        pks.extend(args)
+
+    monkeypatch.setattr(services.celery_app, "send_task", send_task)
     return pks
 
 
@@ -72,11 +77,14 @@ def test_admin_add_stores_the_experiment_for_its_creator_and_sends_it_to_a_worke
     assert sent == [experiment.pk]
 
 
-def test_admin_cancel_action(client, admin, make_experiment):
-    experiment = make_experiment()
+def test_admin_cancel_action(client, admin, make_experiment, monkeypatch):
+    told = []
+    monkeypatch.setattr(services, "broadcast_status", told.append)
+    experiment, done = make_experiment(), make_experiment(status=Status.SUCCEEDED)
     client.post(reverse("admin:experiments_experiment_changelist"),
-                {"action": "request_cancel", "_selected_action": [experiment.pk]})
+                {"action": "request_cancel", "_selected_action": [experiment.pk, done.pk]})
     assert Experiment.objects.get(pk=experiment.pk).status == Status.CANCELLED
+    assert told == [experiment.pk]  # watchers of the one that changed are told
 
 
 def test_admin_shows_results_read_only(client, admin, make_experiment):
@@ -89,3 +97,19 @@ def test_admin_shows_results_read_only(client, admin, make_experiment):
     assert page.status_code == 200 and b'name="expression"' not in page.content
     change = client.get(reverse("admin:experiments_experiment_change", args=[experiment.pk])).content.decode()
     assert 'name="name"' in change and 'name="config"' not in change
+
+
+def test_admin_delete_removes_the_checkpoint_too(client, admin, make_experiment):
+    from lfl_web.experiments.files import checkpoint_path
+
+    experiment = make_experiment(status=Status.SUCCEEDED)
+    checkpoint = checkpoint_path(experiment.pk)
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text("{}")
+    client.post(reverse("admin:experiments_experiment_delete", args=[experiment.pk]), {"post": "yes"})
+    assert not Experiment.objects.filter(pk=experiment.pk).exists() and not checkpoint.exists()
+    other = make_experiment(status=Status.FAILED)
+    checkpoint_path(other.pk).write_text("{}")
+    client.post(reverse("admin:experiments_experiment_changelist"),
+                {"action": "delete_selected", "_selected_action": [other.pk], "post": "yes"})
+    assert not Experiment.objects.filter(pk=other.pk).exists() and not checkpoint_path(other.pk).exists()

@@ -1,10 +1,20 @@
+import asyncio
+
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from lfl_web.experiments import recording
+from lfl_web.experiments.dashboard import STATUS_PANELS
 from lfl_web.experiments.models import Candidate, Experiment, Generation, MetaTestStatus, Status
-from lfl_web.experiments.recording import group_name, json_ready, record_event
+from lfl_web.experiments.recording import (
+    UPDATE_MESSAGE,
+    broadcast_status,
+    group_name,
+    json_ready,
+    publish,
+    record_event,
+)
 from search_engine.evolution.events import (
     CandidateEvaluated,
     GenerationFinished,
@@ -12,6 +22,8 @@ from search_engine.evolution.events import (
     SearchFinished,
     SearchStarted,
 )
+
+from ..conftest import tiny_config
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +73,9 @@ def test_record_event_saves_before_it_announces(make_experiment, monkeypatch):
     [(group, message, stored)] = spy.sent
     assert stored, "the candidate row must exist before the message is sent"
     assert group == f"experiment_{experiment.pk}"
-    assert message == {"type": "candidate_evaluated", "event": sent}
+    assert message == {"type": UPDATE_MESSAGE, "event": sent}
+    assert sent["type"] == "candidate_evaluated" and sent["index"] == 3
+    assert list(sent["panels"]) == ["candidates-panel"], "rendered from the row just saved"
 
 
 def test_a_watcher_of_the_group_receives_the_stored_event(make_experiment):
@@ -75,8 +89,9 @@ def test_a_watcher_of_the_group_receives_the_stored_event(make_experiment):
         return await layer.receive(channel)
 
     message = async_to_sync(watch_and_record)()
-    assert message["type"] == "generation_finished"
+    assert message["type"] == UPDATE_MESSAGE and message["event"]["type"] == "generation_finished"
     assert message["event"]["mean_fitness"] is None  # NaN is not JSON
+    assert message["event"]["chart"]["points"] == [{"generation": 0, "best": 0.12, "mean": None}]
     assert message["event"]["hall_of_fame"][0]["expression"] == ENTRY.expression
     row = Generation.objects.get(experiment=experiment, index=0)
     assert (row.best_fitness, row.mean_fitness, row.evaluated, row.rejected) == (0.12, None, 4, 1)
@@ -169,3 +184,113 @@ def test_a_failed_announcement_keeps_the_saved_row(make_experiment, monkeypatch)
     experiment = make_experiment()
     record_event(experiment.pk, candidate())
     assert Candidate.objects.filter(experiment=experiment).exists()
+
+
+# ----------------------------------------------------------------------------- what each message carries
+
+
+def watch_group(experiment_id):
+    """The socket messages (the `event` of each group message) sent while the block runs."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_name(experiment_id), channel)
+
+    def received():
+        messages = []
+        while True:
+            try:
+                message = async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.05)
+            except TimeoutError:
+                return messages
+            assert message["type"] == UPDATE_MESSAGE  # one channel message type for every event
+            messages.append(message["event"])
+
+    return received
+
+
+def test_a_candidate_event_carries_the_candidates_table_of_its_generation(make_experiment):
+    experiment = make_experiment()
+    record_event(experiment.pk, candidate(index=0, fitness=0.2))
+    received = watch_group(experiment.pk)
+    record_event(experiment.pk, candidate(index=1, fitness=None))
+    [message] = received()
+    assert (message["type"], list(message["panels"]), message["chart"]) == ("candidate_evaluated", ["candidates-panel"], None)
+    table = message["panels"]["candidates-panel"]
+    assert table.count(">sub(f, y)</span>") == 2  # the one stored before and the new one
+    assert "0.2000" in table and "rejected: diverged" in table
+
+
+def test_a_generation_event_carries_the_counters_best_hall_of_fame_and_its_chart_point(make_experiment):
+    experiment = make_experiment(baseline_loss="cross_entropy", baseline_fitness=0.3)
+    received = watch_group(experiment.pk)
+    record_event(experiment.pk, generation())
+    [message] = received()
+    assert set(message["panels"]) == {"progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel"}
+    assert 'id="generation-counter">1 / 2<' in message["panels"]["progress-panel"]
+    assert 'data-latex="-y \\log f"' in message["panels"]["best-panel"] and "0.1200" in message["panels"]["best-panel"]
+    assert ENTRY.expression in message["panels"]["hall-of-fame-panel"]
+    assert message["chart"] == {"metric": experiment.metric, "baseline": {"loss": "cross_entropy", "fitness": 0.3},
+                                "points": [{"generation": 0, "best": 0.12, "mean": None}]}
+
+
+def test_search_finished_is_followed_by_the_panels_of_the_new_status(make_experiment):
+    experiment = make_experiment()
+    experiment.claim_for_worker("t")
+    record_event(experiment.pk, generation())
+    received = watch_group(experiment.pk)
+    record_event(experiment.pk, finished())
+    finished_message, status = received()
+    assert finished_message["type"] == "search_finished" and finished_message["panels"] == {}
+    assert status["type"] == "experiment_status" and status["experiment"]["status"] == "succeeded"
+    assert tuple(status["panels"]) == STATUS_PANELS
+    assert 'data-status="succeeded"' in status["panels"]["status"] and ">Succeeded</span>" in status["panels"]["status"]
+    assert 'data-finished="true"' in status["panels"]["status"]
+    assert 'data-expects-news="true"' in status["panels"]["status"]  # the meta-test is still to come
+    loss = experiment.learned_losses.get(rank=1)
+    assert f"/losses/{loss.pk}/download/torch/" in status["panels"]["hall-of-fame-panel"]
+    assert 'data-view="running"' in status["panels"]["meta-test-panel"]
+    assert 'id="loss-shape-data"' in status["panels"]["loss-shape-panel"]
+
+
+def test_meta_test_news_carries_the_meta_test_panel_and_then_ends_the_stream(make_experiment):
+    experiment = make_experiment(config=tiny_config(meta_test={"steps": 20, "seeds": 3}))
+    experiment.claim_for_worker("t")
+    record_event(experiment.pk, generation())
+    record_event(experiment.pk, finished())
+    received = watch_group(experiment.pk)
+    experiment.count_meta_test_seed()
+    publish(experiment.pk, {"type": "meta_test_progress", "seeds_done": 1, "seeds": 3})
+    record = {"metric": experiment.metric, "seeds": [0, 1, 2], "learned_mean": 0.1, "learned_std": 0.01,
+              "baseline_mean": 0.2, "baseline_std": 0.02, "wins": 2, "steps": 20, "p_value": None}
+    experiment.finish_meta_test(record)
+    publish(experiment.pk, {"type": "meta_test_finished", "learned_loss": 1, "meta_test": record})
+    progress, results = received()
+    assert list(progress["panels"]) == ["meta-test-panel"] and progress["seeds_done"] == 1
+    assert "1 of 3 seeds done." in progress["panels"]["meta-test-panel"]
+    assert set(results["panels"]) == {"meta-test-panel", "status"}
+    assert "Learned better on 2 of 3 seeds" in results["panels"]["meta-test-panel"]
+    assert 'data-expects-news="false"' in results["panels"]["status"]  # nothing more to come: the page hangs up
+
+
+def test_broadcast_status_sends_the_row_and_the_panels_it_drives(make_experiment):
+    experiment = make_experiment()
+    experiment.claim_for_worker("t")
+    experiment.request_cancel()
+    received = watch_group(experiment.pk)
+    broadcast_status(experiment.pk)
+    [message] = received()
+    assert message["experiment"]["cancel_requested"] is True and tuple(message["panels"]) == STATUS_PANELS
+    assert 'data-cancel-requested="true"' in message["panels"]["status"]
+    assert "Running (stopping)</span>" in message["panels"]["status"]
+    assert "training…" in message["panels"]["progress-panel"]  # no baseline yet: the worker is training it
+    assert 'aria-labelledby="meta-test-title" hidden>' in message["panels"]["meta-test-panel"]  # none yet
+
+
+def test_a_deleted_experiment_announces_nothing(make_experiment):
+    experiment = make_experiment()
+    received = watch_group(experiment.pk)
+    pk = experiment.pk
+    experiment.delete()
+    broadcast_status(pk)
+    assert publish(pk, {"type": "meta_test_progress", "seeds_done": 1, "seeds": 2}) is None
+    assert received() == []

@@ -3,15 +3,15 @@
 import asyncio
 
 import pytest
-import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from lfl_web.experiments import runner
+from lfl_web.experiments.files import checkpoint_path
 from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, MetaTestStatus, Status
 from lfl_web.experiments.recording import group_name
-from lfl_web.experiments.runner import CancelPoll, checkpoint_path
-from lfl_web.experiments.tasks import requeue_unfinished, run_experiment
+from lfl_web.experiments.runner import CancelPoll
+from lfl_web.experiments.tasks import run_experiment
 
 from ..conftest import tiny_config
 
@@ -132,10 +132,12 @@ def test_an_exception_marks_the_experiment_failed_with_its_message(user, tmp_pat
     config = tiny_config(task={"dataset": "csv", "data_file": str(data), "kind": "classification", "max_train": None})
     experiment = Experiment.objects.create_validated(owner=user, name="csv", config=config)
     data.unlink()  # the file disappears before a worker gets to it
+    received = watch_group(experiment.pk)
     assert run_experiment(experiment.pk) == Status.FAILED
     experiment.refresh_from_db()
     assert experiment.status == Status.FAILED and experiment.finished_at
     assert experiment.error.startswith("ConfigError: task.data_file:") and str(data) in experiment.error
+    assert [m["experiment"]["status"] for m in received() if m["type"] == "experiment_status"] == ["running", "failed"]
 
 
 def test_a_cancel_request_stops_the_search_and_keeps_what_it_found(make_experiment, monkeypatch):
@@ -189,7 +191,10 @@ def test_a_redelivered_search_that_was_asked_to_stop_ends_cancelled(make_experim
     experiment = make_experiment()
     experiment.claim_for_worker("t")
     experiment.request_cancel()
+    received = watch_group(experiment.pk)
     assert run_experiment(experiment.pk) == Status.CANCELLED
+    [told] = received()  # the watchers learn that it has ended
+    assert told["type"] == "experiment_status" and told["experiment"]["status"] == "cancelled"
 
 
 def test_a_deleted_experiment_is_skipped():
@@ -219,14 +224,3 @@ def test_cancel_poll_stops_a_search_whose_experiment_was_deleted(make_experiment
     poll = CancelPoll(experiment.pk, interval=0.0)
     experiment.delete()
     assert poll()
-
-
-def test_requeue_unfinished_sends_queued_and_interrupted_searches_to_the_broker(make_experiment, embedded_redis):
-    queued, running, finished = make_experiment(), make_experiment(), make_experiment()
-    meta_testing, done = make_experiment(), make_experiment()
-    running.claim_for_worker("lost with the old stack")
-    finished.request_cancel()
-    Experiment.objects.filter(pk=meta_testing.pk).update(status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING)
-    Experiment.objects.filter(pk=done.pk).update(status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.SUCCEEDED)
-    assert requeue_unfinished(embedded_redis.url) == [queued.pk, running.pk, meta_testing.pk]
-    assert redis.Redis.from_url(embedded_redis.url).llen("celery") == 3  # Celery's default queue

@@ -111,9 +111,9 @@ class Command(BaseCommand):
         return server.url, True
 
     def requeue(self, redis_url: str) -> None:
-        from lfl_web.experiments.tasks import requeue_unfinished
+        from lfl_web.experiments.services import requeue_unfinished
 
-        pks = requeue_unfinished(redis_url)
+        pks = requeue_unfinished(broker_url=redis_url)
         if pks:
             self.stdout.write(f"sent {len(pks)} unfinished experiment(s) to the worker again: {pks}")
 

@@ -1,18 +1,15 @@
-"""Experiments and what their searches found: generations, candidates and learned losses.
-
-The database is the record of a search: a worker writes every event here before announcing it,
-and a browser that (re)connects reads `Experiment.snapshot()`.
-"""
+"""An experiment: who asked for which search, where it stands, and its state transitions."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Avg, ExpressionWrapper, F, FloatField, Max, Min, Q, Sum, Value
+from django.db.models import Avg, F, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from lfl_web.experiments.validation import validated_config
+from search_engine import catalog
 
 
 class Status(models.TextChoices):
@@ -34,13 +31,6 @@ class MetaTestStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"  # the numbers are in the best learned loss's `meta_test`
     FAILED = "failed", "Failed"  # `meta_test_error` says why; the search's results stay valid
 
-
-#: Baseline loss -> task kind (the search compares with cross-entropy exactly for classification).
-BASELINE_KINDS = {"cross_entropy": "classification", "squared_error": "regression"}
-#: What a fitness value measures per task kind (lower is better).
-METRICS_BY_KIND = {"classification": "error rate", "regression": "MSE"}
-#: Datasets the engine knows to be regression tasks (csv/npz say so in their config's `kind`).
-REGRESSION_DATASETS = ("diabetes",)
 
 
 def iso(moment) -> str | None:
@@ -73,11 +63,14 @@ class ExperimentQuerySet(models.QuerySet):
         experiment.save()
         return experiment
 
+    def asked_to_stop(self):
+        """Searches a worker was running when asked to stop: after a restart no worker will end them."""
+        return self.filter(status=Status.RUNNING, cancel_requested=True)
+
     def reset_unfinished(self) -> list[int]:
         """After a stack restart lost its queue: running searches go back to queued (they resume from
-        their checkpoints), those asked to stop are cancelled. Returns the pks to send to a worker."""
-        for experiment in self.filter(status=Status.RUNNING, cancel_requested=True):
-            experiment.mark_finished(Status.CANCELLED)
+        their checkpoints; one asked to stop ends cancelled when a worker takes it). Returns the pks
+        of the queued ones, to send to a worker."""
         self.filter(status=Status.RUNNING).update(status=Status.QUEUED)
         return list(self.filter(status=Status.QUEUED).order_by("pk").values_list("pk", flat=True))
 
@@ -151,12 +144,11 @@ class Experiment(models.Model):
     @property
     def task_kind(self) -> str:
         """"classification" or "regression": from the baseline the search used, else from the config."""
-        if self.baseline_loss in BASELINE_KINDS:
-            return BASELINE_KINDS[self.baseline_loss]
+        if self.baseline_loss in catalog.BASELINES:
+            return catalog.kind_of_baseline(self.baseline_loss)
         task = self.config.get("task", {})
-        if task.get("kind") in ("classification", "regression"):
-            return task["kind"]
-        return "regression" if task.get("dataset") in REGRESSION_DATASETS else "classification"
+        configured = task.get("kind") if task.get("kind") in catalog.KINDS else "classification"
+        return catalog.dataset_kind(task.get("dataset", ""), configured)
 
     @property
     def progress_percent(self) -> int:
@@ -177,27 +169,11 @@ class Experiment(models.Model):
         totals["eta_seconds"] = mean * left if running and mean is not None and left else None
         return totals
 
-    def delete_with_files(self) -> None:
-        """Delete the experiment, its rows, its uploaded data file and its checkpoint."""
-        from lfl_web.experiments.runner import checkpoint_path  # the runner imports this module
-        from lfl_web.experiments.uploads import remove_upload
-
-        data_file, pk = self.config.get("task", {}).get("data_file"), self.pk
-        self.delete()
-        remove_upload(data_file)
-        checkpoint_path(pk).unlink(missing_ok=True)
-
     def latest_generation(self):
         return self.generations.order_by("-index").first()
 
     def best_learned_loss(self):
         return self.learned_losses.order_by("rank").first()
-
-    def enqueue(self) -> None:
-        """Send the search to a worker once the surrounding transaction has committed."""
-        from lfl_web.experiments.tasks import run_experiment  # tasks import this module
-
-        transaction.on_commit(lambda: run_experiment.delay(self.pk))
 
     def _update_if(self, condition: Q, **changes) -> bool:
         """Conditional UPDATE (safe against a worker and a web process racing); refreshes self."""
@@ -234,7 +210,7 @@ class Experiment(models.Model):
         if status == Status.SUCCEEDED and entries:
             meta_test = {"meta_test_status": MetaTestStatus.RUNNING, "meta_test_error": "", "meta_test_seeds_done": 0}
         with transaction.atomic():
-            LearnedLoss.objects.replace_for(self, entries)
+            self.learned_losses.replace_for(self, entries)
             return self._update_if(Q(status__in=UNFINISHED), status=status, finished_at=timezone.now(), **meta_test)
 
     def start_meta_test(self) -> None:
@@ -248,7 +224,7 @@ class Experiment(models.Model):
     def finish_meta_test(self, record: dict) -> None:
         """Store the meta-test of the best loss and mark it done."""
         with transaction.atomic():
-            LearnedLoss.objects.filter(experiment=self, rank=1).update(meta_test=record)
+            self.learned_losses.filter(rank=1).update(meta_test=record)
             self._update_if(Q(), meta_test_status=MetaTestStatus.SUCCEEDED, meta_test_error="")
 
     def mark_meta_test_failed(self, error: str) -> None:
@@ -257,7 +233,7 @@ class Experiment(models.Model):
     def meta_test_view(self, best) -> str:
         """What the dashboard's meta-test panel shows for `best` (the rank-1 learned loss or None):
         "results", "running", "failed", "not_run" (succeeded without one), "cancelled", or "" (no panel).
-        static/js/dashboard.js (metaTestView) decides the same way from the live state."""
+        The page and the live updates both render the panel from this (templates/experiments/_meta_test.html)."""
         if best is not None and best.meta_test:
             return "results"
         if self.meta_test_status in (MetaTestStatus.RUNNING, MetaTestStatus.FAILED):
@@ -289,7 +265,7 @@ class Experiment(models.Model):
     @property
     def metric(self) -> str:
         """What fitness measures; known from the task before the search has reported its baseline."""
-        return METRICS_BY_KIND[self.task_kind]
+        return catalog.metric_name(self.task_kind)
 
     def state_dict(self) -> dict:
         """The row as JSON-ready data (sent on connect and after every status change)."""
@@ -315,181 +291,4 @@ class Experiment(models.Model):
             "generations": [g.to_dict() for g in self.generations.order_by("index")],
             "candidates": [c.to_dict() for c in self.candidates.of_latest_generation()],
             "learned_losses": [loss.to_dict() for loss in self.learned_losses.order_by("rank")],
-        }
-
-
-class Generation(models.Model):
-    """The summary of one finished generation (a GenerationFinished event)."""
-
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="generations")
-    index = models.PositiveIntegerField()
-    best_fitness = models.FloatField(null=True, blank=True)
-    mean_fitness = models.FloatField(null=True, blank=True)
-    median_fitness = models.FloatField(null=True, blank=True)
-    evaluated = models.PositiveIntegerField(default=0)
-    rejected = models.PositiveIntegerField(default=0)
-    cache_hits = models.PositiveIntegerField(default=0)
-    best_expression = models.TextField(blank=True, default="")
-    best_latex = models.TextField(blank=True, default="")
-    hall_of_fame = models.JSONField(default=list, blank=True)
-    seconds = models.FloatField(default=0.0)
-
-    class Meta:
-        ordering = ["experiment", "index"]
-        constraints = [models.UniqueConstraint(fields=["experiment", "index"], name="unique_generation_index")]
-
-    def __str__(self) -> str:
-        return f"generation {self.index} of {self.experiment_id}"
-
-    def to_dict(self) -> dict:
-        """Same keys as a generation_finished event."""
-        return {
-            "generation": self.index, "best_fitness": self.best_fitness, "mean_fitness": self.mean_fitness,
-            "median_fitness": self.median_fitness, "evaluated": self.evaluated, "rejected": self.rejected,
-            "cache_hits": self.cache_hits, "best_expression": self.best_expression or None,
-            "best_latex": self.best_latex or None, "hall_of_fame": self.hall_of_fame, "seconds": self.seconds,
-        }
-
-
-class CandidateQuerySet(models.QuerySet):
-    def of_latest_generation(self):
-        latest = self.aggregate(latest=Max("generation"))["latest"]
-        return self.filter(generation=latest).order_by("index") if latest is not None else self.none()
-
-
-class Candidate(models.Model):
-    """One evaluated member of a population (a CandidateEvaluated event)."""
-
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="candidates")
-    generation = models.PositiveIntegerField()
-    index = models.PositiveIntegerField()
-    expression = models.TextField()
-    canonical_key = models.TextField()
-    latex = models.TextField(blank=True, default="")
-    fitness = models.FloatField(null=True, blank=True, help_text="Empty when rejected or diverged.")
-    symbolic_fitness = models.FloatField(
-        null=True, blank=True, help_text="Before local search refined its weights (empty if it was not refined)."
-    )
-    rejection_reason = models.TextField(blank=True, default="")
-    cache_hit = models.BooleanField(default=False)
-    weights = models.JSONField(null=True, blank=True)
-
-    objects = CandidateQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["experiment", "generation", "index"]
-        constraints = [
-            models.UniqueConstraint(fields=["experiment", "generation", "index"], name="unique_candidate_slot")
-        ]
-
-    def __str__(self) -> str:
-        return self.expression
-
-    def to_dict(self) -> dict:
-        """Same keys as a candidate_evaluated event."""
-        return {
-            "generation": self.generation, "index": self.index, "expression": self.expression,
-            "canonical_key": self.canonical_key, "latex": self.latex, "fitness": self.fitness,
-            "symbolic_fitness": self.symbolic_fitness, "rejection_reason": self.rejection_reason or None, "cache_hit": self.cache_hit, "weights": self.weights,
-        }
-
-
-#: Leaderboard sort keys -> ordering (lower fitness is better; larger improvement is better).
-LEADERBOARD_ORDERINGS = {
-    "fitness": ("validation_fitness", "complexity", "-created_at", "pk"),
-    "improvement": (F("improvement").desc(nulls_last=True), "validation_fitness", "pk"),
-    "date": ("-created_at", "-pk"),
-}
-
-
-class LearnedLossQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        return self.filter(experiment__in=Experiment.objects.visible_to(user))
-
-    def with_improvement(self):
-        """Annotate `improvement`: baseline minus learned fitness (positive: the learned loss is better)."""
-        return self.annotate(
-            improvement=ExpressionWrapper(F("baseline_fitness") - F("validation_fitness"), output_field=FloatField())
-        )
-
-    def ranked_by(self, sort: str, *, dataset: str = "", model: str = "", metric: str = "", best_only: bool = True):
-        """Leaderboard rows: filtered by whichever of dataset/model/metric is given, sorted by a
-        key of LEADERBOARD_ORDERINGS; with `best_only`, each experiment's rank-1 loss alone."""
-        filters = {k: v for k, v in {"dataset": dataset, "model": model, "metric": metric}.items() if v}
-        rows = self.for_leaderboard().with_improvement().filter(**filters)
-        if best_only:
-            rows = rows.filter(rank=1)
-        return rows.order_by(*LEADERBOARD_ORDERINGS[sort])
-
-    def for_leaderboard(self):
-        """Losses of finished searches, best first within each dataset and model."""
-        return (
-            self.filter(experiment__status__in=[Status.SUCCEEDED, Status.CANCELLED])
-            .select_related("experiment", "experiment__owner")
-            .order_by("dataset", "model", "validation_fitness", "complexity", "pk")
-        )
-
-    def replace_for(self, experiment: Experiment, entries: list[dict]) -> None:
-        """Store `entries` (hall-of-fame dicts, best first) as this experiment's learned losses."""
-        task = experiment.config.get("task", {})
-        self.filter(experiment=experiment).delete()
-        self.bulk_create(
-            LearnedLoss(
-                experiment=experiment, rank=rank, expression=e["expression"], canonical_key=e.get("canonical_key", ""),
-                latex=e.get("latex", ""), weights=e.get("weights"), complexity=e.get("size", 0),
-                validation_fitness=e["fitness"], baseline_fitness=experiment.baseline_fitness,
-                generation=e.get("generation", 0), dataset=task.get("dataset", ""), model=task.get("model", ""),
-                metric=experiment.metric,
-            )
-            for rank, e in enumerate(entries, start=1)
-        )
-
-
-class LearnedLoss(models.Model):
-    """A loss a search kept (its hall of fame, best first): what the leaderboard lists."""
-
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="learned_losses")
-    rank = models.PositiveIntegerField(help_text="1 is the experiment's best.")
-    expression = models.TextField()
-    canonical_key = models.TextField(blank=True, default="")
-    latex = models.TextField(blank=True, default="")
-    weights = models.JSONField(null=True, blank=True)
-    complexity = models.PositiveIntegerField(default=0, help_text="Expression tree size.")
-    validation_fitness = models.FloatField()
-    baseline_fitness = models.FloatField(null=True, blank=True)
-    meta_test = models.JSONField(null=True, blank=True)
-    generation = models.PositiveIntegerField(default=0, help_text="When it was first found.")
-    dataset = models.CharField(max_length=64)
-    model = models.CharField(max_length=64)
-    metric = models.CharField(max_length=32)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    objects = LearnedLossQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["experiment", "rank"]
-        verbose_name_plural = "learned losses"
-        constraints = [models.UniqueConstraint(fields=["experiment", "rank"], name="unique_learned_loss_rank")]
-
-    def __str__(self) -> str:
-        return f"#{self.rank} of {self.experiment_id}: {self.expression}"
-
-    @property
-    def weight_count(self) -> int:
-        return len(self.weights or ())
-
-    @property
-    def relative_improvement(self) -> float | None:
-        """(baseline - fitness) / baseline, e.g. 0.25 for a quarter lower error; None if undefined."""
-        if self.baseline_fitness is None or not self.baseline_fitness:
-            return None
-        return (self.baseline_fitness - self.validation_fitness) / self.baseline_fitness
-
-    def to_dict(self) -> dict:
-        return {
-            "experiment_id": self.experiment_id, "rank": self.rank, "expression": self.expression,
-            "latex": self.latex, "weights": self.weights, "complexity": self.complexity,
-            "validation_fitness": self.validation_fitness, "baseline_fitness": self.baseline_fitness,
-            "meta_test": self.meta_test, "generation": self.generation, "dataset": self.dataset,
-            "model": self.model, "metric": self.metric,
         }

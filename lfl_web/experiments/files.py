@@ -1,7 +1,8 @@
-"""User data files uploaded with an experiment: stored under var/uploads with a generated name.
+"""The files an experiment keeps on disk: its search checkpoint and the data file a user uploaded.
 
-The uploaded name is never used on disk (it could hold `../` or clash with another user's file);
-only its extension is kept, because the engine reads `.csv` and `.npz` files by kind.
+Uploads are stored under a generated name: the uploaded name is never used on disk (it could hold
+`../` or clash with another user's file); only its extension is kept, because the engine reads
+`.csv` and `.npz` files by kind.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from django.conf import settings
 
 UPLOAD_EXTENSIONS = (".csv", ".npz")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # larger tables belong in a data_root the server already has
+
+
+def checkpoint_path(experiment_id: int) -> Path:
+    """Where the worker keeps the search state of `experiment_id`, so a redelivered search resumes."""
+    return Path(settings.LFL_CHECKPOINT_DIR) / f"experiment_{experiment_id}.json"
 
 
 def upload_dir() -> Path:
@@ -31,8 +37,8 @@ def store_upload(uploaded) -> Path:
     return path
 
 
-def is_upload(path: str | None) -> bool:
-    """Whether `path` is a file this module stored (and so may delete)."""
+def is_upload(path: str | Path | None) -> bool:
+    """Whether `path` is a file `store_upload` stored (and so may be deleted)."""
     if not path:
         return False
     return Path(path).resolve().parent == upload_dir().resolve()
@@ -40,5 +46,5 @@ def is_upload(path: str | None) -> bool:
 
 def remove_upload(path: str | Path | None) -> None:
     """Delete a stored upload; anything outside the upload folder is left alone."""
-    if path and is_upload(str(path)):
+    if is_upload(path):
         Path(path).unlink(missing_ok=True)

@@ -1,0 +1,155 @@
+"""The experiment dashboard's panels, rendered on the server for the page and for its live updates.
+
+One renderer: the page includes the partials templates/experiments/_*.html, and every live update
+(`update_message`) and the connect-time snapshot (`snapshot_message`) carry the same partials rendered
+from the database, keyed by the id of their root element. The browser only swaps them in; it decides
+nothing. Fragments never depend on who watches (they are rendered once per event, for every viewer):
+controls that need a permission stay in the page, driven by the data attributes of the status badge.
+
+What each event changed is named in PANELS_BY_EVENT, and the data is read lazily (`Dashboard`), so the
+queries behind an update stay the same in number however long the search has run.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+from django.template.loader import render_to_string
+
+from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, loss_shape_for
+from lfl_web.experiments.models import Experiment, MetaTestStatus
+
+#: Panel id (the id of the fragment's root element) -> its partial.
+PANEL_TEMPLATES = {
+    "status": "experiments/_status.html",
+    "error": "experiments/_error.html",
+    "progress-panel": "experiments/_progress.html",
+    "best-panel": "experiments/_best.html",
+    "hall-of-fame-panel": "experiments/_hall_of_fame.html",
+    "candidates-panel": "experiments/_candidates.html",
+    "loss-shape-panel": "experiments/_loss_shape.html",
+    "meta-test-panel": "experiments/_meta_test.html",
+}
+PANEL_IDS = tuple(PANEL_TEMPLATES)
+
+#: What a change of the experiment's row (status, cancel request, error, meta-test state) can change.
+STATUS_PANELS = ("status", "error", "progress-panel", "hall-of-fame-panel", "loss-shape-panel", "meta-test-panel")
+
+#: Event type -> the panels it changes. Candidates re-render only their (latest) generation's table;
+#: a generation re-renders the counters, the best loss, the hall of fame and the candidates header.
+PANELS_BY_EVENT = {
+    "search_started": ("progress-panel", "best-panel"),  # totals, baseline, evaluation plan, metric
+    "candidate_evaluated": ("candidates-panel",),
+    "candidate_refined": ("candidates-panel",),
+    "generation_finished": ("progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel"),
+    # record_event follows search_finished with an experiment_status message: that one carries its panels
+    "search_finished": (),
+    "experiment_status": STATUS_PANELS,
+    "meta_test_progress": ("meta-test-panel",),
+    "meta_test_finished": ("meta-test-panel", "status"),  # the status badge says no more news follows
+}
+
+
+class Dashboard:
+    """What the panels show, read from the database on first use: a panel not rendered costs nothing."""
+
+    download_formats = DOWNLOAD_FORMATS.values()
+
+    def __init__(self, experiment: Experiment):
+        self.experiment = experiment
+
+    @cached_property
+    def latest(self):
+        """The newest finished generation, or None."""
+        return self.experiment.latest_generation()
+
+    @cached_property
+    def summary(self) -> dict:
+        return self.experiment.progress_summary()
+
+    @cached_property
+    def learned(self) -> list:
+        """The learned losses, best first (empty until the search has finished)."""
+        return list(self.experiment.learned_losses.order_by("rank"))
+
+    @property
+    def best(self):
+        return self.learned[0] if self.learned else None
+
+    @cached_property
+    def candidates(self) -> list:
+        """The candidates of the newest generation that has any (a repeated older event shows no older table)."""
+        return list(self.experiment.candidates.of_latest_generation())
+
+    @cached_property
+    def loss_shape(self) -> dict | None:
+        return loss_shape_for(self.best)
+
+    @cached_property
+    def meta_test_view(self) -> str:
+        return self.experiment.meta_test_view(self.best)
+
+    @property
+    def refines_top_k(self) -> bool:
+        """Only local search mode top_k reports a candidate's fitness before local search (candidate_refined)."""
+        return self.experiment.config.get("local_search", {}).get("mode") == "top_k"
+
+    @property
+    def expects_news(self) -> bool:
+        """Whether anything is still to come: an unfinished search, or the meta-test that follows a success.
+        The page keeps its socket open exactly as long as this holds."""
+        return not self.experiment.is_finished or self.experiment.meta_test_status == MetaTestStatus.RUNNING
+
+
+def panels_context(experiment: Experiment) -> dict:
+    """The template context of every panel (and of the page that includes them)."""
+    return {"experiment": experiment, "dashboard": Dashboard(experiment)}
+
+
+def render_panels(experiment: Experiment, panel_ids=PANEL_IDS) -> dict[str, str]:
+    """Panel id -> its HTML fragment, for the panels named (all of them by default)."""
+    context = panels_context(experiment)
+    return {panel_id: render_to_string(PANEL_TEMPLATES[panel_id], context) for panel_id in panel_ids}
+
+
+def chart_series(experiment: Experiment, generations=None) -> dict:
+    """The fitness chart's data: the metric, the baseline and one point per generation (every stored
+    generation, or the rows given). The browser merges points by generation, so a repeat is harmless."""
+    rows = experiment.generations.order_by("index") if generations is None else generations
+    baseline = None
+    if finite(experiment.baseline_fitness) is not None:
+        baseline = {"loss": experiment.baseline_loss, "fitness": experiment.baseline_fitness}
+    points = [{"generation": g.index, "best": finite(g.best_fitness), "mean": finite(g.mean_fitness)} for g in rows]
+    return {"metric": experiment.metric, "baseline": baseline, "points": points}
+
+
+def chart_update(experiment: Experiment, event: dict) -> dict | None:
+    """What an event adds to the chart: its generation's point, or the baseline once the search started."""
+    if event["type"] == "generation_finished":
+        return chart_series(experiment, experiment.generations.filter(index=event["generation"]))
+    if event["type"] == "search_started":
+        return chart_series(experiment, ())
+    return None
+
+
+def update_message(experiment: Experiment | int, event: dict) -> dict | None:
+    """`event` as a watcher receives it: its data, plus `panels` (id -> HTML of the panels it changed,
+    read from the database) and `chart` (data for the chart, or None). None if the experiment is gone."""
+    if not isinstance(experiment, Experiment):
+        experiment = Experiment.objects.filter(pk=experiment).first()
+        if experiment is None:
+            return None
+    panels = render_panels(experiment, PANELS_BY_EVENT.get(event["type"], ()))
+    return {**event, "panels": panels, "chart": chart_update(experiment, event)}
+
+
+def snapshot_message(experiment: Experiment) -> dict:
+    """Everything at once, for a browser that (re)connects: the row, every panel and the whole chart."""
+    return {"type": "snapshot", "experiment": experiment.state_dict(), "panels": render_panels(experiment),
+            "chart": chart_series(experiment)}
+
+
+def finite(value: float | None) -> float | None:
+    """NaN and infinities as None: JSON has neither (a row stored by an older worker could hold one)."""
+    return value if value is not None and math.isfinite(value) else None

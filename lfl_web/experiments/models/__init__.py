@@ -1,0 +1,26 @@
+"""Experiments and what their searches found: generations, candidates and learned losses.
+
+The database is the record of a search: a worker writes every event here before announcing it,
+and a browser that (re)connects gets its panels rendered from here (`experiments.dashboard`).
+"""
+
+from lfl_web.experiments.models.experiment import (
+    UNFINISHED,
+    Experiment,
+    ExperimentQuerySet,
+    MetaTestStatus,
+    Status,
+)
+from lfl_web.experiments.models.results import (
+    LEADERBOARD_ORDERINGS,
+    Candidate,
+    CandidateQuerySet,
+    Generation,
+    LearnedLoss,
+    LearnedLossQuerySet,
+)
+
+__all__ = (
+    "LEADERBOARD_ORDERINGS", "UNFINISHED", "Candidate", "CandidateQuerySet", "Experiment", "ExperimentQuerySet",
+    "Generation", "LearnedLoss", "LearnedLossQuerySet", "MetaTestStatus", "Status",
+)

@@ -1,0 +1,186 @@
+"""What a search found: each generation's summary, every evaluated candidate, and the learned
+losses it kept (what the leaderboard lists)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import ExpressionWrapper, F, FloatField, Max
+
+from lfl_web.experiments.models.experiment import Experiment, Status
+
+
+class Generation(models.Model):
+    """The summary of one finished generation (a GenerationFinished event)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="generations")
+    index = models.PositiveIntegerField()
+    best_fitness = models.FloatField(null=True, blank=True)
+    mean_fitness = models.FloatField(null=True, blank=True)
+    median_fitness = models.FloatField(null=True, blank=True)
+    evaluated = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    best_expression = models.TextField(blank=True, default="")
+    best_latex = models.TextField(blank=True, default="")
+    hall_of_fame = models.JSONField(default=list, blank=True)
+    seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["experiment", "index"]
+        constraints = [models.UniqueConstraint(fields=["experiment", "index"], name="unique_generation_index")]
+
+    def __str__(self) -> str:
+        return f"generation {self.index} of {self.experiment_id}"
+
+    def to_dict(self) -> dict:
+        """Same keys as a generation_finished event."""
+        return {
+            "generation": self.index, "best_fitness": self.best_fitness, "mean_fitness": self.mean_fitness,
+            "median_fitness": self.median_fitness, "evaluated": self.evaluated, "rejected": self.rejected,
+            "cache_hits": self.cache_hits, "best_expression": self.best_expression or None,
+            "best_latex": self.best_latex or None, "hall_of_fame": self.hall_of_fame, "seconds": self.seconds,
+        }
+
+
+class CandidateQuerySet(models.QuerySet):
+    def of_latest_generation(self):
+        latest = self.aggregate(latest=Max("generation"))["latest"]
+        return self.filter(generation=latest).order_by("index") if latest is not None else self.none()
+
+
+class Candidate(models.Model):
+    """One evaluated member of a population (a CandidateEvaluated event)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="candidates")
+    generation = models.PositiveIntegerField()
+    index = models.PositiveIntegerField()
+    expression = models.TextField()
+    canonical_key = models.TextField()
+    latex = models.TextField(blank=True, default="")
+    fitness = models.FloatField(null=True, blank=True, help_text="Empty when rejected or diverged.")
+    symbolic_fitness = models.FloatField(
+        null=True, blank=True, help_text="Before local search refined its weights (empty if it was not refined)."
+    )
+    rejection_reason = models.TextField(blank=True, default="")
+    cache_hit = models.BooleanField(default=False)
+    weights = models.JSONField(null=True, blank=True)
+
+    objects = CandidateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["experiment", "generation", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "generation", "index"], name="unique_candidate_slot")
+        ]
+
+    def __str__(self) -> str:
+        return self.expression
+
+    def to_dict(self) -> dict:
+        """Same keys as a candidate_evaluated event."""
+        return {
+            "generation": self.generation, "index": self.index, "expression": self.expression,
+            "canonical_key": self.canonical_key, "latex": self.latex, "fitness": self.fitness,
+            "symbolic_fitness": self.symbolic_fitness, "rejection_reason": self.rejection_reason or None, "cache_hit": self.cache_hit, "weights": self.weights,
+        }
+
+
+#: Leaderboard sort keys -> ordering (lower fitness is better; larger improvement is better).
+LEADERBOARD_ORDERINGS = {
+    "fitness": ("validation_fitness", "complexity", "-created_at", "pk"),
+    "improvement": (F("improvement").desc(nulls_last=True), "validation_fitness", "pk"),
+    "date": ("-created_at", "-pk"),
+}
+
+
+class LearnedLossQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self.filter(experiment__in=Experiment.objects.visible_to(user))
+
+    def with_improvement(self):
+        """Annotate `improvement`: baseline minus learned fitness (positive: the learned loss is better)."""
+        return self.annotate(
+            improvement=ExpressionWrapper(F("baseline_fitness") - F("validation_fitness"), output_field=FloatField())
+        )
+
+    def ranked_by(self, sort: str, *, dataset: str = "", model: str = "", metric: str = "", best_only: bool = True):
+        """Leaderboard rows: filtered by whichever of dataset/model/metric is given, sorted by a
+        key of LEADERBOARD_ORDERINGS; with `best_only`, each experiment's rank-1 loss alone."""
+        filters = {k: v for k, v in {"dataset": dataset, "model": model, "metric": metric}.items() if v}
+        rows = self.for_leaderboard().with_improvement().filter(**filters)
+        if best_only:
+            rows = rows.filter(rank=1)
+        return rows.order_by(*LEADERBOARD_ORDERINGS[sort])
+
+    def for_leaderboard(self):
+        """Losses of finished searches, best first within each dataset and model."""
+        return (
+            self.filter(experiment__status__in=[Status.SUCCEEDED, Status.CANCELLED])
+            .select_related("experiment", "experiment__owner")
+            .order_by("dataset", "model", "validation_fitness", "complexity", "pk")
+        )
+
+    def replace_for(self, experiment: Experiment, entries: list[dict]) -> None:
+        """Store `entries` (hall-of-fame dicts, best first) as this experiment's learned losses."""
+        task = experiment.config.get("task", {})
+        self.filter(experiment=experiment).delete()
+        self.bulk_create(
+            self.model(
+                experiment=experiment, rank=rank, expression=e["expression"], canonical_key=e.get("canonical_key", ""),
+                latex=e.get("latex", ""), weights=e.get("weights"), complexity=e.get("size", 0),
+                validation_fitness=e["fitness"], baseline_fitness=experiment.baseline_fitness,
+                generation=e.get("generation", 0), dataset=task.get("dataset", ""), model=task.get("model", ""),
+                metric=experiment.metric,
+            )
+            for rank, e in enumerate(entries, start=1)
+        )
+
+
+class LearnedLoss(models.Model):
+    """A loss a search kept (its hall of fame, best first): what the leaderboard lists."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="learned_losses")
+    rank = models.PositiveIntegerField(help_text="1 is the experiment's best.")
+    expression = models.TextField()
+    canonical_key = models.TextField(blank=True, default="")
+    latex = models.TextField(blank=True, default="")
+    weights = models.JSONField(null=True, blank=True)
+    complexity = models.PositiveIntegerField(default=0, help_text="Expression tree size.")
+    validation_fitness = models.FloatField()
+    baseline_fitness = models.FloatField(null=True, blank=True)
+    meta_test = models.JSONField(null=True, blank=True)
+    generation = models.PositiveIntegerField(default=0, help_text="When it was first found.")
+    dataset = models.CharField(max_length=64)
+    model = models.CharField(max_length=64)
+    metric = models.CharField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = LearnedLossQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["experiment", "rank"]
+        verbose_name_plural = "learned losses"
+        constraints = [models.UniqueConstraint(fields=["experiment", "rank"], name="unique_learned_loss_rank")]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} of {self.experiment_id}: {self.expression}"
+
+    @property
+    def weight_count(self) -> int:
+        return len(self.weights or ())
+
+    @property
+    def relative_improvement(self) -> float | None:
+        """(baseline - fitness) / baseline, e.g. 0.25 for a quarter lower error; None if undefined."""
+        if self.baseline_fitness is None or not self.baseline_fitness:
+            return None
+        return (self.baseline_fitness - self.validation_fitness) / self.baseline_fitness
+
+    def to_dict(self) -> dict:
+        return {
+            "experiment_id": self.experiment_id, "rank": self.rank, "expression": self.expression,
+            "latex": self.latex, "weights": self.weights, "complexity": self.complexity,
+            "validation_fitness": self.validation_fitness, "baseline_fitness": self.baseline_fitness,
+            "meta_test": self.meta_test, "generation": self.generation, "dataset": self.dataset,
+            "model": self.model, "metric": self.metric,
+        }
