@@ -71,9 +71,10 @@ def seed_losses(kind: str, enabled: bool) -> list[Node]:
     """Known losses placed in the first population so a search starts no worse than the baseline."""
     if not enabled:
         return []
+    squared_error = KNOWN_LOSSES[catalog.baseline_name("regression")]
     if kind == "classification":
-        return [KNOWN_LOSSES["cross_entropy"], KNOWN_LOSSES["squared_error"]]
-    return [KNOWN_LOSSES["squared_error"]]
+        return [KNOWN_LOSSES[catalog.baseline_name(kind)], squared_error]
+    return [squared_error]
 
 
 def run_search(

@@ -152,7 +152,7 @@ class _Compiled:
 
     def __init__(self, source: str, code: Code) -> None:
         namespace = dict(_NAMESPACE)
-        exec(compile(source, "<tree_program>", "exec"), namespace)  # our own generated source
+        exec(compile(source, "<expr.program>", "exec"), namespace)  # our own generated source
         self.fn = namespace["program"]
         self.source = source
         self._specs = code.constants

@@ -1,6 +1,6 @@
 """A layer chain linearized at one shared point: batched VJPs and JVPs without vmap.
 
-`batched_meta`'s one-step meta-gradient (see `first_step_objective` there) needs, for a population
+`population.local_search`'s one-step meta-gradient (see `first_step_objective` there) needs, for a population
 of P candidates that all start from the same parameters theta0 and the same input batch x:
 
 * the P parameter gradients J^T c_p for P different output cotangents c_p (a batched VJP), and

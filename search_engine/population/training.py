@@ -75,7 +75,7 @@ def population_loss(
 
     Equals `[make_loss(t, kind)(out[p], targets) ...]` (or the weighted loss of `loss_for`).
     The softmax / one-hot inputs are computed once for all members (ordinary autograd). The
-    trees then run as one `tree_program.TreeProgram`: values and d(loss)/d(f) in one sweep
+    trees then run as one `expr.program.TreeProgram`: values and d(loss)/d(f) in one sweep
     without autograd, the backward one multiplication; the values are those of the autograd
     path bit for bit, the gradients equal to float rounding. That is a first-order program: a
     double backward (create_graph=True) recomputes the derivative with autograd recording it.
