@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search_engine import catalog
+from search_engine import catalog, limits
 
 
 class ConfigError(ValueError):
@@ -148,6 +148,18 @@ def _type_error(expected: str, value: Any) -> str:
     return f"must be {expected}, got {value!r}"
 
 
+_LARGEST_FLOAT = 1.7976931348623157e308
+#: torch keeps a device index in an int8, so "cuda:128" would silently become cuda:-128.
+_MAX_CUDA_INDEX = 127
+
+
+def _is_cuda_index(device: str) -> bool:
+    """'cuda:N' with N written as torch reads it: ASCII digits, no leading zero, at most 127."""
+    index = device.removeprefix("cuda:")
+    return (device.startswith("cuda:") and index.isascii() and index.isdigit()
+            and (index == "0" or not index.startswith("0")) and int(index) <= _MAX_CUDA_INDEX)
+
+
 def _coerce(tp: Any, value: Any) -> tuple[Any, str | None]:
     """Check one leaf value against its annotation; return (value, error message or None)."""
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
@@ -163,7 +175,8 @@ def _coerce(tp: Any, value: Any) -> tuple[Any, str | None]:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return value, _type_error("a number", value)
-        if not math.isfinite(value):
+        # abs(int) > 1.8e308 overflows math.isfinite (OverflowError); such an int is not finite as a float.
+        if (isinstance(value, int) and abs(value) > _LARGEST_FLOAT) or not math.isfinite(value):
             return value, _type_error("a finite number", value)
         return float(value), None
     if tp is str:
@@ -182,7 +195,7 @@ def _build(cls: type, data: Any, prefix: str, errors: dict[str, str]) -> Any:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(names)})"
-            errors[prefix + str(key)] = "unknown field" + hint
+            errors[prefix + (key if isinstance(key, str) and key else repr(key))] = "unknown field" + hint
     kwargs = {}
     for name in names:
         if name not in data:
@@ -266,13 +279,17 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
     need(tk.kind is None or tk.kind in catalog.KINDS, "task.kind",
          f"must be 'classification' or 'regression', got {tk.kind!r}")
     dev = c.device
-    need(dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()), "device",
+    need(dev in ("auto", "cpu", "cuda") or _is_cuda_index(dev), "device",
          f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+    need(c.seed >= limits.SEED_RANGE[0], "seed", f"must be at least {limits.SEED_RANGE[0]}, got {c.seed}")
+    for name, message in limits.upper_bound_errors(c).items():  # sizes and step counts, each capped
+        need(False, name, message)
     return e
 
 
-def check_task(task: TaskConfig) -> dict[str, str]:
-    """Dataset and model checks (imports the numeric stack): unknown names, missing files, shape fit."""
+def check_task(task: TaskConfig, seed: int = 0) -> dict[str, str]:
+    """Dataset and model checks (imports the numeric stack): unknown names, missing files, shape fit,
+    and whether the data splits with the task's fractions (the split `seed` makes, on the labels)."""
     if task.dataset not in catalog.DATASET_NAMES:
         return {"task.dataset": f"unknown dataset {task.dataset!r}; known: {', '.join(catalog.DATASET_NAMES)}"}
     if task.model not in catalog.MODEL_NAMES:
@@ -280,9 +297,9 @@ def check_task(task: TaskConfig) -> dict[str, str]:
     from search_engine.tasks import datasets  # heavy: torch, torchvision
     from search_engine.tasks import networks as models
     try:
-        info = datasets.describe_dataset(dataset_spec(task))
+        info = datasets.check_dataset(dataset_spec(task), seed)
     except datasets.DataError as exc:
-        return {_data_field(task): str(exc)}
+        return {f"task.{exc.field}" if exc.field else data_field(task): str(exc)}
     try:
         models.check_model_fits(task.model, info)
     except (models.ModelShapeError, ValueError) as exc:
@@ -290,7 +307,8 @@ def check_task(task: TaskConfig) -> dict[str, str]:
     return {}
 
 
-def _data_field(task: TaskConfig) -> str:
+def data_field(task: TaskConfig) -> str:
+    """The configuration field a problem with the task's data is reported under."""
     if task.dataset in catalog.FILE_DATASETS:
         return "task.data_file"
     return "task.dataset" if task.dataset in catalog.BUILTIN_DATASETS else "task.data_root"
@@ -320,27 +338,29 @@ def load_config(source: dict | str | Path, *, check_data: bool = True) -> Experi
         raise ConfigError(errors)
     errors = _check_ranges(config)
     if not errors and check_data:
-        errors = check_task(config.task)
+        errors = check_task(config.task, config.seed)
     if errors:
         raise ConfigError(errors)
     return config
 
 
 def _read_source(source: dict | str | Path) -> Any:
-    if isinstance(source, dict):
-        return source
+    if not isinstance(source, (str, Path)):
+        return source  # a dict, or any other JSON value (reported by _build as "must be an object")
     if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
         path = Path(source)
         try:
             text = path.read_text()
-        except OSError as exc:
-            raise ConfigError({"config": f"cannot read {path}: {exc.strerror or exc}"}) from exc
+        except (OSError, ValueError) as exc:  # ValueError: a null byte in the path, or non-UTF-8 bytes
+            raise ConfigError({"config": f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"}) from exc
     else:
         text = source
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError({"config": f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"}) from exc
+    except RecursionError as exc:
+        raise ConfigError({"config": "invalid JSON: nested too deeply"}) from exc
 
 
 def replace(config: ExperimentConfig, **sections: Any) -> ExperimentConfig:

@@ -104,21 +104,24 @@ def run_search(
     started = time.perf_counter()
     from search_engine.scoring.plan import make_evaluator, plan_record  # strategy per config.evaluation
 
-    task = load_task(config)
-    saved = _saved_state(config, checkpoint_path, resume)
-    if evaluator_factory is None:
-        evaluator = make_evaluator(task, config, saved_plan=saved.plan if saved else None)
-    else:
-        evaluator = evaluator_factory(task, config)
-    state = saved or _fresh_state(config, task.kind, evaluator)
-    state.plan = plan_record(evaluator, task.device)
-    emit(SearchStarted(
-        config=config.to_dict(), generations=config.search.generations,
-        population_size=config.search.population_size, start_generation=state.next_generation,
-        baseline_loss=baseline_name(task.kind), baseline_fitness=state.baseline_fitness, plan=state.plan,
-    ))
     status = "completed"
-    with interrupt.watching(stop):
+    with interrupt.watching(stop):  # from the first byte of data on: preparing a search can take a while
+        saved = _saved_state(config, checkpoint_path, resume)
+        try:
+            task = load_task(config)
+            if evaluator_factory is None:
+                evaluator = make_evaluator(task, config, saved_plan=saved.plan if saved else None)
+            else:
+                evaluator = evaluator_factory(task, config)
+            state = saved or _fresh_state(config, task.kind, evaluator)
+        except interrupt.Stopped:  # before the first generation: nothing was found, nothing is saved
+            return _stopped_while_preparing(config, emit, started)
+        state.plan = plan_record(evaluator, task.device)
+        emit(SearchStarted(
+            config=config.to_dict(), generations=config.search.generations,
+            population_size=config.search.population_size, start_generation=state.next_generation,
+            baseline_loss=baseline_name(task.kind), baseline_fitness=state.baseline_fitness, plan=state.plan,
+        ))
         while state.next_generation < config.search.generations:
             try:
                 fitnesses = None if stop() else _run_generation(config, state, evaluator, emit, stop)
@@ -137,6 +140,17 @@ def run_search(
         config=config.to_dict(), status=status, best=best, hall_of_fame=tuple(state.hall_of_fame),
         history=tuple(state.history), totals=dict(state.totals), baseline_loss=baseline_name(task.kind),
         baseline_fitness=state.baseline_fitness, seconds=time.perf_counter() - started, plan=state.plan,
+    )
+
+
+def _stopped_while_preparing(config: ExperimentConfig, emit: OnEvent, started: float) -> SearchResult:
+    """The result of a search stopped while its data, plan or baseline were being prepared."""
+    totals = {"evaluated": 0, "rejected": 0, "cache_hits": 0}
+    emit(SearchFinished(status="stopped", generations_completed=0, best=None, **totals))
+    kind = catalog.dataset_kind(config.task.dataset, config.task.kind or "classification")
+    return SearchResult(
+        config=config.to_dict(), status="stopped", best=None, hall_of_fame=(), history=(), totals=totals,
+        baseline_loss=baseline_name(kind), baseline_fitness=None, seconds=time.perf_counter() - started,
     )
 
 

@@ -7,6 +7,10 @@ calls `check(step)`, which asks the callable every `CHECK_EVERY` steps and raise
 once it answers True. The search then drops the interrupted candidates (their training did
 not finish, so they have no fitness) and keeps every candidate finished before.
 
+Loading the data, choosing the evaluation plan and training the baseline run inside `watching`
+too, and the file loaders call `poll()` every few thousand rows, so a stop requested while a
+large dataset is being prepared is honoured within seconds.
+
 Outside `watching` (the CLI's `evaluate`, the meta-test, direct library use) `check` does
 nothing, so these functions behave exactly as before.
 """
@@ -30,6 +34,14 @@ def check(step: int) -> None:
     """Raise `Stopped` if a stop was requested (asked only every CHECK_EVERY steps)."""
     if step % CHECK_EVERY:
         return
+    should_stop = _should_stop.get()
+    if should_stop is not None and should_stop():
+        raise Stopped
+
+
+def poll() -> None:
+    """Raise `Stopped` if a stop was requested: for loops whose units are not training steps
+    (rows of a file being parsed, columns being converted), each caller choosing how often."""
     should_stop = _should_stop.get()
     if should_stop is not None and should_stop():
         raise Stopped

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from search_engine import catalog
-from search_engine.config import ExperimentConfig, dataset_spec
+from search_engine.config import ConfigError, ExperimentConfig, data_field, dataset_spec
 from search_engine.tasks import datasets
 from search_engine.tasks import networks as models
 from search_engine.tasks.training import metric_from_outputs, resolve_device
@@ -44,8 +44,18 @@ class Task:
 
 
 def load_task(config: ExperimentConfig) -> Task:
-    """Load the configured dataset (split by the experiment seed) onto the configured device."""
+    """Load the configured dataset (split by the experiment seed) onto the configured device.
+
+    The data is read once (a user's CSV is parsed by describing it, so describing it first would
+    parse it twice); a problem with it or with the model's fit is a ConfigError naming the field.
+    """
     device = resolve_device(config.device)
-    models.check_model_fits(config.task.model, datasets.describe_dataset(dataset_spec(config.task)))
-    splits = datasets.load_dataset(dataset_spec(config.task), seed=config.seed).to(device)
-    return Task(splits=splits, model_name=config.task.model, device=device)
+    try:
+        splits = datasets.load_dataset(dataset_spec(config.task), seed=config.seed)
+    except datasets.DataError as exc:
+        raise ConfigError({data_field(config.task): str(exc)}) from exc
+    try:
+        models.check_model_fits(config.task.model, splits.info)
+    except (models.ModelShapeError, ValueError) as exc:
+        raise ConfigError({"task.model": str(exc)}) from exc
+    return Task(splits=splits.to(device), model_name=config.task.model, device=device)

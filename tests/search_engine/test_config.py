@@ -86,3 +86,51 @@ def test_presets_are_valid():
     for path in presets:
         data = json.loads(path.read_text())
         load_config(data, check_data=data.get("task", {}).get("dataset") in (None, "digits", "digits28", "diabetes"))
+
+
+# ----------------------------------------------------------------------------- data checked at validation
+
+
+def csv_task(tmp_path, labels, kind="classification", **task) -> dict:
+    path = tmp_path / f"data{len(list(tmp_path.iterdir()))}.csv"
+    path.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{label}\n" for i, label in enumerate(labels)))
+    return {"task": {"dataset": "csv", "model": "mlp", "data_file": str(path), "kind": kind, **task}}
+
+
+@pytest.mark.parametrize("kind, labels", [("classification", ["yes"]), ("regression", [0.5, 1.5, 2.5])])
+def test_too_few_rows_are_refused_at_the_data_file(tmp_path, kind, labels):
+    errors = errors_of(csv_task(tmp_path, labels, kind))
+    assert f"has {len(labels)} sample(s)" in errors["task.data_file"] and "at least 4" in errors["task.data_file"]
+
+
+def test_classification_needs_two_classes_with_three_samples_each(tmp_path):
+    assert "at least 2 classes" in errors_of(csv_task(tmp_path, ["a"] * 9))["task.data_file"]
+    message = errors_of(csv_task(tmp_path, ["a", "b"] * 4 + ["c"]))["task.data_file"]
+    assert "class 'c' has 1 sample(s), every class needs at least 3" in message
+
+
+def test_a_split_too_small_for_every_class_names_its_fraction(tmp_path):
+    errors = errors_of(csv_task(tmp_path, ["a", "b", "c"] * 3))  # test: ceil(0.2 x 9) = 2 < 3 classes
+    assert errors == {"task.test_fraction": "the test split (test_fraction 0.2) would hold 2 of the 9 samples, "
+                                            "fewer than the 3 classes it must each contain; raise test_fraction or "
+                                            "add data"}
+    assert "task.val_fraction" in errors_of({"task": {"val_fraction": 0.001}})  # 2 digits for 10 classes
+    assert "task.val_fraction" in errors_of(csv_task(tmp_path, ["a", "b"] * 20, val_fraction=0.78))  # leaves 0 to train
+
+
+def test_validation_accepts_exactly_what_the_worker_can_split(tmp_path):
+    """Every small file either is refused at validation or splits: the worker never finds out first."""
+    from search_engine.config import dataset_spec
+    from search_engine.tasks.datasets import load_dataset
+
+    for n in range(1, 16):
+        for classes in (1, 2, 3):
+            for fractions in ({}, {"val_fraction": 0.1, "test_fraction": 0.5}, {"test_fraction": 0.05}):
+                data = csv_task(tmp_path, [i % classes for i in range(n)], **fractions)
+                try:
+                    config = load_config(data)
+                except ConfigError as exc:
+                    assert set(exc.errors) <= {"task.data_file", "task.val_fraction", "task.test_fraction"}
+                    continue
+                splits = load_dataset(dataset_spec(config.task), config.seed)
+                assert len(splits.y_train) >= 2 and len(splits.y_val) and len(splits.y_test)

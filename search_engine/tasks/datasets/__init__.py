@@ -2,6 +2,7 @@
 
 Public API:
     describe_dataset(spec) -> DatasetInfo   cheap: shapes and sizes without loading the data
+    check_dataset(spec, seed) -> DatasetInfo  describe, plus: can load_dataset split it? (validation)
     load_dataset(spec, seed) -> Splits      disjoint, stratified, seeded train/val/test splits
 Every bad input raises `DataError` with a message naming the file, column, key or path at fault.
 """
@@ -17,12 +18,14 @@ from search_engine.tasks.datasets.core import (
     Splits,
     check_fractions,
     make_splits,
+    split_indices,
 )
 from search_engine.tasks.datasets.tabular import describe_csv, describe_npz, load_csv_source, load_npz_source
 from search_engine.tasks.datasets.vision import VISION_SETS, describe_vision, load_vision_source
 
 __all__ = [
-    "DATASET_NAMES", "DataError", "DatasetInfo", "DatasetSpec", "Splits", "describe_dataset", "load_dataset",
+    "DATASET_NAMES", "DataError", "DatasetInfo", "DatasetSpec", "Splits", "check_dataset", "describe_dataset",
+    "load_dataset",
 ]
 
 # catalogue name -> (describe(spec) -> DatasetInfo, load(spec) -> Source); a test checks both lists agree
@@ -57,6 +60,22 @@ def describe_dataset(spec: DatasetSpec) -> DatasetInfo:
     torchvision sets after checking that `data_root` and every expected file exist.
     """
     return _handlers(spec)[0](spec)
+
+
+def check_dataset(spec: DatasetSpec, seed: int) -> DatasetInfo:
+    """`describe_dataset`, and the check that `load_dataset` can split the data with `spec`'s
+    fractions: the very split it makes, run on the labels, so the two never disagree.
+
+    Built-in and csv/npz data are read for it (csv/npz are parsed by describe_dataset anyway);
+    torchvision sets are only described: their official splits are not read at validation.
+    A DataError's `field` says which fraction to change when the data itself is not at fault.
+    """
+    describe, load = _handlers(spec)
+    if spec.name in VISION_SETS:
+        return describe(spec)
+    source = load(spec)
+    split_indices(source, spec, seed)
+    return source.info
 
 
 def load_dataset(spec: DatasetSpec, seed: int) -> Splits:

@@ -9,6 +9,7 @@ one place.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,15 @@ STD_FLOOR = 1e-6
 
 
 class DataError(ValueError):
-    """A dataset could not be described or loaded; the message names the culprit."""
+    """A dataset could not be described or loaded; the message names the culprit.
+
+    `field` names the DatasetSpec field to change when it is not the data itself
+    ("val_fraction", "test_fraction"); None means the data (file, folder or dataset) is at fault.
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -143,8 +152,11 @@ def _class_label(source: Source, cls: int) -> str:
 
 
 def _check_class_counts(source: Source, labels: np.ndarray, needed: int, where: str) -> None:
-    """Stratified splitting needs `needed` samples of every class present in `labels`."""
+    """Stratified splitting needs two classes and `needed` samples of every class present in `labels`."""
     classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        found = "no labels" if len(classes) == 0 else f"only class {_class_label(source, int(classes[0]))}"
+        raise DataError(f"classification needs at least 2 classes, {where} holds {found}")
     worst = int(np.argmin(counts))
     if counts[worst] < needed:
         raise DataError(
@@ -154,13 +166,44 @@ def _check_class_counts(source: Source, labels: np.ndarray, needed: int, where: 
         )
 
 
-def _carve(indices: np.ndarray, labels: np.ndarray | None, size: float | int, seed: int, what: str):
+# Fewest training samples a search may end with (the same floor as max_train's).
+MIN_TRAIN = 2
+
+
+def _check_enough_samples(spec: DatasetSpec, n: int, official_test: bool) -> None:
+    """Training (MIN_TRAIN), validation and, without an official test split, test samples."""
+    needed = MIN_TRAIN + 1 + (0 if official_test else 1)
+    if n < needed:
+        data = f"data file {spec.data_file}" if spec.data_file else f"dataset {spec.name!r}"
+        splits = "training and validation" if official_test else "training, validation and test"
+        raise DataError(f"{data} has {n} sample(s); the {splits} splits need at least {needed} "
+                        f"({MIN_TRAIN} to train on, 1 for each other split)")
+
+
+def _check_carve(spec: DatasetSpec, field: str, n: int, share: float, *, per_split: int, rest_needs: int,
+                 pool: str, rest_for: str) -> None:
+    """Refuse a carve that leaves the carved split or the rest too small, with the sizes sklearn uses
+    (ceil(share * n) carved); `per_split` is the number of classes a stratified split must each hold."""
+    what, value = ("test" if field == "test_fraction" else "validation"), getattr(spec, field)
+    carved = math.ceil(share * n)
+    rest = n - carved
+    if carved < per_split:
+        raise DataError(
+            f"the {what} split ({field} {value:g}) would hold {carved} of the {n} {pool}, fewer than the "
+            f"{per_split} classes it must each contain; raise {field} or add data", field=field)
+    if rest < rest_needs:
+        raise DataError(
+            f"the {what} split ({field} {value:g}) would take {carved} of the {n} {pool} and leave {rest}, "
+            f"fewer than the {rest_needs} {rest_for}; lower {field} or add data", field=field)
+
+
+def _carve(indices: np.ndarray, labels: np.ndarray | None, size: float | int, seed: int, what: str, field: str):
     """Split `indices` into (rest, carved) with `size` going to `carved`; stratified when labelled."""
     strat = None if labels is None else labels[indices]
     try:
         rest, carved = train_test_split(indices, test_size=size, random_state=seed, stratify=strat)
     except ValueError as exc:  # sklearn explains e.g. "test_size should be >= number of classes"
-        raise DataError(f"cannot carve the {what} split ({len(indices)} samples): {exc}") from exc
+        raise DataError(f"cannot carve the {what} split ({len(indices)} samples): {exc}", field=field) from exc
     return np.sort(rest), np.sort(carved)
 
 
@@ -170,16 +213,23 @@ def split_indices(source: Source, spec: DatasetSpec, seed: int) -> tuple[np.ndar
     labels = source.y if classify else None
     pool = np.arange(len(source.y))
     official = source.x_test is not None
+    _check_enough_samples(spec, len(pool), official)
     if classify:
         _check_class_counts(source, source.y, 2 if official else 3, "the training pool")
+    per_split = len(np.unique(source.y)) if classify else 1  # a stratified split holds every class
+    train_needs = max(per_split, MIN_TRAIN)
     if official:
         test = np.arange(len(source.y_test))
         val_share = spec.val_fraction
     else:
-        pool, test = _carve(pool, labels, spec.test_fraction, seed, "test")
+        _check_carve(spec, "test_fraction", len(pool), spec.test_fraction, per_split=per_split,
+                     rest_needs=per_split + train_needs, pool="samples", rest_for="the validation and training splits need")
+        pool, test = _carve(pool, labels, spec.test_fraction, seed, "test", "test_fraction")
         # Rescale so the validation split is val_fraction of the whole dataset.
         val_share = spec.val_fraction / (1.0 - spec.test_fraction)
-    train, val = _carve(pool, labels, val_share, seed, "validation")
+    _check_carve(spec, "val_fraction", len(pool), val_share, per_split=per_split, rest_needs=train_needs,
+                 pool="samples" if official else "samples the test split leaves", rest_for="the training split needs")
+    train, val = _carve(pool, labels, val_share, seed, "validation", "val_fraction")
     return _subsample(source, train, spec.max_train, seed), val, test
 
 

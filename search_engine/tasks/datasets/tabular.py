@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import csv
+import lzma
+import math
 import pickle
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from search_engine.tasks.datasets.core import KINDS, DataError, DatasetInfo, DatasetSpec, Source
+from search_engine.runtime import interrupt
+from search_engine.tasks.datasets.core import KINDS, STD_FLOOR, DataError, DatasetInfo, DatasetSpec, Source
 
 NPZ_FEATURES_KEY = "x"
 NPZ_DEFAULT_LABEL_KEY = "y"
+#: CSV rows read between two questions to a search's should_stop (about 10 ms of parsing)
+POLL_ROWS = 5000
+# What reading a damaged archive raises besides BadZipFile/ValueError/EOFError: a corrupt deflate or
+# lzma stream its codec's error, an unknown compression method NotImplementedError, an encrypted
+# member RuntimeError, a garbled .npy header a tokenizer or syntax error.
+_NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+                    NotImplementedError, RuntimeError, tokenize.TokenError, SyntaxError, pickle.UnpicklingError)
 
 
 def _data_file(spec: DatasetSpec) -> Path:
@@ -23,7 +35,11 @@ def _data_file(spec: DatasetSpec) -> Path:
     if spec.kind not in KINDS:
         raise DataError(f"dataset {spec.name!r} needs kind set to one of {KINDS}, got {spec.kind!r}")
     path = Path(spec.data_file)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. ENAMETOOLONG, which Path.is_file does not swallow
+        raise DataError(f"data file not found: {path} ({exc.strerror or exc})") from exc
+    if not found:
         raise DataError(f"data file not found: {path}")
     return path
 
@@ -43,6 +59,19 @@ def encode_classes(values: np.ndarray, where: str) -> tuple[np.ndarray, tuple[st
     classes, codes = np.unique(keys, return_inverse=True)
     names = tuple(f"{c:g}" if isinstance(c, float) else str(c) for c in classes)
     return codes.astype(np.int64).reshape(-1), names
+
+
+#: Largest magnitude a feature or target may have: standardizing in float32 (the models' dtype) divides
+#: a difference of up to 2 * MAX_ABS_VALUE by a std of at least STD_FLOOR, which must stay finite.
+MAX_ABS_VALUE = float(np.finfo(np.float32).max) * STD_FLOOR / 2  # about 1.7e32
+_BEYOND = f"(or beyond +-{MAX_ABS_VALUE:.2g}, where scaling would overflow float32)"
+
+
+def _finite_and_bounded(values: np.ndarray) -> bool:
+    """Whether every value is finite and within +-MAX_ABS_VALUE (1e300 is a finite float64, but inf in
+    float32; 3e38 is a finite float32, but its standardized value need not be)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool((np.abs(values.astype(np.float64)) <= MAX_ABS_VALUE).all())  # NaN compares False
 
 
 def _numeric(values: list[str], column: str, path: Path) -> np.ndarray:
@@ -68,12 +97,18 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
-            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+            rows = []
+            for row in reader:
+                if reader.line_num % POLL_ROWS == 0:
+                    interrupt.poll()  # a large file takes a while: a stop request must not wait for it
+                cells = [cell.strip() for cell in row]
+                if any(cells):
+                    rows.append((reader.line_num, cells))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read CSV file {path}: {exc}") from exc
     if not rows:
         raise DataError(f"CSV file {path} is empty; expected a header row and data rows")
-    header = [name.strip() for name in rows[0][1]]
+    header = rows[0][1]
     if len(set(header)) != len(header):
         raise DataError(f"CSV file {path}: duplicate column names in header {header}")
     if len(rows) < 2:
@@ -83,7 +118,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
             raise DataError(
                 f"CSV file {path}, line {line}: {len(row)} fields but the header has {len(header)}"
             )
-    return header, [[cell.strip() for cell in row] for _, row in rows[1:]]
+    return header, [row for _, row in rows[1:]]
 
 
 def _csv_columns(spec: DatasetSpec) -> tuple[Path, list[str], list[list[str]], str]:
@@ -106,8 +141,8 @@ def _csv_labels(spec: DatasetSpec, path: Path, values: list[str], label: str):
             raise DataError(f"{where}: has empty values")
         return encode_classes(np.array(values, dtype=object), where)
     y = _numeric(values, label, path)
-    if not np.isfinite(y).all():
-        raise DataError(f"{where}: contains NaN or infinite values")
+    if not _finite_and_bounded(y):
+        raise DataError(f"{where}: contains NaN or infinite values {_BEYOND}")
     return y.astype(np.float32).reshape(-1, 1), None
 
 
@@ -125,9 +160,10 @@ def load_csv_source(spec: DatasetSpec) -> Source:
     for j, name in enumerate(header):
         if name == label:
             continue
+        interrupt.poll()
         col = _numeric(list(columns[j]), name, path)
-        if not np.isfinite(col).all():
-            raise DataError(f"CSV file {path}: feature column {name!r} contains NaN or infinite values")
+        if not _finite_and_bounded(col):
+            raise DataError(f"CSV file {path}: feature column {name!r} contains NaN or infinite values {_BEYOND}")
         features.append(col)
     y, names = _csv_labels(spec, path, list(columns[header.index(label)]), label)
     x = torch.from_numpy(np.stack(features, axis=1).astype(np.float32))
@@ -138,20 +174,32 @@ def load_csv_source(spec: DatasetSpec) -> Source:
 
 def _npz_header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Array shapes in an .npz archive, read from the .npy headers without loading the data."""
-    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     shapes = {}
     try:
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
-                with archive.open(member) as fh:
-                    version = np.lib.format.read_magic(fh)
-                    if version not in readers:  # rare newer header: fall back to a full read
-                        shapes[member.removesuffix(".npy")] = np.lib.format.read_array(fh).shape
-                        continue
-                    shapes[member.removesuffix(".npy")] = tuple(readers[version](fh)[0])
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+                shapes[member.removesuffix(".npy")] = _npy_member_shape(archive, member)
+    except _NPZ_READ_ERRORS as exc:
         raise DataError(f"cannot read npz file {path}: {exc}") from exc
     return shapes
+
+
+def _npy_member_shape(archive: zipfile.ZipFile, member: str) -> tuple[int, ...]:
+    """Shape from one member's .npy header; ValueError if the header claims more data than the member
+    holds (np.load would first allocate the claimed size: a tiny file could ask for terabytes)."""
+    # Format 3.0 differs from 2.0 only in the header's text encoding (utf8, for field names).
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0,
+               (3, 0): np.lib.format.read_array_header_2_0}
+    with archive.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version not in readers:
+            raise ValueError(f"member {member!r}: unsupported .npy format version {version}")
+        shape, _, dtype = readers[version](fh)
+        held = archive.getinfo(member).file_size - fh.tell()
+    claimed = math.prod(shape) * dtype.itemsize
+    if not dtype.hasobject and claimed > held:  # object arrays are pickles, refused when loaded
+        raise ValueError(f"member {member!r} claims shape {shape} of {dtype} ({claimed} bytes) but holds {held}")
+    return tuple(shape)
 
 
 def _npz_keys(spec: DatasetSpec, path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[str, str]:
@@ -165,14 +213,17 @@ def _npz_keys(spec: DatasetSpec, path: Path, shapes: dict[str, tuple[int, ...]])
         raise DataError(
             f"npz file {path}: features {NPZ_FEATURES_KEY!r} must be (N, ...) with N samples, got {xs}"
         )
+    if math.prod(xs) == 0:
+        raise DataError(f"npz file {path}: features {NPZ_FEATURES_KEY!r} have shape {xs}; "
+                        "need at least one sample and one value per sample")
     if len(ys) == 0 or ys[0] != xs[0]:
         raise DataError(
             f"npz file {path}: {NPZ_FEATURES_KEY!r} has shape {xs} but {label!r} has shape {ys}; "
             "lengths must match"
         )
-    if len(ys) > 2 or (spec.kind == "classification" and len(ys) != 1):
+    if len(ys) > 2 or (spec.kind == "classification" and len(ys) != 1) or 0 in ys[1:]:
         raise DataError(
-            f"npz file {path}: labels {label!r} must be (N,) (or (N, k) for regression), got {ys}"
+            f"npz file {path}: labels {label!r} must be (N,) (or (N, k) with k >= 1 for regression), got {ys}"
         )
     return NPZ_FEATURES_KEY, label
 
@@ -182,7 +233,7 @@ def _npz_array(path: Path, key: str) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return archive[key]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+    except _NPZ_READ_ERRORS as exc:
         raise DataError(f"cannot read array {key!r} from npz file {path}: {exc}") from exc
 
 
@@ -198,14 +249,14 @@ def load_npz_source(spec: DatasetSpec) -> Source:
     x, y = _npz_array(path, x_key), _npz_array(path, y_key)
     if x.dtype.kind not in "biuf":
         raise DataError(f"npz file {path}: features {x_key!r} must be numeric, got dtype {x.dtype}")
-    if not np.isfinite(x).all():
-        raise DataError(f"npz file {path}: features {x_key!r} contain NaN or infinite values")
+    if not _finite_and_bounded(x):
+        raise DataError(f"npz file {path}: features {x_key!r} contain NaN or infinite values {_BEYOND}")
     names = None
     if spec.kind == "classification":
         y, names = encode_classes(y, f"npz file {path}, labels {y_key!r}")
     else:
-        if y.dtype.kind not in "biuf" or not np.isfinite(y).all():
-            raise DataError(f"npz file {path}: regression targets {y_key!r} must be finite numbers")
+        if y.dtype.kind not in "biuf" or not _finite_and_bounded(y):
+            raise DataError(f"npz file {path}: regression targets {y_key!r} must be finite numbers {_BEYOND}")
         y = y.astype(np.float32).reshape(len(y), -1)
     n_outputs = len(names) if names is not None else y.shape[1]
     info = DatasetInfo(spec.name, spec.kind, x.shape[1:], n_outputs)

@@ -109,11 +109,14 @@ def describe_vision(spec: DatasetSpec) -> DatasetInfo:
     if not spec.data_root:
         raise DataError(f"dataset {spec.name!r} needs data_root (the folder holding its files)")
     root = Path(spec.data_root)
-    if not root.is_dir():
-        raise DataError(f"data root for {spec.name!r} not found: {root}")
-    for rel in files():
-        if not (root / rel).is_file():
-            raise DataError(f"dataset {spec.name!r}: expected file not found: {root / rel}")
+    try:  # Path.is_dir / is_file let some OSErrors through, e.g. ENAMETOOLONG for a 300-character name
+        if not root.is_dir():
+            raise DataError(f"data root for {spec.name!r} not found: {root}")
+        for rel in files():
+            if not (root / rel).is_file():
+                raise DataError(f"dataset {spec.name!r}: expected file not found: {root / rel}")
+    except OSError as exc:
+        raise DataError(f"data root for {spec.name!r} not found: {root} ({exc.strerror or exc})") from exc
     return info
 
 
