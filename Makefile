@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint venv quick run clean chromium
+.PHONY: test test-postgres lint venv quick run clean chromium
 
 venv: $(STAMP)
 
@@ -29,6 +29,12 @@ chromium:
 
 test: $(STAMP) lint chromium
 	$(PY) -m pytest -q
+
+# The web and worker tests again on PostgreSQL (CI runs this after `make test` when one answers on
+# 127.0.0.1:5432). pytest-django creates and drops test_<name> in the server LFL_TEST_DATABASE_URL names.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+test-postgres: $(STAMP) chromium
+	LFL_TEST_DATABASE_URL="$${LFL_TEST_DATABASE_URL:-$(TEST_DATABASE_URL)}" $(PY) -m pytest -q tests/web
 
 # The README quick start: a small search on the bundled digits data, then meta-testing.
 quick: $(STAMP)

@@ -70,16 +70,34 @@ class EmbeddedRedis:
         problem = ""
         for _ in range(self.attempts):
             self.port, self.password = free_port(self.host), new_password()  # a retry draws both anew
-            with (Path(self._workdir.name) / STDERR).open("wb") as stderr:
-                self.process = subprocess.Popen(
-                    self._command(), cwd=self._workdir.name, stdout=subprocess.DEVNULL, stderr=stderr,
-                )
+            self._spawn()
             problem = self._wait_until_ready()
             if not problem:
                 return self
             self._terminate()
         self._workdir.cleanup()
         raise RedisStartError(f"embedded redis-server did not start: {problem}")
+
+    def restart(self) -> EmbeddedRedis:
+        """Start the server again after it died, on the same port with the same password, so every
+        client reconnects to the url it has. It comes back empty: the embedded server keeps nothing."""
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"the embedded redis-server (pid {self.pid}) is still running")
+        problem = ""
+        for _ in range(self.attempts):
+            self._spawn()
+            problem = self._wait_until_ready()
+            if not problem:
+                return self
+            self._terminate()
+            time.sleep(0.2)  # e.g. the port not yet released by the server that died
+        raise RedisStartError(f"embedded redis-server did not restart on port {self.port}: {problem}")
+
+    def _spawn(self) -> None:
+        with (Path(self._workdir.name) / STDERR).open("wb") as stderr:
+            self.process = subprocess.Popen(
+                self._command(), cwd=self._workdir.name, stdout=subprocess.DEVNULL, stderr=stderr,
+            )
 
     def _command(self) -> list[str]:
         return [

@@ -4,19 +4,25 @@ Variables (all optional for development; production sets the first three):
 
 - LFL_SECRET_KEY: Django's secret key. Unset: a random key generated once into var/secret_key.
 - DATABASE_URL: e.g. postgres://user:pass@host:5432/lfl. Unset: SQLite file var/db.sqlite3.
+- LFL_TEST_DATABASE_URL: the database the test suite runs on, ahead of DATABASE_URL (CI: a local
+  PostgreSQL; pytest-django creates and drops test_<name> in it). Unset: the tests use SQLite.
 - REDIS_URL: Celery broker + result backend and the Channels layer. Unset: `make run` starts an
   embedded Redis and passes its URL on; other commands (shell, tests) keep tasks and channel
   messages inside their own process.
-- LFL_DEBUG (default 0), LFL_ALLOWED_HOSTS (default localhost,127.0.0.1,[::1]),
+- LFL_DEBUG (default 0; 1 is developer mode: tracebacks and URL lists on error pages, never on a
+  shared server), LFL_ALLOWED_HOSTS (default localhost,127.0.0.1,[::1]),
   LFL_CSRF_TRUSTED_ORIGINS (e.g. https://lfl.example.org), LFL_SERVE_STATIC (default 1: the ASGI
   app serves /static/ itself), LFL_VAR_DIR (default ./var: database, secret key, checkpoints),
   LFL_CHANNEL_LAYER ("redis" or "memory"; default redis when REDIS_URL is set),
   LFL_CANCEL_POLL_SECONDS (default 1: how often a running search reads its cancel flag),
-  LFL_VISIBILITY_TIMEOUT (default 7 days: how long an unacknowledged search stays reserved).
+  LFL_VISIBILITY_TIMEOUT (default 7 days: how long an unacknowledged search stays reserved),
+  LFL_LOGIN_FAILURE_LIMIT (default 5) failed sign-ins for one username or from one address lock
+  both out for LFL_LOGIN_COOLOFF_MINUTES (default 15).
 """
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -41,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",  # sign-in throttling (see lfl_web/signin.py)
     "lfl_web.experiments",
     "lfl_web.stack",
     "lfl_web.api",
@@ -54,6 +61,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into lfl_web.signin.locked_out
 ]
 
 ROOT_URLCONF = "lfl_web.urls"
@@ -78,7 +86,10 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=60
+        os.environ.get("LFL_TEST_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+        conn_max_age=60,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -101,6 +112,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --------------------------------------------------------------------------- signing in
+
+# Axes counts failed sign-ins (in the database, so every web process sees them) and refuses a
+# username or an address that reached the limit, until the cool-off has passed since its last try.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(env_number("LFL_LOGIN_FAILURE_LIMIT", 5))
+if AXES_FAILURE_LIMIT < 1:
+    raise ValueError(f"LFL_LOGIN_FAILURE_LIMIT must be at least 1, got {AXES_FAILURE_LIMIT}")
+AXES_COOLOFF_TIME = timedelta(minutes=env_number("LFL_LOGIN_COOLOFF_MINUTES", 15))
+if AXES_COOLOFF_TIME <= timedelta(0):
+    raise ValueError("LFL_LOGIN_COOLOFF_MINUTES must be more than 0")
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "lfl_web.signin.locked_out"
+AXES_DISABLE_ACCESS_LOG = True  # failures are what it is for; no row for every successful sign-in
+AXES_VERBOSE = False
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -126,6 +155,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True  # a search lost with its worker is delivered again (and resumes)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a worker holds only the search it is running
 CELERY_TASK_TRACK_STARTED = True
+# A search keeps running when the broker connection drops (its progress goes to the database); Celery 6
+# would cancel it by default, and the message, already taken, would never come back.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1  # a fresh process per search gives its GPU memory back
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -151,11 +183,21 @@ LFL_DATA_DIRS = [
     Path(p).resolve() for p in (os.environ.get("LFL_DATA_DIRS") or str(BASE_DIR / "data")).split(os.pathsep) if p
 ]
 LFL_CANCEL_POLL_SECONDS = env_number("LFL_CANCEL_POLL_SECONDS", 1.0)
+# The most training steps one configuration may ask for (search_engine.limits.work_estimate's total_steps;
+# 2e9 is ~800x EvoMAL's MNIST preset); 0 turns the ceiling off.
+LFL_MAX_TRAINING_STEPS = int(env_number("LFL_MAX_TRAINING_STEPS", 2e9))
+# Queued + running experiments one user (staff too) may have at once, so that nobody fills the
+# shared queue; 0: no limit.
+LFL_MAX_QUEUED_PER_USER = int(env_number("LFL_MAX_QUEUED_PER_USER", 5))
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"lfl_web": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "lfl_web": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # With DEBUG off Django prints nothing of a 500; its traceback belongs in the server's log.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }

@@ -7,6 +7,8 @@ from django.urls import reverse
 
 from lfl_web.api.http import JSON_TYPES, ApiError, json_type
 from search_engine.catalog import EXPORT_FORMATS
+from search_engine.config import load_config
+from search_engine.limits import work_estimate
 
 #: Field of a new experiment -> (JSON type it must have, required).
 EXPERIMENT_FIELDS = {"name": (str, True), "description": (str, False), "private": (bool, False), "config": (dict, True)}
@@ -38,6 +40,12 @@ def experiment_urls(request, experiment) -> dict[str, str]:
 
 def experiment_summary(request, experiment) -> dict:
     return {**experiment.state_dict(), "urls": experiment_urls(request, experiment)}
+
+
+def experiment_created(request, experiment) -> dict:
+    """The summary of a new experiment with the work its configuration asks for (see work_estimate)."""
+    estimate = work_estimate(load_config(experiment.config, check_data=False))
+    return {**experiment_summary(request, experiment), "work_estimate": estimate}
 
 
 def experiment_detail(request, experiment) -> dict:

@@ -9,8 +9,14 @@ from django.urls import Resolver404, resolve
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
 
-from lfl_web.api.http import ApiError, api_endpoint, choice_param, int_param, read_json_object
-from lfl_web.api.payloads import experiment_detail, experiment_fields, experiment_summary, loss_entry
+from lfl_web.api.http import ApiError, api_endpoint, choice_param, int_param, read_json_object, with_header
+from lfl_web.api.payloads import (
+    experiment_created,
+    experiment_detail,
+    experiment_fields,
+    experiment_summary,
+    loss_entry,
+)
 from lfl_web.experiments import services
 from lfl_web.experiments.downloads import export_file
 from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment, LearnedLoss
@@ -20,6 +26,8 @@ from search_engine.catalog import EXPORT_FORMATS
 MAX_LIMIT = 1000
 EXPERIMENT_SCOPES = ("all", "mine")
 LEADERBOARD_FILTERS = ("dataset", "model", "metric")
+#: What a 503 for an unreachable task queue suggests: the stack restarts its Redis within seconds.
+QUEUE_RETRY_AFTER_SECONDS = "10"
 
 
 @api_endpoint("GET", "POST")
@@ -36,13 +44,19 @@ def experiments(request):
 
 
 def create_experiment(request):
-    """Validate like the web form (nothing stored on error), save, then send it to a worker."""
+    """Validate like the web form (nothing stored on error), save, then send it to a worker; 429 when
+    the user already has as many queued or running as the server allows; 503 (nothing saved, with
+    Retry-After) when the task queue does not take it."""
     fields = experiment_fields(read_json_object(request))
     try:
         experiment = services.create_experiment(owner=request.user, **fields)
     except InvalidExperiment as exc:
         raise ApiError(400, errors=exc.errors) from None
-    payload = experiment_summary(request, experiment)
+    except services.TooManyExperiments as exc:
+        raise ApiError(429, str(exc)) from None
+    except services.QueueUnavailable as exc:  # nothing was saved: the client may simply send it again
+        return with_header(ApiError(503, str(exc)).response(), "Retry-After", QUEUE_RETRY_AFTER_SECONDS)
+    payload = experiment_created(request, experiment)
     response = JsonResponse(payload, status=201)
     response["Location"] = payload["urls"]["self"]
     return response

@@ -4,11 +4,17 @@ On connect the consumer joins the experiment's group and then sends the snapshot
 database (every panel rendered, the whole chart), so nothing announced in between is lost; a repeat
 is harmless, since a panel swapped in twice shows the same. Every later message is one event with
 the panels it changed, rendered once by the publisher (lfl_web.experiments.recording.publish).
-Close codes: 4401 not signed in, 4403 no such experiment or not allowed to see it.
+Close codes: 4401 not signed in, 4403 no such experiment or not allowed to see it, 4503 live
+updates interrupted: the channel layer (Redis) is unreachable. The browser reconnects after 4503 (and
+after any other close) with backoff, and its next snapshot catches up with what it missed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
+import redis.exceptions
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -16,8 +22,14 @@ from lfl_web.experiments.dashboard import snapshot_message
 from lfl_web.experiments.models import Experiment
 from lfl_web.experiments.recording import group_name
 
+logger = logging.getLogger(__name__)
+
 CLOSE_NOT_SIGNED_IN = 4401
 CLOSE_NOT_ALLOWED = 4403
+CLOSE_LIVE_INTERRUPTED = 4503
+
+#: What an unreachable channel layer raises (channels_redis through redis-py, or the socket itself).
+LAYER_ERRORS = (redis.exceptions.RedisError, OSError)
 
 
 @database_sync_to_async
@@ -34,6 +46,17 @@ def load_snapshot(experiment_id: int) -> dict | None:
 
 class ExperimentConsumer(AsyncJsonWebsocketConsumer):
     group = None
+
+    async def __call__(self, scope, receive, send):
+        """The consumer, with a lost channel layer turned into one log line and close code 4503
+        (instead of a traceback per browser and a close the browser cannot tell from others)."""
+        try:
+            await super().__call__(scope, receive, send)
+        except LAYER_ERRORS as exc:
+            logger.warning("live updates interrupted: the channel layer is unreachable (%s: %s)",
+                           type(exc).__name__, exc)
+            with contextlib.suppress(Exception):  # the browser may have gone already
+                await send({"type": "websocket.close", "code": CLOSE_LIVE_INTERRUPTED})
 
     async def connect(self):
         user = self.scope.get("user")

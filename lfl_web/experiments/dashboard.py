@@ -33,8 +33,10 @@ PANEL_TEMPLATES = {
 }
 PANEL_IDS = tuple(PANEL_TEMPLATES)
 
-#: What a change of the experiment's row (status, cancel request, error, meta-test state) can change.
-STATUS_PANELS = ("status", "error", "progress-panel", "hall-of-fame-panel", "loss-shape-panel", "meta-test-panel")
+#: What a change of the experiment's row (status, cancel request, error, meta-test state) can change
+#: (the candidates say whether their generation is still being evaluated).
+STATUS_PANELS = ("status", "error", "progress-panel", "hall-of-fame-panel", "candidates-panel", "loss-shape-panel",
+                 "meta-test-panel")
 
 #: Event type -> the panels it changes. Candidates re-render only their (latest) generation's table;
 #: a generation re-renders the counters, the best loss, the hall of fame and the candidates header.

@@ -93,6 +93,16 @@ def set_dotted(data: dict, path: str, value) -> None:
     data[last] = value
 
 
+def config_from_values(values: dict) -> dict:
+    """The configuration dict from form values by field name; blank values and the data file are left out."""
+    config: dict = {}
+    for name, path in FIELD_PATHS.items():
+        value = values.get(name)
+        if name != "data_file" and value is not None and value != "":
+            set_dotted(config, path, value)
+    return config
+
+
 def preset_config(key: str | None) -> dict:
     """The full configuration of a preset (engine defaults filled in); the defaults for None.
 
@@ -236,12 +246,7 @@ class ExperimentForm(forms.Form):
     def config_data(self) -> dict:
         """The configuration dict from the cleaned fields; blank fields are left to the engine's defaults
         (the data file is not among them: `create_experiment` stores the upload and names its copy)."""
-        config: dict = {}
-        for name, path in FIELD_PATHS.items():
-            value = self.cleaned_data.get(name)
-            if name != "data_file" and value is not None and value != "":
-                set_dotted(config, path, value)
-        return config
+        return config_from_values(self.cleaned_data)
 
     def experiment_fields(self) -> dict:
         """The keyword arguments of `services.create_experiment` from the cleaned form."""

@@ -16,6 +16,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from redis.exceptions import RedisError
 
 from lfl_web.experiments.dashboard import update_message
 from lfl_web.experiments.models import Candidate, Experiment, Generation, Status
@@ -83,6 +84,9 @@ def publish(experiment_id: int, event: dict, experiment: Experiment | None = Non
             layer = get_channel_layer()
             async_to_sync(layer.group_send)(group_name(experiment_id), {"type": UPDATE_MESSAGE, "event": message})
         return message
+    except (ConnectionError, OSError, RedisError) as exc:  # the channel layer is down: one line, not a traceback
+        logger.warning("could not announce %s for experiment %s: %s", event["type"], experiment_id, exc)
+        return None
     except Exception:  # never break a running search over its news
         logger.warning("could not announce %s for experiment %s", event["type"], experiment_id, exc_info=True)
         return None

@@ -52,7 +52,9 @@ def execute_search(experiment: Experiment, *, resume: bool) -> str:
     from search_engine.config import load_config
     from search_engine.evolution.loop import run_search
 
-    config = load_config(experiment.config, check_data=True)
+    # The structure only: the data is checked as the search loads it (a ConfigError naming the field),
+    # where a cancel request reaches it; reading a large file twice here would not be interruptible.
+    config = load_config(experiment.config, check_data=False)
     path = checkpoint_path(experiment.pk)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not resume:

@@ -7,20 +7,35 @@ watchers, so no caller pairs the two by hand. Reads stay in the models' queryset
 
 from __future__ import annotations
 
+import logging
+
+from celery.utils import uuid
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from lfl_web.celery import app as celery_app
+from lfl_web.celery import app as celery_app  # noqa: F401 (tests replace its send_task here)
 from lfl_web.experiments.files import checkpoint_path, remove_upload, store_upload
-from lfl_web.experiments.models import Experiment, Status
+from lfl_web.experiments.models import Experiment, MetaTestStatus, Status
+from lfl_web.experiments.queue import RUN_EXPERIMENT, QueueUnavailable, broker_connection, publish_search
 from lfl_web.experiments.recording import broadcast_status, publish
 from lfl_web.experiments.validation import InvalidExperiment, errors_by_field
 
-#: The Celery task that runs a search (tasks.py). Sent by name: tasks.py imports this module.
-RUN_EXPERIMENT = "experiments.run_experiment"
+__all__ = ["RUN_EXPERIMENT", "QueueUnavailable"]  # and the functions below
+
+logger = logging.getLogger(__name__)
+
+#: What a submit is told when the task queue did not take its search (see send_to_worker).
+NOT_SAVED_QUEUE_DOWN = ("The task queue is not reachable right now, so the experiment was not saved. "
+                        "Please submit it again in a moment.")
 
 
 # ----------------------------------------------------------------------------- from pages, API and admin
+
+
+class TooManyExperiments(Exception):
+    """The owner already has settings.LFL_MAX_QUEUED_PER_USER experiments queued or running."""
 
 
 def create_experiment(*, owner, name: str, config, description: str = "", private: bool = False,
@@ -29,8 +44,31 @@ def create_experiment(*, owner, name: str, config, description: str = "", privat
 
     `upload` (an UploadedFile for dataset csv or npz) is kept under a generated name and becomes
     `task.data_file`. Raises InvalidExperiment (nothing stored, the upload neither) naming each
-    bad field: "name", or a dotted configuration field such as "search.crossover_rate".
+    bad field: "name", or a dotted configuration field such as "search.crossover_rate"; and
+    TooManyExperiments (nothing stored) when the owner has no room left in the queue.
     """
+    with transaction.atomic():
+        check_room_in_queue(owner=owner)
+        return _create(owner=owner, name=name, config=config, description=description, private=private,
+                       upload=upload)
+
+
+def check_room_in_queue(*, owner) -> None:
+    """TooManyExperiments if `owner` (staff too) already has LFL_MAX_QUEUED_PER_USER experiments
+    queued or running (0: no limit). Locks the owner's row, so two requests cannot both take the
+    last place (on databases with row locks; SQLite writes one transaction at a time anyway)."""
+    limit = settings.LFL_MAX_QUEUED_PER_USER
+    if not limit:
+        return
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    waiting = Experiment.objects.filter(owner=owner).unfinished().count()
+    if waiting >= limit:
+        raise TooManyExperiments(
+            f"You have {waiting} experiments queued or running, the most one user may have at once on this "
+            f"server (LFL_MAX_QUEUED_PER_USER = {limit}); wait until one finishes, or cancel one.")
+
+
+def _create(*, owner, name, config, description, private, upload) -> Experiment:
     stored = store_upload(upload) if upload is not None else None
     if stored is not None:
         config = _with_data_file(config, stored)
@@ -60,9 +98,23 @@ def _with_data_file(config, path) -> dict:
 
 def send_to_worker(*, experiment: Experiment) -> None:
     """Queue the experiment's search for a worker once the surrounding transaction has committed
-    (a worker that got it earlier would not find the row)."""
-    pk = experiment.pk
-    transaction.on_commit(lambda: celery_app.send_task(RUN_EXPERIMENT, args=(pk,)))
+    (a worker that got it earlier would not find the row).
+
+    If the queue does not take it within a few seconds, the experiment is removed again and
+    QueueUnavailable (NOT_SAVED_QUEUE_DOWN) raised: no request hangs, and nothing stays stored that
+    no worker would run (a restarted broker is sent only what it lost, see requeue_queued).
+    """
+    transaction.on_commit(lambda: _send_or_withdraw(experiment))
+
+
+def _send_or_withdraw(experiment: Experiment) -> None:
+    try:
+        with broker_connection() as connection:
+            publish_search(experiment.pk, connection=connection)
+    except QueueUnavailable as exc:
+        logger.warning("%s; the experiment was withdrawn", exc)
+        remove_experiment(experiment=experiment)
+        raise QueueUnavailable(NOT_SAVED_QUEUE_DOWN) from exc
 
 
 def cancel_experiment(*, experiment: Experiment, user) -> bool:
@@ -109,10 +161,27 @@ def requeue_unfinished(*, broker_url: str) -> list[int]:
     for experiment in Experiment.objects.asked_to_stop():
         end_cancelled(experiment=experiment)
     pks = Experiment.objects.reset_unfinished()
-    pks += list(Experiment.objects.waiting_for_meta_test().order_by("pk").values_list("pk", flat=True))
-    with celery_app.connection_for_write(broker_url) as connection:
+    meta_tests = list(Experiment.objects.waiting_for_meta_test().order_by("pk").values_list("pk", flat=True))
+    with broker_connection(broker_url) as connection:
         for pk in pks:
-            celery_app.send_task(RUN_EXPERIMENT, args=(pk,), connection=connection, ignore_result=True)
+            publish_search(pk, connection=connection)
+        for pk in meta_tests:  # the new task takes the meta-test over (see tasks.run_experiment)
+            task_id = uuid()  # on the row before a worker can get the message
+            Experiment.objects.filter(pk=pk, status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING
+                                      ).update(celery_task_id=task_id)
+            publish_search(pk, connection=connection, task_id=task_id)
+    return pks + meta_tests
+
+
+def requeue_queued(*, broker_url: str) -> list[int]:
+    """Send the queued searches again after the broker restarted empty while the worker kept running
+    (the stack restarts its embedded Redis when it dies). Running searches and meta-tests are left to
+    the worker that runs them; a second message for one would be refused (claim_for_worker). Returns
+    the pks sent, in order."""
+    pks = list(Experiment.objects.filter(status=Status.QUEUED).order_by("pk").values_list("pk", flat=True))
+    with broker_connection(broker_url) as connection:
+        for pk in pks:
+            publish_search(pk, connection=connection)
     return pks
 
 

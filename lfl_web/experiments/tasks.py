@@ -13,13 +13,15 @@ from lfl_web.experiments.runner import execute_search, run_pending_meta_test
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, name=services.RUN_EXPERIMENT)
+# No result is stored (ignore_result): the row is the record, and nothing waits on a task's result.
+@shared_task(bind=True, name=services.RUN_EXPERIMENT, ignore_result=True)
 def run_experiment(self, experiment_id: int) -> str:
     """Run an experiment's search and return its final status.
 
     An exception marks it failed with the error text; a cancel request ends it as cancelled with
     everything found so far. A redelivered task resumes from the experiment's checkpoint, or runs
-    the meta-test again if the worker was lost after the search had succeeded.
+    the meta-test again if the worker was lost after the search had succeeded; a second message for
+    a search that another task runs does nothing (claim_for_worker).
     """
     experiment = Experiment.objects.filter(pk=experiment_id).first()
     if experiment is None:
@@ -29,7 +31,8 @@ def run_experiment(self, experiment_id: int) -> str:
     if not services.start_run(experiment=experiment, task_id=self.request.id):
         if experiment.cancel_requested and not experiment.is_finished:
             services.end_cancelled(experiment=experiment)
-        run_pending_meta_test(experiment_id)
+        if experiment.celery_task_id == (self.request.id or ""):  # not a meta-test another task runs
+            run_pending_meta_test(experiment_id)
         return experiment.status
     try:
         execute_search(experiment, resume=resume)

@@ -7,6 +7,7 @@ from lfl_web.experiments import views
 urlpatterns = [
     path("experiments/", views.experiment_list, name="experiment_list"),
     path("experiments/new/", views.experiment_new, name="experiment_new"),
+    path("experiments/new/estimate/", views.experiment_estimate, name="experiment_estimate"),
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment_detail"),
     path("experiments/<int:pk>/results/", views.experiment_results, name="experiment_results"),
     path("experiments/<int:pk>/cancel/", views.experiment_cancel, name="experiment_cancel"),

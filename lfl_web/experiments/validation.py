@@ -15,10 +15,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from lfl_web.experiments.files import upload_dir
-from search_engine.config import ConfigError, load_config  # torch-free; data checks import torch lazily
+from search_engine.config import ConfigError, check_task, load_config  # torch-free; check_task imports torch
+from search_engine.limits import work_estimate
 
 #: The code of a ValidationError about one configuration field (params: field, message).
 CONFIG_FIELD = "config_field"
+
+#: The kinds of steps of a work estimate, as the ceiling's message and the form's estimate name them.
+STEP_KINDS = {"fitness_steps": "fitness", "rejection_steps": "rejection", "local_search_steps": "local search",
+              "meta_test_steps": "meta-test"}
 
 
 class InvalidExperiment(ValidationError):
@@ -57,7 +62,9 @@ def errors_by_field(error: ValidationError) -> dict[str, str]:
 def validated_config(data) -> dict:
     """The stored form of a configuration (defaults filled in).
 
-    Raises ValidationError on `config`: one message per bad dotted field (see `config_error`).
+    Raises ValidationError on `config`: one message per bad dotted field (see `config_error`), or
+    one under "config" when it asks for more training than this server allows. The data is read
+    last, once everything cheaper has passed.
     """
     if not isinstance(data, dict):  # a string would be read as a path or JSON text by load_config
         raise ValidationError({"config": f"must be a JSON object, got {type(data).__name__}"})
@@ -65,9 +72,25 @@ def validated_config(data) -> dict:
     if outside:
         raise config_error(outside)
     try:
-        return load_config(data, check_data=True).to_dict()
+        config = load_config(data, check_data=False)
     except ConfigError as exc:
         raise config_error(exc.errors) from None
+    problems = over_the_ceiling(config) or check_task(config.task, config.seed)
+    if problems:
+        raise config_error(problems)
+    return config.to_dict()
+
+
+def over_the_ceiling(config) -> dict[str, str]:
+    """{"config": message} when the configuration's work estimate passes settings.LFL_MAX_TRAINING_STEPS."""
+    ceiling, work = settings.LFL_MAX_TRAINING_STEPS, work_estimate(config)
+    if not ceiling or work["total_steps"] <= ceiling:
+        return {}
+    parts = ", ".join(f"{work[key]:,} {label}" for key, label in STEP_KINDS.items())
+    return {"config": f"asks for {work['total_steps']:,} training steps in total ({parts}), more than the "
+                      f"{ceiling:,} this server allows (LFL_MAX_TRAINING_STEPS); lower the population, "
+                      "the generations or the step counts"}
+
 
 
 def allowed_data_dirs() -> list[Path]:

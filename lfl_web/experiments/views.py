@@ -14,9 +14,16 @@ from django.views.decorators.http import require_POST
 
 from lfl_web.experiments.dashboard import chart_series, panels_context, snapshot_message
 from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, export_file
+from lfl_web.experiments.estimate import estimate_context
 from lfl_web.experiments.forms import PRESETS, ExperimentForm, LeaderboardFilterForm, initial_values
 from lfl_web.experiments.models import Experiment, LearnedLoss
-from lfl_web.experiments.services import cancel_experiment, create_experiment, delete_experiment
+from lfl_web.experiments.services import (
+    QueueUnavailable,
+    TooManyExperiments,
+    cancel_experiment,
+    create_experiment,
+    delete_experiment,
+)
 from lfl_web.experiments.validation import InvalidExperiment
 
 SCOPES = ("all", "mine")
@@ -43,17 +50,31 @@ def experiment_new(request):
         preset = None
     data = (request.POST, request.FILES) if request.method == "POST" else (None, None)
     form = ExperimentForm(*data, initial=initial_values(preset))
+    status = 200
     if form.is_bound and form.is_valid():
         try:
             experiment = create_experiment(owner=request.user, **form.experiment_fields())
         except InvalidExperiment as exc:
             form.add_experiment_errors(exc.errors)
+        except TooManyExperiments as exc:
+            form.add_error(None, str(exc))
+        except QueueUnavailable as exc:  # nothing was saved; the form keeps what was typed
+            form.add_error(None, str(exc))
+            status = 503
         else:
             # the dashboard removes this notice once the live status is no longer "queued"
             messages.success(request, f"“{experiment.name}” is queued; this page follows it live.",
                              extra_tags="queued-notice")
             return redirect(experiment)
-    return render(request, "experiments/new.html", {"form": form, "presets": PRESETS, "preset_key": preset})
+    return render(request, "experiments/new.html", {"form": form, "presets": PRESETS, "preset_key": preset,
+                                                    **estimate_context(form)}, status=status)
+
+
+@login_required
+@require_POST
+def experiment_estimate(request):
+    """The new-experiment form's work-estimate panel for the values it posts (its script sends them)."""
+    return render(request, "experiments/_estimate.html", estimate_context(ExperimentForm(request.POST)))
 
 
 @login_required

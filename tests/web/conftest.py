@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 
 from lfl_web.experiments.models import Experiment
 from lfl_web.layers import MEMORY_LAYER
 from lfl_web.redis_server import EmbeddedRedis
+
+# The settings have read LFL_TEST_DATABASE_URL (pytest-django loads them before any conftest);
+# no subprocess may: one that shares the test database is given it (databases.shared_database_url),
+# one that brings its own SQLite file must not land in the PostgreSQL server's database instead.
+django_settings.DATABASES  # noqa: B018
+os.environ.pop("LFL_TEST_DATABASE_URL", None)
 
 
 def tiny_config(**sections) -> dict:

@@ -86,7 +86,8 @@ class Experiment(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     private = models.BooleanField(default=False, help_text="Only the owner (and staff) can see it.")
-    config = models.JSONField(help_text="The search configuration as JSON; every field has a default.")
+    # blank=True: {} is a whole configuration (every field has a default); clean() judges it.
+    config = models.JSONField(blank=True, help_text="The search configuration as JSON; every field has a default.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     cancel_requested = models.BooleanField(default=False)
     current_generation = models.PositiveIntegerField(default=0, help_text="Generations completed.")
@@ -182,9 +183,13 @@ class Experiment(models.Model):
         return bool(changed)
 
     def claim_for_worker(self, task_id: str | None) -> bool:
-        """Mark running for the worker that got it; False if it is finished or being cancelled."""
+        """Mark running for the worker that got task `task_id`: a queued search, or a running one
+        redelivered under the same task id (its worker was lost). False if it is finished, being
+        cancelled, or running under another task: a second message for one search (such as one sent
+        again after a broker restart) must not start it twice."""
+        mine = Q(status=Status.QUEUED) | Q(status=Status.RUNNING, celery_task_id=task_id or "")
         return self._update_if(
-            Q(status__in=UNFINISHED, cancel_requested=False),
+            mine & Q(cancel_requested=False),
             status=Status.RUNNING, celery_task_id=task_id or "", error="",
             started_at=Coalesce(F("started_at"), Value(timezone.now())),
         )

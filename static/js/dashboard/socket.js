@@ -2,8 +2,14 @@
  *
  * Open while the status badge says more is to come (data-expects-news, decided by the server). On
  * every (re)connect the server sends a snapshot read from the database, then one message per event;
- * each goes to the panels as it is. Close codes 4401 (signed out) and 4403 (not allowed) end the
- * stream; any other close reconnects with exponential backoff. The indicator is lit only while live.
+ * each goes to the panels as it is, so a reconnect catches up with whatever was missed. Close codes
+ * 4401 (signed out) and 4403 (not allowed) end the stream; any other close (4503: the server lost
+ * its channel layer; or the server itself is gone) reconnects with exponential backoff.
+ *
+ * The indicator (#connection) holds one sentence per state, written in the template: this script
+ * only shows the element with the id connection-<state>, counts down the seconds to the next
+ * attempt, and gives the indicator that element's data-kind as its class. It says "live" only once
+ * the snapshot has arrived: a socket the server accepts and then closes is not live.
  */
 (function () {
   "use strict";
@@ -12,38 +18,66 @@
   if (!root) return;
   const panels = window.LflDashboard.panels;
   const indicator = document.getElementById("connection");
-  let attempts = 0, socket = null, ended = false;
+  const retrySeconds = document.getElementById("connection-retry-seconds");
+  const MAX_DELAY_MS = 30000;
+  let attempts = 0, socket = null, ended = false, live = false;
 
-  function show(text, kind) {
-    indicator.textContent = text;
-    indicator.className = kind ? `connection ${kind}` : "connection";
+  function show(state) {
+    const shown = document.getElementById(`connection-${state}`);
+    for (const sentence of indicator.children) sentence.hidden = sentence !== shown;
+    indicator.dataset.state = state;
+    indicator.className = shown.dataset.kind ? `connection ${shown.dataset.kind}` : "connection";
   }
 
-  function end(text, kind) {
+  function end(state) {
     ended = true;
     if (socket) socket.close(1000);
-    show(text, kind);
+    show(state);
   }
 
   // The experiment has finished (and so has its meta-test): nothing more will come.
   function endIfFinished() {
-    if (!ended && !panels.expectsNews()) end(indicator.dataset.finishedText, "");
+    if (!ended && !panels.expectsNews()) end("finished");
+  }
+
+  // Wait 1, 2, 4 … 30 s (±25 %), showing the seconds left, then connect again.
+  function reconnectLater() {
+    const due = Date.now() + Math.min(MAX_DELAY_MS, 1000 * 2 ** attempts) * (0.75 + Math.random() / 2);
+    attempts += 1;
+    let timer = null;
+    const tick = () => {
+      const left = Math.ceil((due - Date.now()) / 1000);
+      if (ended || left <= 0) {
+        clearInterval(timer);
+        if (!ended) connect();
+        return;
+      }
+      retrySeconds.textContent = String(left);
+    };
+    tick();
+    show("interrupted");
+    timer = setInterval(tick, 250);
   }
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     socket = new WebSocket(`${scheme}//${location.host}${root.dataset.wsPath}`);
-    show(attempts ? "reconnecting…" : "connecting…", "pending");
-    socket.onopen = () => { attempts = 0; show("live", "live"); };
-    socket.onmessage = (event) => panels.receive(JSON.parse(event.data));
+    live = false;
+    show(attempts ? "reconnecting" : "connecting");
+    socket.onmessage = (event) => {
+      if (!live) {  // the snapshot: from here on the page is current
+        live = true;
+        attempts = 0;
+        show("live");
+      }
+      panels.receive(JSON.parse(event.data));
+    };
     socket.onclose = (event) => {
+      live = false;
       if (ended) return;
-      if (event.code === 4401) return end("signed out: reload the page to sign in", "offline");
-      if (event.code === 4403) return end("this experiment is not available to you", "offline");
-      const delay = Math.min(30000, 1000 * 2 ** attempts) * (0.75 + Math.random() / 2);
-      attempts += 1;
-      show(`offline, retrying in ${Math.round(delay / 1000)} s`, "offline");
-      setTimeout(connect, delay);
+      if (event.code === 4401) return end("signed-out");
+      if (event.code === 4403) return end("not-allowed");
+      reconnectLater();
     };
   }
 

@@ -14,6 +14,8 @@ from lfl_web.api.models import ApiToken
 from lfl_web.experiments import services
 from lfl_web.experiments.models import Experiment, LearnedLoss, Status
 from search_engine.catalog import EXPORT_FORMATS
+from search_engine.config import ExperimentConfig
+from search_engine.limits import work_estimate
 
 from ..conftest import tiny_config
 
@@ -186,6 +188,8 @@ def test_create_stores_one_experiment_and_sends_it_to_a_worker(client, user, key
         ({"name": "x", "config": tiny_config(search={"crossover_rate": 0.8, "mutation_rate": 0.5})},
          "search.mutation_rate", "crossover_rate + mutation_rate must be at most 1"),
         ({"name": "x", "config": tiny_config(task={"datset": "digits"})}, "task.datset", "did you mean 'dataset'"),
+        ({"name": "x", "config": tiny_config(search={"population_size": 10**9, "generations": 10**9})},
+         "search.generations", "must be at most 10000, got 1000000000"),
         ({"config": tiny_config()}, "name", "this field is required"),
         ({"name": "", "config": tiny_config()}, "name", "cannot be blank"),
         ({"name": "x" * 201, "config": tiny_config()}, "name", "at most 200 characters"),
@@ -203,6 +207,42 @@ def test_bad_input_is_a_400_naming_the_problem_and_stores_nothing(client, key, s
     answer = response.json()
     assert message in (answer["error"] if field is None else answer["errors"][field])
     assert not Experiment.objects.exists() and sent == []
+
+
+def test_an_empty_config_is_every_default_and_the_answer_carries_the_work_estimate(client, key, sent):
+    response = post_json(client, "/api/experiments/", key, {"name": "defaults", "config": {}})
+    assert response.status_code == 201, response.content
+    assert Experiment.objects.get().config == ExperimentConfig().to_dict()
+    assert response.json()["work_estimate"] == work_estimate(ExperimentConfig())
+
+
+def test_data_too_small_to_split_is_a_400_at_the_data_file(client, key, sent, tmp_path):
+    (tmp_path / "one.csv").write_text("a,b,label\n1,2,yes\n")
+    config = tiny_config(task={"dataset": "csv", "model": "mlp", "data_file": str(tmp_path / "one.csv"),
+                               "kind": "classification"})
+    response = post_json(client, "/api/experiments/", key, {"name": "x", "config": config})
+    assert response.status_code == 400 and "has 1 sample(s)" in response.json()["errors"]["task.data_file"]
+    assert not Experiment.objects.exists()
+
+
+def test_over_the_ceiling_is_a_400_naming_estimate_and_ceiling(client, key, sent, settings):
+    settings.LFL_MAX_TRAINING_STEPS = 100  # tiny_config asks for 340 steps
+    response = post_json(client, "/api/experiments/", key, {"name": "x", "config": tiny_config()})
+    assert response.status_code == 400
+    assert "asks for 340 training steps" in response.json()["errors"]["config"]
+    assert "more than the 100 this server allows" in response.json()["errors"]["config"]
+    assert not Experiment.objects.exists()
+
+
+def test_one_more_than_a_user_may_queue_is_a_429_and_a_finished_one_frees_a_place(client, key, sent, settings,
+                                                                                 make_experiment):
+    settings.LFL_MAX_QUEUED_PER_USER = 1
+    queued = make_experiment()
+    response = post_json(client, "/api/experiments/", key, {"name": "x", "config": tiny_config()})
+    assert response.status_code == 429 and "LFL_MAX_QUEUED_PER_USER = 1" in response.json()["error"]
+    assert Experiment.objects.count() == 1
+    Experiment.objects.filter(pk=queued.pk).update(status=Status.CANCELLED)
+    assert post_json(client, "/api/experiments/", key, {"name": "x", "config": tiny_config()}).status_code == 201
 
 
 def test_an_oversized_body_is_refused_with_413(client, key, sent):

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -22,6 +21,7 @@ from lfl_web.experiments.models import Experiment, LearnedLoss, Status
 from lfl_web.redis_server import free_port
 
 from ..browser import Stack, console_log, full_page_screenshot, headless_chromium, missing_browser
+from ..databases import shared_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +43,8 @@ READ_DASHBOARD = """
 const text = (id) => document.getElementById(id).textContent.trim();
 const torch = document.querySelector("#hall-of-fame a[href$='/torch/']");
 return {
-  status: text("status"), generation: text("generation-counter"), connection: text("connection"),
+  status: text("status"), generation: text("generation-counter"),
+  connection: document.getElementById("connection").dataset.state,
   candidates: document.querySelectorAll("#candidates tr").length - document.querySelectorAll("#candidates td.empty").length,
   torch: torch ? torch.href : null, marker: window.__lflMarker || null,
   queuedNotice: document.querySelectorAll(".messages .queued-notice").length,
@@ -66,7 +67,7 @@ def stack_env(redis_url: str, var_dir: Path) -> dict[str, str]:
     drop = ("DATABASE_URL", "REDIS_URL", "LFL_ADMIN_PASSWORD", "LFL_CHANNEL_LAYER", "LFL_PORT", "LFL_HOST")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(
-        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}", REDIS_URL=redis_url,
+        DATABASE_URL=shared_database_url(), REDIS_URL=redis_url,
         LFL_VAR_DIR=str(var_dir), LFL_ADMIN_USER="admin", LFL_ADMIN_PASSWORD=secrets.token_urlsafe(16),
         DJANGO_SETTINGS_MODULE="lfl_web.settings", PYTHONUNBUFFERED="1",
     )
@@ -93,7 +94,13 @@ def submit_tiny_experiment(driver, base_url: str) -> int:
         field.send_keys(value)
     for field_id, value in FORM_SELECTS.items():
         Select(driver.find_element(By.ID, field_id)).select_by_value(value)
+    # The work estimate follows the fields: wait until it shows them (it can change the page's height).
+    WebDriverWait(driver, 15).until(
+        lambda d: d.find_element(By.ID, "work-estimate").get_attribute("data-pending") is None)
+    assert f"{POPULATION * GENERATIONS} candidates" in driver.find_element(By.ID, "work-estimate").text
     print("form screenshot:", full_page_screenshot(driver, SCREENS / "new_experiment_form.png"))
+    WebDriverWait(driver, 15).until(
+        lambda d: d.find_element(By.ID, "work-estimate").get_attribute("data-pending") is None)
     driver.find_element(By.CSS_SELECTOR, "form.experiment-form button[type=submit]").click()
     dashboard = re.compile(re.escape(base_url) + r"/experiments/(\d+)/$")
     WebDriverWait(driver, 30).until(lambda d: dashboard.match(d.current_url) or d.find_elements(By.CSS_SELECTOR, ".errorlist"))
@@ -152,7 +159,9 @@ def check_the_page_hangs_up(driver) -> None:
     """Once nothing more can come, the socket closes and the indicator goes dark; the owner's buttons
     follow the status the server rendered (cancel gone, delete offered)."""
     indicator = driver.find_element(By.ID, "connection")
-    WebDriverWait(driver, 30).until(lambda d: indicator.text == indicator.get_attribute("data-finished-text"))
+    WebDriverWait(driver, 30).until(lambda d: indicator.get_attribute("data-state") == "finished")
+    assert indicator.text == driver.find_element(By.ID, "connection-finished").text == (
+        "not live: this experiment has finished")
     assert "live" not in indicator.get_attribute("class").split(), indicator.get_attribute("class")
     assert driver.find_element(By.ID, "delete-form").is_displayed()
     assert not driver.find_element(By.ID, "cancel-form").is_displayed()
@@ -204,10 +213,41 @@ def run_scenario(driver, stack: Stack, user, password: str) -> None:
     assert (local_search["mode"], local_search["top_k"], local_search["meta_steps"]) == ("top_k", 1, 3)
     best = LearnedLoss.objects.get(experiment=experiment, rank=1)
 
+    long_loss = store_a_long_formula(user)
     driver.get(f"{stack.url}/leaderboard/")
     links = driver.find_elements(By.CSS_SELECTOR, f"a[href='/losses/{best.pk}/download/torch/']")
     assert links, "the leaderboard does not offer the learned loss"
+    check_formulas_stay_on_one_line(driver, long_loss)
     print("leaderboard screenshot:", full_page_screenshot(driver, SCREENS / "leaderboard.png"))
+
+
+LONG_LATEX = r" + ".join([r"\log\left(\left|f - y\right| + 1\right) \cdot y^{2}"] * 6)
+
+
+def store_a_long_formula(user) -> LearnedLoss:
+    """A finished experiment whose learned loss is far wider than the leaderboard's Loss column."""
+    experiment = Experiment.objects.create(
+        owner=user, name="long formula", config={"task": {"dataset": "digits", "model": "mlp"}},
+        status=Status.SUCCEEDED, baseline_loss="cross_entropy", baseline_fitness=0.5)
+    LearnedLoss.objects.replace_for(experiment, [{"expression": "long(" + "f, " * 40 + "y)", "latex": LONG_LATEX,
+                                                  "fitness": 0.4}])
+    return LearnedLoss.objects.get(experiment=experiment)
+
+
+def check_formulas_stay_on_one_line(driver, long_loss: LearnedLoss) -> None:
+    """Each formula keeps to one line of the Loss column: a long one scrolls within its cell, and its
+    title holds it as text."""
+    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "td.loss .katex"))  # typeset
+    cells = driver.execute_script("""
+      return [...document.querySelectorAll(".leaderboard td.loss .one-line")].map((cell) => {
+        const tops = [...cell.querySelectorAll(".katex-html > *")].map((part) => part.getBoundingClientRect().top);
+        return {title: cell.title, drop: Math.max(...tops) - Math.min(...tops), parts: tops.length,
+                em: parseFloat(getComputedStyle(cell).fontSize), overflows: cell.scrollWidth > cell.clientWidth};
+      });""")
+    # a second line would start at least a line (> 1 em) lower than the first
+    assert len(cells) == 2 and all(cell["parts"] and cell["drop"] < cell["em"] for cell in cells), cells
+    [long_cell] = [cell for cell in cells if cell["title"] == long_loss.expression]
+    assert long_cell["overflows"], cells  # it would have wrapped: it scrolls instead
 
 
 def failure_report(driver, stack: Stack) -> str:

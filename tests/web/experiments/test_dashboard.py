@@ -198,7 +198,7 @@ def test_the_scripts_hold_none_of_the_sentences_of_the_templates():
     assert {"No candidate has been evaluated yet.", "Cancel search", "Stopping…", "training…",
             "Per-sample loss against the residual f − y.", "Learned better on"} <= sentences  # the reader works
     strings = javascript_strings()
-    assert any("retrying in" in s for s in strings)  # and so does this one
+    assert any("lfl:panels" in s for s in strings)  # and so does this one
     duplicated = sorted(sentence for sentence in sentences if any(sentence in s for s in strings))
     assert duplicated == [], f"written both in a template and in static/js: {duplicated}"
 
@@ -207,3 +207,23 @@ def test_the_old_all_in_one_script_is_gone():
     assert not (REPO / "static" / "js" / "dashboard.js").exists()
     assert sorted(p.name for p in (REPO / "static" / "js" / "dashboard").glob("*.js")) == [
         "chart.js", "panels.js", "socket.js"]
+
+
+# ----------------------------------------------------------------------------- the generation, said once
+
+
+def generation_words(experiment) -> tuple[str, str]:
+    """(the progress panel's generation counter, the candidates table's heading), as text."""
+    panels = render_panels(Experiment.objects.get(pk=experiment.pk), ("progress-panel", "candidates-panel"))
+    counter = re.search(r"<dt>([^<]*)</dt><dd id=\"generation-counter\">([^<]*)</dd>", panels["progress-panel"])
+    heading = re.search(r"<h2>(.*?)</h2>", panels["candidates-panel"], re.S).group(1)
+    return f"{counter.group(1)}: {counter.group(2)}", " ".join(re.sub(r"<[^>]+>", "", heading).split())
+
+
+def test_the_generation_counter_and_the_candidates_heading_agree(running):
+    # 2 generations done (0 and 1), generation 2 half evaluated
+    assert generation_words(running) == ("Generations done: 2 / 7", "Candidates of generation 2 (being evaluated)")
+    Experiment.objects.filter(pk=running.pk).update(current_generation=3)  # generation 2 finished, 3 not begun
+    assert generation_words(running) == ("Generations done: 3 / 7", "Candidates of generation 2 (finished)")
+    Experiment.objects.filter(pk=running.pk).update(current_generation=2, status=Status.CANCELLED)
+    assert generation_words(running)[1] == "Candidates of generation 2 (stopped before it finished)"

@@ -133,6 +133,57 @@ def test_a_bad_upload_is_deleted_and_the_message_names_the_users_file(user, sent
     assert stored_uploads(upload_dir) == [] and not Experiment.objects.exists()
 
 
+def test_a_one_row_upload_is_refused_at_the_data_file_before_any_worker_sees_it(user, sent, upload_dir):
+    upload = SimpleUploadedFile("one.csv", b"a,b,label\n1,2,yes\n")
+    config = tiny_config(task={"dataset": "csv", "model": "mlp", "kind": "classification", "max_train": None})
+    with pytest.raises(InvalidExperiment) as caught:
+        services.create_experiment(owner=user, name="csv", config=config, upload=upload)
+    assert caught.value.errors == {"task.data_file": "data file one.csv has 1 sample(s); the training, validation "
+                                                     "and test splits need at least 4 (2 to train on, 1 for each "
+                                                     "other split)"}
+    assert stored_uploads(upload_dir) == [] and not Experiment.objects.exists() and sent == []
+
+
+def test_unbounded_work_is_refused_by_field_and_over_the_ceiling_as_a_whole(user, sent, settings):
+    config = tiny_config(search={"population_size": 10**9, "generations": 10**9})
+    with pytest.raises(InvalidExperiment) as caught:
+        services.create_experiment(owner=user, name="huge", config=config)
+    assert caught.value.errors["search.population_size"] == "must be at most 10000, got 1000000000"
+    assert caught.value.errors["search.generations"] == "must be at most 10000, got 1000000000"
+    # tiny_config: 4 x 2 candidates; (8 + 1) x 20 fitness + 8 x 10 rejection + 2 seeds x 2 x 20 meta-test = 340
+    settings.LFL_MAX_TRAINING_STEPS = 339
+    with pytest.raises(InvalidExperiment) as caught:
+        services.create_experiment(owner=user, name="tiny", config=tiny_config())
+    assert list(caught.value.errors) == ["config"]
+    assert caught.value.errors["config"].startswith(
+        "asks for 340 training steps in total (180 fitness, 80 rejection, 0 local search, 80 meta-test), "
+        "more than the 339 this server allows (LFL_MAX_TRAINING_STEPS)")
+    assert not Experiment.objects.exists() and sent == []
+    settings.LFL_MAX_TRAINING_STEPS = 340
+    services.create_experiment(owner=user, name="tiny", config=tiny_config())
+
+
+def test_each_user_may_have_only_so_many_queued_or_running_staff_included(user, other_user, sent, settings,
+                                                                         upload_dir, make_experiment):
+    settings.LFL_MAX_QUEUED_PER_USER = 2
+    user.is_staff = True
+    user.save()
+    make_experiment(status=Status.RUNNING)
+    services.create_experiment(owner=user, name="second", config=tiny_config())
+    upload = SimpleUploadedFile("points.csv", GOOD_CSV.encode())
+    with pytest.raises(services.TooManyExperiments, match=r"You have 2 experiments queued or running.*"
+                                                         r"LFL_MAX_QUEUED_PER_USER = 2"):
+        services.create_experiment(owner=user, name="third", config=tiny_config(task={"dataset": "csv"}),
+                                   upload=upload)
+    assert Experiment.objects.count() == 2 and stored_uploads(upload_dir) == []
+    services.create_experiment(owner=other_user, name="theirs", config=tiny_config())  # a limit per user
+    Experiment.objects.filter(owner=user, status=Status.RUNNING).update(status=Status.SUCCEEDED)
+    services.create_experiment(owner=user, name="third", config=tiny_config())  # a finished one freed a place
+    settings.LFL_MAX_QUEUED_PER_USER = 0  # no limit
+    services.create_experiment(owner=user, name="fourth", config=tiny_config())
+    assert Experiment.objects.filter(owner=user).unfinished().count() == 3
+
+
 # ----------------------------------------------------------------------------- cancel_experiment
 
 

@@ -12,7 +12,6 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.db import connection
 
 from lfl_web import celery_app
 from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, Status
@@ -22,6 +21,7 @@ from lfl_web.layers import redis_channel_layer
 from lfl_web.stack.supervisor import kill_group
 
 from ..conftest import tiny_config
+from ..databases import shared_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,7 +34,7 @@ def worker(embedded_redis, tmp_path):
     """`celery -A lfl_web worker --pool=solo` on the test database; stopped even when the test fails."""
     env = {
         **os.environ, "DJANGO_SETTINGS_MODULE": "lfl_web.settings", "REDIS_URL": embedded_redis.url,
-        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}", "LFL_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": shared_database_url(), "LFL_VAR_DIR": str(tmp_path / "var"),
         "LFL_CHANNEL_LAYER": "redis",
     }
     log_path = tmp_path / "worker.log"

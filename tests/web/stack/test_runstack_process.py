@@ -1,5 +1,7 @@
-"""`python manage.py runstack` as `make run` starts it: serves HTTP, then Ctrl-C stops every process."""
+"""`python manage.py runstack` as `make run` starts it: serves HTTP, then Ctrl-C stops every process;
+a killed embedded Redis comes back where it was."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -14,6 +16,7 @@ from django.contrib.auth.hashers import check_password
 from lfl_web.redis_server import free_port
 from lfl_web.stack.supervisor import kill_group
 
+from ..conftest import tiny_config
 from ..polling import gone, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -90,3 +93,61 @@ def group_is_empty(pgid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def redis_address(pid: int) -> str:
+    """host:port of a running redis-server, from the process title it gives itself."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[0].split()[-1]
+
+
+def api(url: str, key: str, data: dict | None = None) -> dict:
+    body = json.dumps(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body, headers={"Authorization": f"Token {key}",
+                                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_runstack_restarts_a_killed_redis_where_it_was_and_the_worker_runs_what_comes_next(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "LFL_ADMIN_PASSWORD")}
+    env.update(LFL_VAR_DIR=str(tmp_path), LFL_PORT=str(port), LFL_ADMIN_USER="admin", PYTHONUNBUFFERED="1")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    stack = subprocess.Popen([sys.executable, "manage.py", "runstack"], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines: list[str] = []
+    collect_lines(stack.stdout, lines)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_until(lambda: any("lfl is running" in line for line in lines) or stack.poll() is not None,
+                          timeout=90, interval=0.2), "\n".join(lines)
+        first = started_pids(lines)["embedded redis"]
+        address = redis_address(first)
+        os.kill(first, signal.SIGKILL)
+
+        assert wait_until(lambda: any(line.startswith("restarted embedded redis") for line in lines), timeout=20)
+        assert stack.poll() is None and answers(f"{base}/accounts/login/"), "\n".join(lines)
+        again = int(next(line for line in lines if line.startswith("restarted embedded redis")).split("(pid ")[1][:-1])
+        assert again != first and redis_address(again) == address  # the same port (and password: see below)
+        assert any(line.startswith("sent 0 queued experiment(s) to the restarted redis") for line in lines)
+
+        created = subprocess.run([sys.executable, "manage.py", "create_api_token", "admin", "--name", "t"], cwd=REPO,
+                                 env=env, capture_output=True, text=True, check=True)
+        key = created.stdout.strip().splitlines()[-1]
+        experiment = api(f"{base}/api/experiments/", key, {"name": "after the restart", "config": tiny_config()})
+
+        def status() -> str:
+            return api(f"{base}/api/experiments/{experiment['id']}/", key)["experiment"]["status"]
+
+        assert wait_until(lambda: status() in ("succeeded", "failed", "cancelled"), timeout=90, interval=0.5)
+        assert status() == "succeeded", "\n".join(lines)  # the worker and daphne reconnected
+    finally:
+        if stack.poll() is None:
+            stack.send_signal(signal.SIGINT)
+            try:
+                stack.wait(60)
+            except subprocess.TimeoutExpired:
+                kill_group(stack.pid)
+                stack.wait()
+        for pid in started_pids(lines).values():
+            kill_group(pid)

@@ -6,11 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dj_database_url
 import pytest
 from channels_redis.core import RedisChannelLayer
+from django.db import connection
 
 from lfl_web.env import development_secret_key, env_bool, env_list, env_number
 from lfl_web.layers import redis_channel_layer
+
+from ..databases import shared_database_url
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -70,6 +74,24 @@ def test_development_defaults_need_no_configuration(tmp_path):
     out = settings_in_subprocess(code, LFL_VAR_DIR=str(tmp_path))
     assert out == f"False {tmp_path / 'db.sqlite3'} memory:// channels.layers.InMemoryChannelLayer"
     assert (tmp_path / "secret_key").exists()
+
+
+def test_the_test_database_url_comes_first_and_sqlite_options_stay_with_sqlite(tmp_path):
+    code = (
+        "import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'lfl_web.settings'\n"
+        "from django.conf import settings as s\n"
+        "d = s.DATABASES['default']\n"
+        "print(d['ENGINE'], d['HOST'], d['NAME'], d.get('OPTIONS', {}), d.get('TEST', {}))\n"
+    )
+    out = settings_in_subprocess(code, LFL_VAR_DIR=str(tmp_path), DATABASE_URL="postgres://u:p@db:5432/lfl",
+                                 LFL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/test")
+    assert out == "django.db.backends.postgresql 127.0.0.1 test {} {}"  # pytest-django makes test_test
+
+
+def test_the_shared_database_url_names_this_test_database(db):
+    shared = dj_database_url.parse(shared_database_url())
+    assert shared["NAME"] == connection.settings_dict["NAME"] and shared["ENGINE"] == connection.settings_dict["ENGINE"]
+    assert connection.vendor == "sqlite" or shared["NAME"].startswith("test_")
 
 
 def test_importing_the_web_stack_and_the_tasks_does_not_load_torch(tmp_path):

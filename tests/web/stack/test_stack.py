@@ -156,9 +156,9 @@ def record_start(start, started):
 def test_child_env_points_every_process_at_the_same_redis(monkeypatch):
     monkeypatch.delenv("LFL_DEBUG", raising=False)
     env = runstack.child_env("redis://:pw@127.0.0.1:1234/0")
-    assert env["REDIS_URL"] == "redis://:pw@127.0.0.1:1234/0" and env["LFL_DEBUG"] == "1"
-    monkeypatch.setenv("LFL_DEBUG", "0")
-    assert runstack.child_env("redis://x")["LFL_DEBUG"] == "0"
+    assert env["REDIS_URL"] == "redis://:pw@127.0.0.1:1234/0" and "LFL_DEBUG" not in env  # DEBUG off
+    monkeypatch.setenv("LFL_DEBUG", "1")  # developer mode, asked for
+    assert runstack.child_env("redis://x")["LFL_DEBUG"] == "1"
 
 
 def test_worker_and_daphne_commands():

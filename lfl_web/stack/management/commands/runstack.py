@@ -2,7 +2,9 @@
 
 Migrates the database, starts an embedded Redis unless REDIS_URL is set, creates the first admin,
 then runs daphne (HTTP + websockets) and a Celery worker until Ctrl-C or SIGTERM. If either dies,
-everything stops and the command exits non-zero.
+everything stops and the command exits non-zero. If the embedded Redis dies, it is started again on
+the same port with the same password (the worker and daphne reconnect), and the queued searches it
+lost are sent to it again from the database.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
 
 from lfl_web.redis_server import EmbeddedRedis, RedisStartError
 from lfl_web.stack.admin_account import ensure_admin
@@ -37,9 +40,9 @@ def daphne_command(host: str, port: int) -> list[str]:
 
 
 def child_env(redis_url: str) -> dict[str, str]:
+    # DEBUG stays as the settings say (off): the stack may be reached by others; LFL_DEBUG=1 opts in.
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
     env.setdefault("DJANGO_SETTINGS_MODULE", "lfl_web.settings")
-    env.setdefault("LFL_DEBUG", "1")  # the development stack shows tracebacks unless told otherwise
     return env
 
 
@@ -80,6 +83,7 @@ class Command(BaseCommand):
             supervisor.start("daphne", daphne_command(host, port))
             if embedded:
                 self.requeue(redis_url)
+                supervisor.keep_alive("embedded redis", embedded, after_restart=lambda: self.resend_queued(redis_url))
             self.announce(host, port, lambda: not stop.is_set() and supervisor.first_exited() is None)
             return supervisor.wait(stop)
 
@@ -98,9 +102,10 @@ class Command(BaseCommand):
                 "(shown only this once; change it in the admin)"
             ))
 
-    def redis_url(self, cleanup: ExitStack) -> tuple[str, bool]:
+    def redis_url(self, cleanup: ExitStack) -> tuple[str, EmbeddedRedis | None]:
+        """The Redis to use, and the embedded server started for it (None for REDIS_URL's)."""
         if settings.REDIS_URL:
-            return settings.REDIS_URL, False
+            return settings.REDIS_URL, None
         server = EmbeddedRedis()
         try:
             server.start()
@@ -108,7 +113,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         cleanup.callback(server.stop)
         self.stdout.write(f"started embedded redis (pid {server.pid}) on port {server.port}")
-        return server.url, True
+        return server.url, server
 
     def requeue(self, redis_url: str) -> None:
         from lfl_web.experiments.services import requeue_unfinished
@@ -116,6 +121,14 @@ class Command(BaseCommand):
         pks = requeue_unfinished(broker_url=redis_url)
         if pks:
             self.stdout.write(f"sent {len(pks)} unfinished experiment(s) to the worker again: {pks}")
+
+    def resend_queued(self, redis_url: str) -> None:
+        """The restarted Redis is empty: send the queued searches again (the running ones go on)."""
+        from lfl_web.experiments.services import requeue_queued
+
+        close_old_connections()  # this process has been waiting, not serving requests
+        pks = requeue_queued(broker_url=redis_url)
+        self.stdout.write(f"sent {len(pks)} queued experiment(s) to the restarted redis again: {pks}")
 
     def announce(self, host: str, port: int, alive) -> None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

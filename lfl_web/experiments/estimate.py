@@ -1,0 +1,31 @@
+"""The work estimate on the new-experiment form: the engine's `work_estimate` of the form's values,
+rendered by one partial (experiments/_estimate.html) for the page and for the form's live updates."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from lfl_web.experiments.forms import FIELD_PATHS, config_from_values
+from lfl_web.experiments.validation import STEP_KINDS
+from search_engine.config import ConfigError, load_config  # torch-free without check_data
+from search_engine.limits import work_estimate
+
+
+def estimate_context(form) -> dict:
+    """The partial's context for `form`: its initial values when unbound, else what it parsed; a
+    field that did not parse, or a value the engine refuses, is listed instead of a guess."""
+    if form.is_bound and not form.is_valid():
+        unparsed = {FIELD_PATHS[name]: " ".join(form.errors[name]) for name in FIELD_PATHS if name in form.errors}
+        if unparsed:
+            return {"problems": unparsed}
+    values = form.cleaned_data if form.is_bound else form.initial
+    try:
+        config = load_config(config_from_values(values), check_data=False)
+    except ConfigError as exc:
+        return {"problems": exc.errors}
+    work, ceiling = work_estimate(config), settings.LFL_MAX_TRAINING_STEPS
+    return {
+        "work": {key: f"{value:,}" for key, value in work.items()},
+        "steps": [(label, f"{work[key]:,}") for key, label in STEP_KINDS.items()],
+        "ceiling": f"{ceiling:,}" if ceiling else "", "over_ceiling": bool(ceiling) and work["total_steps"] > ceiling,
+    }
