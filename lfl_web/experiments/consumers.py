@@ -11,6 +11,7 @@ after any other close) with backoff, and its next snapshot catches up with what 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -30,6 +31,8 @@ CLOSE_LIVE_INTERRUPTED = 4503
 
 #: What an unreachable channel layer raises (channels_redis through redis-py, or the socket itself).
 LAYER_ERRORS = (redis.exceptions.RedisError, OSError)
+#: The longest a connecting browser waits for the channel layer before it is told 4503 and retries.
+LAYER_SECONDS = 5.0
 
 
 @database_sync_to_async
@@ -67,11 +70,29 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
         if not await may_view(experiment_id, user):
             return await self.close(code=CLOSE_NOT_ALLOWED)
         self.group = group_name(experiment_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)  # before reading: miss nothing
+        if not await self._joined():  # before reading: miss nothing
+            logger.warning("live updates interrupted: could not join %s within %g s", group_name(experiment_id),
+                           LAYER_SECONDS)
+            return await self.close(code=CLOSE_LIVE_INTERRUPTED)
         snapshot = await load_snapshot(experiment_id)
         if snapshot is None:
             return await self.close(code=CLOSE_NOT_ALLOWED)
         await self.send_json(snapshot)
+
+    async def _joined(self) -> bool:
+        """Join the experiment's group; False if that takes over LAYER_SECONDS or the layer cancels it.
+        Just after a Redis restart the layer sometimes cancels a join it was making; awaited directly, that
+        cancellation ended the consumer silently and left the browser waiting for a snapshot forever.
+        Now the browser is told 4503, retries, and its next snapshot catches up."""
+        join = asyncio.ensure_future(self.channel_layer.group_add(self.group, self.channel_name))
+        done, _ = await asyncio.wait({join}, timeout=LAYER_SECONDS)
+        if not done:
+            join.cancel()
+        elif not join.cancelled():
+            join.result()  # the layer's own error, if it failed (see __call__)
+            return True
+        self.group = None  # nothing to leave on disconnect
+        return False
 
     async def disconnect(self, code):
         if self.group:

@@ -131,3 +131,28 @@ def test_the_indicator_is_dark_on_a_finished_experiment_and_waits_for_the_script
     state, shown = indicator(Client(), user, running)
     assert state == "finished" and shown.pop("connection-finished") == (False, "not live: this experiment has finished")
     assert all(hidden for hidden, _ in shown.values())  # "live" among them
+
+
+@pytest.mark.parametrize("how", ["cancelled", "hung"])
+def test_a_join_the_layer_cancels_or_never_finishes_ends_the_stream_with_4503(make_experiment, user, settings,
+                                                                             monkeypatch, caplog, how):
+    """Seen after a Redis restart: the layer cancelled a join, which ended the consumer silently and
+    left the browser waiting for its snapshot for good. Now it is told 4503 and reconnects."""
+    import asyncio
+
+    from channels.layers import InMemoryChannelLayer
+
+    from lfl_web.experiments import consumers
+
+    async def broken_join(self, group, channel):
+        if how == "cancelled":
+            raise asyncio.CancelledError
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(InMemoryChannelLayer, "group_add", broken_join)
+    monkeypatch.setattr(consumers, "LAYER_SECONDS", 0.2)
+    experiment = make_experiment()
+    with caplog.at_level(logging.WARNING, logger="lfl_web.experiments.consumers"):
+        code = async_to_sync(close_code_of)(communicator_for(experiment.pk, user))
+    assert code == CLOSE_LIVE_INTERRUPTED
+    assert any("could not join" in r.getMessage() for r in caplog.records)
