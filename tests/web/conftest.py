@@ -43,6 +43,55 @@ def isolated_web_settings(settings, tmp_path):
     settings.LFL_CHECKPOINT_DIR = tmp_path / "checkpoints"
     settings.LFL_DATA_DIRS = [tmp_path]
     settings.LFL_CANCEL_POLL_SECONDS = 0.0
+    settings.LFL_UPLOAD_DIR = tmp_path / "uploads"
+
+
+@pytest.fixture
+def upload_dir(settings):
+    """Where this test's uploads are kept (a fresh folder, set for every web test)."""
+    return settings.LFL_UPLOAD_DIR
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Experiment pks handed to Celery (nothing reaches a broker)."""
+    from lfl_web.experiments import services
+
+    pks = []
+
+    def send_task(name, args=None, **options):
+        assert name == services.RUN_EXPERIMENT
+        pks.extend(args)
+
+    monkeypatch.setattr(services.celery_app, "send_task", send_task)
+    return pks
+
+
+def watch_group(experiment_id: int):
+    """Start listening to the experiment's group; returns received() -> the socket messages (each
+    group message's `event`) sent since, on the in-memory channel layer."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from lfl_web.experiments.recording import UPDATE_MESSAGE, group_name
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_name(experiment_id), channel)
+
+    def received() -> list[dict]:
+        messages = []
+        while True:
+            try:
+                message = async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.05)
+            except TimeoutError:
+                return messages
+            assert message["type"] == UPDATE_MESSAGE  # one channel message type for every event
+            messages.append(message["event"])
+
+    return received
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from django.urls import reverse
 
 from lfl_web.api.http import MAX_BODY_BYTES
 from lfl_web.api.models import ApiToken
-from lfl_web.experiments import services
 from lfl_web.experiments.models import Experiment, LearnedLoss, Status
 from search_engine.catalog import EXPORT_FORMATS
 from search_engine.config import ExperimentConfig
@@ -32,19 +31,6 @@ def key(user):
 @pytest.fixture
 def other_key(other_user):
     return ApiToken.objects.issue(other_user, "tests")[1]
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Experiment pks handed to Celery."""
-    pks = []
-
-    def send_task(name, args=None, **options):
-        assert name == services.RUN_EXPERIMENT
-        pks.extend(args)
-
-    monkeypatch.setattr(services.celery_app, "send_task", send_task)
-    return pks
 
 
 def auth(key):

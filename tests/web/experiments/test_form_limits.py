@@ -5,7 +5,6 @@ at submit with a message where it belongs, and nothing stored."""
 import pytest
 from django.urls import reverse
 
-from lfl_web.experiments import services
 from lfl_web.experiments.models import Experiment
 
 from .test_forms import csv_upload, field_block, form_data, uploaded_files
@@ -13,20 +12,6 @@ from .test_forms import csv_upload, field_block, form_data, uploaded_files
 pytestmark = pytest.mark.django_db
 
 NEW, ESTIMATE = reverse("experiment_new"), reverse("experiment_estimate")
-
-
-@pytest.fixture(autouse=True)
-def upload_dir(settings, tmp_path):
-    settings.LFL_UPLOAD_DIR = tmp_path / "uploads"
-    return settings.LFL_UPLOAD_DIR
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Experiment pks handed to Celery."""
-    pks = []
-    monkeypatch.setattr(services.celery_app, "send_task", lambda name, args=None, **options: pks.extend(args))
-    return pks
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from lfl_web.experiments import forms, services
+from lfl_web.experiments import forms
 from lfl_web.experiments.forms import (
     EVALUATION_STRATEGIES,
     FIELD_PATHS,
@@ -23,25 +23,6 @@ from lfl_web.experiments.models import Experiment
 pytestmark = pytest.mark.django_db
 
 NEW = reverse("experiment_new")
-
-
-@pytest.fixture(autouse=True)
-def upload_dir(settings, tmp_path):
-    settings.LFL_UPLOAD_DIR = tmp_path / "uploads"
-    return settings.LFL_UPLOAD_DIR
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Experiment pks handed to Celery."""
-    pks = []
-
-    def send_task(name, args=None, **options):
-        assert name == services.RUN_EXPERIMENT
-        pks.extend(args)
-
-    monkeypatch.setattr(services.celery_app, "send_task", send_task)
-    return pks
 
 
 @pytest.fixture

@@ -20,19 +20,6 @@ def admin(django_user_model, client):
     return user
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    """Experiment pks handed to Celery."""
-    pks = []
-
-    def send_task(name, args=None, **options):
-        assert name == services.RUN_EXPERIMENT
-        pks.extend(args)
-
-    monkeypatch.setattr(services.celery_app, "send_task", send_task)
-    return pks
-
-
 def test_login_page_and_sign_in_then_out(client, user):
     assert client.get(reverse("login")).status_code == 200
     response = client.post(reverse("login"), {"username": "ada", "password": "a-long-test-password"})

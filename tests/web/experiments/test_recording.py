@@ -1,4 +1,3 @@
-import asyncio
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -23,7 +22,7 @@ from search_engine.evolution.events import (
     SearchStarted,
 )
 
-from ..conftest import tiny_config
+from ..conftest import tiny_config, watch_group
 
 pytestmark = pytest.mark.django_db
 
@@ -187,25 +186,6 @@ def test_a_failed_announcement_keeps_the_saved_row(make_experiment, monkeypatch)
 
 
 # ----------------------------------------------------------------------------- what each message carries
-
-
-def watch_group(experiment_id):
-    """The socket messages (the `event` of each group message) sent while the block runs."""
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group_name(experiment_id), channel)
-
-    def received():
-        messages = []
-        while True:
-            try:
-                message = async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.05)
-            except TimeoutError:
-                return messages
-            assert message["type"] == UPDATE_MESSAGE  # one channel message type for every event
-            messages.append(message["event"])
-
-    return received
 
 
 def test_a_candidate_event_carries_the_candidates_table_of_its_generation(make_experiment):

@@ -2,32 +2,22 @@
 layer of this process), sends work to Celery only once the row is committed, refuses whoever may
 not change the experiment, and stores nothing on bad input."""
 
-import asyncio
 
 import pytest
 import redis
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from lfl_web.experiments import services
 from lfl_web.experiments.files import checkpoint_path
 from lfl_web.experiments.models import Experiment, LearnedLoss, MetaTestStatus, Status
-from lfl_web.experiments.recording import group_name
 from lfl_web.experiments.validation import InvalidExperiment
 
-from ..conftest import tiny_config
+from ..conftest import tiny_config, watch_group
 
 pytestmark = pytest.mark.django_db
 
 GOOD_CSV = "a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40))
-
-
-@pytest.fixture(autouse=True)
-def upload_dir(settings, tmp_path):
-    settings.LFL_UPLOAD_DIR = tmp_path / "uploads"
-    return settings.LFL_UPLOAD_DIR
 
 
 @pytest.fixture
@@ -37,28 +27,6 @@ def sent(monkeypatch):
     monkeypatch.setattr(services.celery_app, "send_task",
                         lambda name, args=None, **options: calls.append((name, tuple(args))))
     return calls
-
-
-@pytest.fixture
-def watch():
-    """watch(pk) -> drain(): the messages the experiment's group got since watch was called."""
-
-    def start(experiment_id):
-        layer = get_channel_layer()
-        channel = async_to_sync(layer.new_channel)()
-        async_to_sync(layer.group_add)(group_name(experiment_id), channel)
-
-        def drain():
-            messages = []
-            while True:
-                try:
-                    messages.append(async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.05)["event"])
-                except TimeoutError:
-                    return messages
-
-        return drain
-
-    return start
 
 
 def statuses(messages) -> list[str]:
@@ -187,18 +155,18 @@ def test_each_user_may_have_only_so_many_queued_or_running_staff_included(user, 
 # ----------------------------------------------------------------------------- cancel_experiment
 
 
-def test_cancelling_a_queued_search_ends_it_and_tells_the_watchers(user, make_experiment, watch):
+def test_cancelling_a_queued_search_ends_it_and_tells_the_watchers(user, make_experiment):
     experiment = make_experiment()
-    told = watch(experiment.pk)
+    told = watch_group(experiment.pk)
     assert services.cancel_experiment(experiment=experiment, user=user)
     assert Experiment.objects.get(pk=experiment.pk).status == Status.CANCELLED
     assert statuses(told()) == ["cancelled"]
 
 
-def test_cancelling_a_running_search_raises_its_flag_and_tells_the_watchers(user, make_experiment, watch):
+def test_cancelling_a_running_search_raises_its_flag_and_tells_the_watchers(user, make_experiment):
     experiment = make_experiment()
     experiment.claim_for_worker("task-1")
-    told = watch(experiment.pk)
+    told = watch_group(experiment.pk)
     assert services.cancel_experiment(experiment=experiment, user=user)
     [message] = told()
     assert message["experiment"]["status"] == "running" and message["experiment"]["cancel_requested"]
@@ -206,9 +174,9 @@ def test_cancelling_a_running_search_raises_its_flag_and_tells_the_watchers(user
     assert told() == []
 
 
-def test_someone_else_may_not_cancel_and_nothing_changes(other_user, make_experiment, watch, django_user_model):
+def test_someone_else_may_not_cancel_and_nothing_changes(other_user, make_experiment, django_user_model):
     experiment = make_experiment()
-    told = watch(experiment.pk)
+    told = watch_group(experiment.pk)
     with pytest.raises(PermissionDenied, match="owner"):
         services.cancel_experiment(experiment=experiment, user=other_user)
     assert not Experiment.objects.get(pk=experiment.pk).cancel_requested and told() == []
@@ -256,10 +224,10 @@ def test_someone_else_may_not_delete(other_user, make_experiment):
 # ----------------------------------------------------------------------------- the worker's changes
 
 
-def test_start_run_marks_running_and_says_so_unless_cancelled(make_experiment, watch):
+def test_start_run_marks_running_and_says_so_unless_cancelled(make_experiment):
     experiment, cancelled = make_experiment(), make_experiment()
     cancelled.request_cancel()
-    told, told_cancelled = watch(experiment.pk), watch(cancelled.pk)
+    told, told_cancelled = watch_group(experiment.pk), watch_group(cancelled.pk)
     assert services.start_run(experiment=experiment, task_id="task-1")
     assert experiment.status == Status.RUNNING and experiment.celery_task_id == "task-1"
     assert statuses(told()) == ["running"]
@@ -267,21 +235,21 @@ def test_start_run_marks_running_and_says_so_unless_cancelled(make_experiment, w
     assert told_cancelled() == []
 
 
-def test_end_cancelled_finishes_a_search_asked_to_stop(make_experiment, watch):
+def test_end_cancelled_finishes_a_search_asked_to_stop(make_experiment):
     experiment = make_experiment()
     experiment.claim_for_worker("t")
     experiment.request_cancel()
-    told = watch(experiment.pk)
+    told = watch_group(experiment.pk)
     services.end_cancelled(experiment=experiment)
     assert experiment.status == Status.CANCELLED and statuses(told()) == ["cancelled"]
     services.end_cancelled(experiment=experiment)  # already finished: no news
     assert told() == []
 
 
-def test_mark_failed_records_the_error_and_says_so_once(make_experiment, watch):
+def test_mark_failed_records_the_error_and_says_so_once(make_experiment):
     experiment = make_experiment()
     experiment.claim_for_worker("t")
-    told = watch(experiment.pk)
+    told = watch_group(experiment.pk)
     services.mark_failed(experiment=experiment, error="RuntimeError: boom")
     [message] = told()
     assert message["experiment"]["status"] == "failed" and message["experiment"]["error"] == "RuntimeError: boom"
@@ -295,9 +263,9 @@ def meta_testing(make_experiment):
     return experiment, LearnedLoss.objects.get(experiment=experiment)
 
 
-def test_meta_test_seeds_and_results_are_stored_and_sent(make_experiment, watch):
+def test_meta_test_seeds_and_results_are_stored_and_sent(make_experiment):
     experiment, best = meta_testing(make_experiment)
-    told = watch(experiment.pk)
+    told = watch_group(experiment.pk)
     services.count_meta_test_seed(experiment=experiment, seeds=2)
     services.count_meta_test_seed(experiment=experiment, seeds=2)
     services.finish_meta_test(experiment=experiment, learned_loss=best, record={"wins": 2})
@@ -310,9 +278,9 @@ def test_meta_test_seeds_and_results_are_stored_and_sent(make_experiment, watch)
     assert LearnedLoss.objects.get(pk=best.pk).meta_test == {"wins": 2}
 
 
-def test_a_failed_meta_test_is_recorded_and_announced(make_experiment, watch):
+def test_a_failed_meta_test_is_recorded_and_announced(make_experiment):
     experiment, _ = meta_testing(make_experiment)
-    told = watch(experiment.pk)
+    told = watch_group(experiment.pk)
     services.fail_meta_test(experiment=experiment, error="RuntimeError: out of memory")
     [message] = told()
     assert message["experiment"]["meta_test_status"] == "failed" and experiment.status == Status.SUCCEEDED
@@ -322,8 +290,7 @@ def test_a_failed_meta_test_is_recorded_and_announced(make_experiment, watch):
 # ----------------------------------------------------------------------------- at stack start
 
 
-def test_requeue_unfinished_sends_queued_and_interrupted_searches_to_the_broker(make_experiment, embedded_redis,
-                                                                                watch):
+def test_requeue_unfinished_sends_queued_and_interrupted_searches_to_the_broker(make_experiment, embedded_redis):
     queued, running, finished = make_experiment(), make_experiment(), make_experiment()
     meta_testing_one, done, stopping = make_experiment(), make_experiment(), make_experiment()
     running.claim_for_worker("lost with the old stack")
@@ -333,7 +300,7 @@ def test_requeue_unfinished_sends_queued_and_interrupted_searches_to_the_broker(
     Experiment.objects.filter(pk=meta_testing_one.pk).update(status=Status.SUCCEEDED,
                                                              meta_test_status=MetaTestStatus.RUNNING)
     Experiment.objects.filter(pk=done.pk).update(status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.SUCCEEDED)
-    told = watch(stopping.pk)
+    told = watch_group(stopping.pk)
     pks = services.requeue_unfinished(broker_url=embedded_redis.url)
     assert pks == [queued.pk, running.pk, meta_testing_one.pk]
     assert redis.Redis.from_url(embedded_redis.url).llen("celery") == 3  # Celery's default queue

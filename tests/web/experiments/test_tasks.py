@@ -1,19 +1,15 @@
 """The Celery task, called in this process (the end-to-end test runs it in a real worker)."""
 
-import asyncio
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 
 from lfl_web.experiments import runner
 from lfl_web.experiments.files import checkpoint_path
 from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, MetaTestStatus, Status
-from lfl_web.experiments.recording import group_name
 from lfl_web.experiments.runner import CancelPoll
 from lfl_web.experiments.tasks import run_experiment
 
-from ..conftest import tiny_config
+from ..conftest import tiny_config, watch_group
 
 pytestmark = pytest.mark.django_db
 
@@ -49,23 +45,6 @@ def test_a_search_runs_to_success_and_stores_everything(make_experiment):
     assert best.meta_test["expression"] == best.expression and len(best.meta_test["learned"]) == 2
     assert len(best.meta_test["baseline"]) == 2 and best.meta_test["metric"] == "error rate"
     assert (experiment.meta_test_status, experiment.meta_test_seeds_done) == (MetaTestStatus.SUCCEEDED, 2)
-
-
-def watch_group(experiment_id):
-    """The messages sent to the experiment's group while the block runs (in-memory channel layer)."""
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group_name(experiment_id), channel)
-
-    def received():
-        messages = []
-        while True:
-            try:
-                messages.append(async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.05)["event"])
-            except TimeoutError:
-                return messages
-
-    return received
 
 
 def test_watchers_hear_each_meta_test_seed_and_the_results(make_experiment):
