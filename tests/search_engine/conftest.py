@@ -28,6 +28,17 @@ def tiny_config(**overrides):
     return load_config(data)
 
 
+class StopAfter:
+    """should_stop that answers True from its n-th question on, counting the questions."""
+
+    def __init__(self, n: int):
+        self.n, self.asked = n, 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.asked >= self.n
+
+
 @pytest.fixture
 def tiny():
     return tiny_config

@@ -9,7 +9,7 @@ from search_engine.runtime import interrupt
 from search_engine.tasks.datasets import DatasetSpec, load_dataset
 from search_engine.tasks.datasets.tabular import POLL_ROWS
 
-from ..conftest import tiny_config
+from ..conftest import StopAfter, tiny_config
 
 
 def write_csv(path, rows: int) -> None:
@@ -19,17 +19,6 @@ def write_csv(path, rows: int) -> None:
         fh.write("a,b,c,d,label\n")
         for i, r in enumerate(x):
             fh.write(",".join(f"{v:.4f}" for v in r) + f",{i % 3}\n")
-
-
-class StopAfter:
-    """should_stop that answers True from its `n`-th question on; counts the questions."""
-
-    def __init__(self, n: int):
-        self.n, self.asked = n, 0
-
-    def __call__(self) -> bool:
-        self.asked += 1
-        return self.asked >= self.n
 
 
 def run(config, should_stop):

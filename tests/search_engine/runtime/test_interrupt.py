@@ -13,20 +13,9 @@ from search_engine.scoring.local_search import local_search
 from search_engine.tasks.task import load_task
 from search_engine.tasks.training import train
 
-from ..conftest import tiny_config
+from ..conftest import StopAfter, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class StopAfter:
-    """should_stop that answers True from its n-th question on, counting the questions."""
-
-    def __init__(self, n: int):
-        self.n, self.asked = n, 0
-
-    def __call__(self) -> bool:
-        self.asked += 1
-        return self.asked >= self.n
 
 
 @pytest.fixture(scope="module")
