@@ -20,6 +20,9 @@
   const indicator = document.getElementById("connection");
   const retrySeconds = document.getElementById("connection-retry-seconds");
   const MAX_DELAY_MS = 30000;
+  // An accepted socket whose snapshot has not come by then is given up and tried again (seen just
+  // after a Redis restart: the server accepted, then its consumer ended without a word).
+  const SNAPSHOT_WAIT_MS = 8000;
   let attempts = 0, socket = null, ended = false, live = false;
 
   function show(state) {
@@ -64,8 +67,11 @@
     socket = new WebSocket(`${scheme}//${location.host}${root.dataset.wsPath}`);
     live = false;
     show(attempts ? "reconnecting" : "connecting");
+    const opened = socket;
+    const watchdog = setTimeout(() => { if (!live && socket === opened) opened.close(); }, SNAPSHOT_WAIT_MS);
     socket.onmessage = (event) => {
       if (!live) {  // the snapshot: from here on the page is current
+        clearTimeout(watchdog);
         live = true;
         attempts = 0;
         show("live");
@@ -73,6 +79,7 @@
       panels.receive(JSON.parse(event.data));
     };
     socket.onclose = (event) => {
+      clearTimeout(watchdog);
       live = false;
       if (ended) return;
       if (event.code === 4401) return end("signed-out");

@@ -90,7 +90,8 @@ def test_snapshot_first_then_every_live_event_then_leaves_the_group(make_experim
 
 def test_one_handler_serves_every_experiment_event():
     handlers = [name for name, value in vars(ExperimentConsumer).items()
-                if callable(value) and name not in ("connect", "disconnect", "receive_json") and not name.startswith("__")]
+                if callable(value) and name not in ("connect", "disconnect", "receive_json")
+                and not name.startswith("_")]  # channels never dispatches to a name with a leading underscore
     assert handlers == ["experiment_update"]
     assert UPDATE_MESSAGE.replace(".", "_") == "experiment_update"  # how channels picks the handler
 
