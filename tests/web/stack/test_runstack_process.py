@@ -50,14 +50,20 @@ def started_pids(lines: list[str]) -> dict[str, int]:
     return found
 
 
-def test_runstack_serves_the_login_page_and_ctrl_c_stops_every_process(tmp_path):
-    port = free_port()
+def start_runstack(var_dir, port: int) -> tuple[subprocess.Popen, list[str], dict]:
+    """`manage.py runstack` on a fresh var folder and `port`, as a new user starts it (no DATABASE_URL,
+    REDIS_URL or admin password from this environment); returns the process, its (empty) line list and its environment."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "LFL_ADMIN_PASSWORD")}
-    env.update(LFL_VAR_DIR=str(tmp_path), LFL_PORT=str(port), LFL_ADMIN_USER="admin", PYTHONUNBUFFERED="1")
+    env.update(LFL_VAR_DIR=str(var_dir), LFL_PORT=str(port), LFL_ADMIN_USER="admin", PYTHONUNBUFFERED="1")
     env.pop("DJANGO_SETTINGS_MODULE", None)
     stack = subprocess.Popen([sys.executable, "manage.py", "runstack"], cwd=REPO, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    lines: list[str] = []
+    return stack, [], env
+
+
+def test_runstack_serves_the_login_page_and_ctrl_c_stops_every_process(tmp_path):
+    port = free_port()
+    stack, lines, env = start_runstack(tmp_path, port)
     reader = collect_lines(stack.stdout, lines)
     try:
         login = f"http://127.0.0.1:{port}/accounts/login/"
@@ -110,12 +116,7 @@ def api(url: str, key: str, data: dict | None = None) -> dict:
 
 def test_runstack_restarts_a_killed_redis_where_it_was_and_the_worker_runs_what_comes_next(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "LFL_ADMIN_PASSWORD")}
-    env.update(LFL_VAR_DIR=str(tmp_path), LFL_PORT=str(port), LFL_ADMIN_USER="admin", PYTHONUNBUFFERED="1")
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    stack = subprocess.Popen([sys.executable, "manage.py", "runstack"], cwd=REPO, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    lines: list[str] = []
+    stack, lines, env = start_runstack(tmp_path, port)
     collect_lines(stack.stdout, lines)
     base = f"http://127.0.0.1:{port}"
     try:
