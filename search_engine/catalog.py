@@ -112,6 +112,12 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("evomal", "EvoMAL", "genetic programming over loss expressions, each accepted loss refined "
                                    "by unrolled meta-gradients (Raymond et al., TPAMI 2023)"),
+        Method("gplfl", "GP-LFL", "the same genetic-programming search without local search: symbolic "
+                                  "losses only (the EvoMAL paper's GP-LFL baseline)"),
+        Method("ml3", "ML3", "a small neural network as the loss, its weights learned by unrolled "
+                             "meta-gradients (Bechtle et al., ICPR 2020; offline variant)"),
+        Method("taylorglo", "TaylorGLO", "CMA-ES over the coefficients of a third-order Taylor polynomial "
+                                         "in prediction and target (Gonzalez & Miikkulainen, GECCO 2021)"),
     )
 }
 

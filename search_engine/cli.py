@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from search_engine.evolution.loop import run_search, write_result
+    from search_engine.evolution.loop import write_result
+    from search_engine.methods.registry import run_method
     from search_engine.progress import ProgressPrinter
 
     config = load_config(Path(args.config))
@@ -60,7 +61,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     printer = ProgressPrinter(config, enabled=not args.quiet)
     try:
-        result = run_search(config, printer, checkpoint_path=out / CHECKPOINT, resume=args.resume)
+        result = run_method(config, printer, checkpoint_path=out / CHECKPOINT, resume=args.resume)
     except KeyboardInterrupt:
         printer.close()
         print(f"interrupted; resume with --resume (checkpoint in {out / CHECKPOINT})", file=sys.stderr)

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from search_engine import catalog, limits
+from search_engine.methods.settings import ML3Settings, TaylorGLOSettings
+from search_engine.methods.settings import check_ranges as check_method_ranges
 
 
 class ConfigError(ValueError):
@@ -123,6 +125,7 @@ class EvaluationConfig:
 class ExperimentConfig:
     """A whole experiment. `seed` drives every random choice of the search."""
 
+    method: str = "evomal"  # a catalogue method: "evomal", "gplfl", "ml3", "taylorglo"
     task: TaskConfig = field(default_factory=TaskConfig)
     search: SearchSettings = field(default_factory=SearchSettings)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -130,6 +133,8 @@ class ExperimentConfig:
     local_search: LocalSearchConfig = field(default_factory=LocalSearchConfig)
     meta_test: MetaTestConfig = field(default_factory=MetaTestConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    ml3: ML3Settings = field(default_factory=ML3Settings)  # used when method is "ml3"
+    taylorglo: TaylorGLOSettings = field(default_factory=TaylorGLOSettings)  # when method is "taylorglo"
     seed: int = 0
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
 
@@ -220,6 +225,9 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
         if not ok and name not in e:
             e[name] = message
 
+    need(c.method in catalog.METHODS, "method",
+         f"must be one of {', '.join(catalog.METHODS)}, got {c.method!r}")
+    check_method_ranges(c, need)
     s, t, r, m = c.search, c.training, c.rejection, c.meta_test
     need(s.population_size >= 2, "search.population_size", f"must be at least 2, got {s.population_size}")
     need(s.generations >= 1, "search.generations", f"must be at least 1, got {s.generations}")

@@ -44,13 +44,13 @@ class CancelPoll:
 
 
 def execute_search(experiment: Experiment, *, resume: bool) -> str:
-    """Run the experiment's search, recording every event; returns run_search's status.
+    """Run the experiment's search, recording every event; returns the method's status.
 
     With `resume`, a checkpoint left by an interrupted run of this experiment is continued;
     otherwise a stale file of that name (from an earlier database) is removed first.
     """
     from search_engine.config import load_config
-    from search_engine.evolution.loop import run_search
+    from search_engine.methods.registry import run_method
 
     # The structure only: the data is checked as the search loads it (a ConfigError naming the field),
     # where a cancel request reaches it; reading a large file twice here would not be interruptible.
@@ -59,7 +59,7 @@ def execute_search(experiment: Experiment, *, resume: bool) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not resume:
         path.unlink(missing_ok=True)
-    result = run_search(
+    result = run_method(
         config, on_event=partial(record_event, experiment.pk),
         should_stop=CancelPoll(experiment.pk, settings.LFL_CANCEL_POLL_SECONDS),
         checkpoint_path=path, resume=resume,

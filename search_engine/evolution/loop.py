@@ -159,7 +159,8 @@ def _saved_state(config: ExperimentConfig, checkpoint_path, resume: bool) -> Sea
     if not (resume and checkpoint_path and Path(checkpoint_path).exists()):
         return None
     state = load(Path(checkpoint_path))
-    _check_same_experiment(state.config, config.to_dict())
+    # Read the saved configuration as today's code does: sections added since (with their defaults) match.
+    _check_same_experiment(load_config(state.config, check_data=False).to_dict(), config.to_dict())
     state.config = config.to_dict()
     return state
 

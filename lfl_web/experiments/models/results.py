@@ -127,7 +127,8 @@ class LearnedLossQuerySet(models.QuerySet):
         self.bulk_create(
             self.model(
                 experiment=experiment, rank=rank, expression=e["expression"], canonical_key=e.get("canonical_key", ""),
-                latex=e.get("latex", ""), weights=e.get("weights"), complexity=e.get("size", 0),
+                latex=e.get("latex", ""), weights=e.get("weights"), network=e.get("network"),
+                method=experiment.config.get("method", "evomal"), complexity=e.get("size", 0),
                 validation_fitness=e["fitness"], baseline_fitness=experiment.baseline_fitness,
                 generation=e.get("generation", 0), dataset=task.get("dataset", ""), model=task.get("model", ""),
                 metric=experiment.metric,
@@ -145,6 +146,8 @@ class LearnedLoss(models.Model):
     canonical_key = models.TextField(blank=True, default="")
     latex = models.TextField(blank=True, default="")
     weights = models.JSONField(null=True, blank=True)
+    network = models.JSONField(null=True, blank=True, help_text="A network loss (ML3): its architecture and weights.")
+    method = models.CharField(max_length=32, default="evomal", help_text="The method that learned it.")
     complexity = models.PositiveIntegerField(default=0, help_text="Expression tree size.")
     validation_fitness = models.FloatField()
     baseline_fitness = models.FloatField(null=True, blank=True)
@@ -179,7 +182,8 @@ class LearnedLoss(models.Model):
     def to_dict(self) -> dict:
         return {
             "experiment_id": self.experiment_id, "rank": self.rank, "expression": self.expression,
-            "latex": self.latex, "weights": self.weights, "complexity": self.complexity,
+            "latex": self.latex, "weights": self.weights, "network": self.network, "method": self.method,
+            "complexity": self.complexity,
             "validation_fitness": self.validation_fitness, "baseline_fitness": self.baseline_fitness,
             "meta_test": self.meta_test, "generation": self.generation, "dataset": self.dataset,
             "model": self.model, "metric": self.metric,
