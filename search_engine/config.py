@@ -108,16 +108,18 @@ class MetaTestConfig:
 
     steps: int = 2000
     seeds: int = 5
+    lr_milestones: tuple[int, ...] = ()  # steps at which the learning rate is multiplied by lr_gamma
+    lr_gamma: float = 0.1  # (the reference's CIFAR schedule: 150,000 steps, x0.1 at 100,000 and 135,000)
 
 
-EVALUATION_STRATEGIES = ("auto", "sequential", "batched")
+EVALUATION_STRATEGIES = ("auto", "measure", "sequential", "batched")
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
     """How candidates are scored: one after another, or a population of models as one program."""
 
-    strategy: str = "auto"  # "auto" (measure, keep the faster), "sequential", "batched"
+    strategy: str = "auto"  # "auto" (fixed rule: scoring.plan), "measure" (time it), "sequential", "batched"
     max_population_chunk: int = 25  # most candidates trained together in one program
 
 
@@ -139,8 +141,8 @@ class ExperimentConfig:
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dictionary (the stored form)."""
-        return dataclasses.asdict(self)
+        """Plain JSON-ready dictionary (the stored form: lists, not tuples, as JSON gives them back)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -186,6 +188,12 @@ def _coerce(tp: Any, value: Any) -> tuple[Any, str | None]:
         return float(value), None
     if tp is str:
         return (value, None) if isinstance(value, str) else (value, _type_error("a string", value))
+    if typing.get_origin(tp) is tuple:  # tuple[int, ...]: a JSON list of integers
+        if not isinstance(value, (list, tuple)):
+            return value, _type_error("a list of integers", value)
+        items = [_coerce(int, v) for v in value]
+        bad = next((problem for _, problem in items if problem), None)
+        return (tuple(value), None) if bad is None else (value, "every item " + bad)
     raise TypeError(f"unsupported config annotation {tp!r}")
 
 
@@ -278,6 +286,10 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
          f"must be at least 1, got {ev.max_population_chunk}")
     need(m.steps >= 1, "meta_test.steps", f"must be at least 1, got {m.steps}")
     need(m.seeds >= 1, "meta_test.seeds", f"must be at least 1, got {m.seeds}")
+    ms = m.lr_milestones
+    need(all(a < b for a, b in zip((0, *ms), ms)), "meta_test.lr_milestones",
+         f"must be increasing positive step numbers, got {list(ms)}")
+    need(0.0 < m.lr_gamma <= 1.0, "meta_test.lr_gamma", f"must be in (0, 1], got {m.lr_gamma}")
     tk = c.task
     for name in ("val_fraction", "test_fraction"):
         v = getattr(tk, name)

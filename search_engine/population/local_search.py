@@ -33,7 +33,6 @@ out-of-memory errors halve the chunk and retry.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 
@@ -226,16 +225,14 @@ def activation_bytes(model: nn.Module, x: Tensor) -> int:
 
 
 def memory_budget(device: torch.device) -> int:
-    """Bytes one local-search program may use: half the free GPU memory; on the CPU a quarter of
-    free RAM, at most `_CPU_PROGRAM_BYTES`."""
+    """Bytes one local-search program may use: half the GPU's memory, `_CPU_PROGRAM_BYTES` on the CPU.
+
+    A property of the kind of device, never of the memory free at the moment: the chunks (and
+    so, at float tolerance, the search's path) must not change with what else the machine runs.
+    """
     if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return free // 2
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        free = 2 * 1024**3
-    return min(free // 4, _CPU_PROGRAM_BYTES)
+        return torch.cuda.get_device_properties(device).total_memory // 2
+    return _CPU_PROGRAM_BYTES
 
 
 def meta_chunk(task, cfg: LocalSearchConfig, max_chunk: int) -> int:

@@ -2,22 +2,30 @@
 
 `make_evaluator(task, config)` is the search's default evaluator factory. `evaluation.strategy`:
 
+* "auto" (default) - `default_plan`: a fixed rule of the model family and the kind of device,
+  never a timing, so the same configuration and seed give the same history on a busy and on a
+  quiet machine. The rule, from `python -m benchmarks.search_speed` (sessions 1-4, 2-core CPU):
+  a population step of P = 25 beat 25 sequential steps every time it was measured - MLP by
+  2.2-4.2x, LeNet-5 by 1.6-2.4x - so chain models (no BatchNorm: mlp, lenet5, allcnnc, ...)
+  are batched in chunks of `max_population_chunk`, groups of 2 and more trained together. Models
+  without a dedicated batched formulation (vmapped BatchNorm networks: resnet18, wideresnet) are
+  sequential on the CPU, where vmapped convolutions lose. On a CUDA device every model is batched
+  in chunks of `max_population_chunk` (one kernel launch per layer for the whole chunk).
+* "measure" - `measure_plan`: a short timing on the task itself (a few steps of the sequential
+  path and of populations of 2, 8 and max_population_chunk members); the cheapest per-candidate
+  population size becomes the chunk, smaller groups than the break-even size are trained
+  sequentially, and if no size beats the sequential path the evaluator is sequential. Faster
+  where the rule guesses wrong, but the plan (and so, at float tolerance, the search's path)
+  can change with the machine's load.
 * "sequential" - `SequentialEvaluator`, one candidate after another.
 * "batched" - `BatchedEvaluator` with chunks of `evaluation.max_population_chunk` candidates.
-* "auto" (default) - a short measurement on the task itself (`measure_plan`): a few training
-  steps of the sequential path and of populations of 2, 8 and max_population_chunk members,
-  with the task's model, batch size and device. The cheapest per-candidate population size
-  becomes the chunk; smaller groups than the break-even size (interpolated between the
-  measured sizes) are trained sequentially, and if no size beats the sequential path the
-  evaluator is sequential - so "auto" is never slower than sequential, up to the
-  measurement's noise. One rule skips the measurement: models without a dedicated batched
-  formulation (vmapped BatchNorm networks: resnet18, wideresnet) are sequential on the CPU,
-  where vmapped convolutions lose.
 
-The rejection screen of a chunk always runs batched (it only optimizes logits). Local search
-uses the same population sizes, capped by `population.local_search.meta_chunk` (memory). A stop request
-is noticed between chunks and, through `interrupt.check`, every few steps inside a chunk's
-training or local search, so a large chunk does not delay a stop.
+Chunks are consecutive runs of the generation's pending candidates in population order, so
+their composition depends on the plan alone. The rejection screen of a chunk always runs batched
+(it only optimizes logits). Local search uses the same population sizes, capped by a memory
+estimate against a fixed per-device budget (`population.local_search.meta_chunk`). A stop
+request is noticed between chunks and, through `interrupt.check`, every few steps inside a
+chunk's training or local search, so a large chunk does not delay a stop.
 """
 
 from __future__ import annotations
@@ -47,9 +55,9 @@ _MEASURE_STEPS = 3
 def make_evaluator(task: Task, config: ExperimentConfig, saved_plan: dict | None = None):
     """The evaluator `config.evaluation.strategy` asks for (see the module doc).
 
-    With strategy "auto" and `saved_plan` (the `plan_record` of an earlier run of this search
-    on the same kind of device, kept in its checkpoint), that plan is reused instead of timing
-    the machine again, so a resumed search keeps the evaluation path it started with.
+    With strategy "auto" or "measure" and `saved_plan` (the `plan_record` of an earlier run of
+    this search on the same kind of device, kept in its checkpoint), that plan is reused, so a
+    resumed search keeps the evaluation path it started with.
     """
     ev = config.evaluation
     if ev.strategy == "sequential":
@@ -62,8 +70,22 @@ def make_evaluator(task: Task, config: ExperimentConfig, saved_plan: dict | None
         if saved_plan.get("strategy") == "batched":
             return BatchedEvaluator(task, config, Plan(int(saved_plan["chunk"]), int(saved_plan["min_batch"]),
                                                        f"reused from the checkpoint ({saved_plan.get('reason', '')})"))
-    plan = measure_plan(task, config)
+    plan = measure_plan(task, config) if ev.strategy == "measure" else default_plan(task, config)
     return SequentialEvaluator(task, config) if plan is None else BatchedEvaluator(task, config, plan)
+
+
+def default_plan(task: Task, config: ExperimentConfig) -> Plan | None:
+    """The "auto" rule (module doc): a function of the model family, the device kind and the
+    configured chunk only. None means sequential."""
+    max_chunk = config.evaluation.max_population_chunk
+    if max_chunk < 2:
+        return None
+    chain = is_chain(task.new_model(config.seed))
+    if task.device.type == "cpu" and not chain:
+        return None
+    family = "chain model" if chain else "vmapped model"
+    return Plan(chunk=max_chunk, min_batch=2,
+                reason=f"rule: {family} on {task.device.type}, chunks of {max_chunk}")
 
 
 def plan_record(evaluator, device: torch.device) -> dict:
@@ -136,7 +158,7 @@ def measure_plan(task: Task, config: ExperimentConfig) -> Plan | None:
     if max_chunk < 2:
         return None
     if not is_chain(template) and task.device.type == "cpu":
-        return None  # documented rule: vmapped (BatchNorm) networks are slower batched on the CPU
+        return None  # as in the rule: vmapped (BatchNorm) networks are slower batched on the CPU
     seq = _sequential_step_seconds(task, config)
     per_candidate = {}
     for p in _ladder(max_chunk):

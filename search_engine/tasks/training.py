@@ -52,8 +52,12 @@ def params_finite(model: nn.Module) -> bool:
 def train(
     model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, cfg: TrainingConfig, *,
     steps: int | None = None, data_seed: int = 0, check_every: int = 50,
+    lr_milestones: tuple[int, ...] = (), lr_gamma: float = 0.1,
 ) -> bool:
     """Train `model` in place with SGD for `steps` (default cfg.steps) mini-batches of (x, y).
+
+    The learning rate is multiplied by `lr_gamma` after each step number in `lr_milestones`
+    (a step schedule, as the meta-test of long runs uses).
 
     Returns False as soon as the loss or a parameter becomes non-finite (the caller treats that
     as the worst fitness), True otherwise. Finiteness is checked every `check_every` steps to
@@ -65,8 +69,12 @@ def train(
     opt = make_optimizer(model.parameters(), cfg)
     model.train()
     bad = torch.zeros((), dtype=torch.bool, device=x.device)
+    milestones = set(lr_milestones)
     for step in range(steps):
         interrupt.check(step)
+        if step in milestones:
+            for group in opt.param_groups:
+                group["lr"] *= lr_gamma
         idx = order[step]
         loss = loss_fn(model(x[idx]), y[idx])
         bad |= ~torch.isfinite(loss)

@@ -260,15 +260,19 @@ def test_strategy_follows_the_config_override():
     batched = make_evaluator(task, tiny_config(evaluation={"strategy": "batched", "max_population_chunk": 7}))
     assert isinstance(batched, BatchedEvaluator) and batched.chunk_size == 7
     auto = make_evaluator(task, tiny_config(evaluation={"strategy": "auto", "max_population_chunk": 8}))
-    if isinstance(auto, BatchedEvaluator):
-        assert 2 <= auto.chunk_size <= 8 and "measured" in auto.plan.reason
-    one = make_evaluator(task, tiny_config(evaluation={"strategy": "auto", "max_population_chunk": 1}))
-    assert type(one) is SequentialEvaluator
+    assert isinstance(auto, BatchedEvaluator) and auto.chunk_size == 8 and auto.plan.reason.startswith("rule:")
+    measured = make_evaluator(task, tiny_config(evaluation={"strategy": "measure", "max_population_chunk": 8}))
+    if isinstance(measured, BatchedEvaluator):
+        assert 2 <= measured.chunk_size <= 8 and "measured" in measured.plan.reason
+    for strategy in ("auto", "measure"):
+        one = make_evaluator(task, tiny_config(evaluation={"strategy": strategy, "max_population_chunk": 1}))
+        assert type(one) is SequentialEvaluator
 
 
-def test_auto_keeps_vmapped_models_sequential_on_the_cpu():
+@pytest.mark.parametrize("strategy", ["auto", "measure"])
+def test_auto_and_measure_keep_vmapped_models_sequential_on_the_cpu(strategy):
     config = tiny_config(task={"dataset": "digits", "model": "wideresnet", "max_train": 100},
-                         evaluation={"strategy": "auto"})
+                         evaluation={"strategy": strategy})
     assert type(make_evaluator(load_task(config), config)) is SequentialEvaluator
 
 
