@@ -20,6 +20,8 @@ class ProgressPrinter:
         if isinstance(event, SearchStarted):
             from tqdm import tqdm
 
+            # The method's own size (CMA-ES generations, ML3 report blocks), not the GP section's.
+            self.total = event.generations * event.population_size
             done = event.start_generation * event.population_size
             self.bar = tqdm(total=self.total, initial=done, unit="cand", dynamic_ncols=True)
             if event.baseline_fitness is not None:
@@ -31,10 +33,17 @@ class ProgressPrinter:
             self.bar.set_postfix_str(f"gen {event.generation} best {best}")
             self.bar.write(
                 f"gen {event.generation:3d}  best {best}  rejected {event.rejected:2d}  "
-                f"cached {event.cache_hits:2d}  {event.seconds:5.1f}s  {event.best_expression}"
+                f"cached {event.cache_hits:2d}  {event.seconds:5.1f}s  {_short(event.best_expression)}"
             )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _short(expression: str | None, most: int = 100) -> str | None:
+    """An expression cut to `most` characters for a terminal line (TaylorGLO's polynomial is long)."""
+    if expression is None or len(expression) <= most:
+        return expression
+    return expression[: most - 3] + "..."

@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 
 from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, loss_shape_for
 from lfl_web.experiments.models import Experiment, MetaTestStatus
+from lfl_web.experiments.pareto import ParetoChart, experiment_chart
 
 #: Panel id (the id of the fragment's root element) -> its partial.
 PANEL_TEMPLATES = {
@@ -26,6 +27,7 @@ PANEL_TEMPLATES = {
     "error": "experiments/_error.html",
     "progress-panel": "experiments/_progress.html",
     "best-panel": "experiments/_best.html",
+    "pareto-panel": "experiments/_pareto.html",
     "hall-of-fame-panel": "experiments/_hall_of_fame.html",
     "candidates-panel": "experiments/_candidates.html",
     "loss-shape-panel": "experiments/_loss_shape.html",
@@ -34,17 +36,21 @@ PANEL_TEMPLATES = {
 PANEL_IDS = tuple(PANEL_TEMPLATES)
 
 #: What a change of the experiment's row (status, cancel request, error, meta-test state) can change
-#: (the candidates say whether their generation is still being evaluated).
+#: (the candidates say whether their generation is still being evaluated; the Pareto front takes in
+#: the candidates of a generation that a stop left unfinished).
 STATUS_PANELS = ("status", "error", "progress-panel", "hall-of-fame-panel", "candidates-panel", "loss-shape-panel",
-                 "meta-test-panel")
+                 "meta-test-panel", "pareto-panel")
 
 #: Event type -> the panels it changes. Candidates re-render only their (latest) generation's table;
-#: a generation re-renders the counters, the best loss, the hall of fame and the candidates header.
+#: a generation re-renders the counters, the best loss, the hall of fame, the candidates header and
+#: the Pareto front. The front reads every evaluated candidate (one query, its rows growing with the
+#: search), so it is redrawn once per generation, never per candidate: the per-candidate events stay
+#: as cheap after a thousand generations as after one.
 PANELS_BY_EVENT = {
     "search_started": ("progress-panel", "best-panel"),  # totals, baseline, evaluation plan, metric
     "candidate_evaluated": ("candidates-panel",),
     "candidate_refined": ("candidates-panel",),
-    "generation_finished": ("progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel"),
+    "generation_finished": ("progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel", "pareto-panel"),
     # record_event follows search_finished with an experiment_status message: that one carries its panels
     "search_finished": (),
     "experiment_status": STATUS_PANELS,
@@ -83,6 +89,12 @@ class Dashboard:
     def candidates(self) -> list:
         """The candidates of the newest generation that has any (a repeated older event shows no older table)."""
         return list(self.experiment.candidates.of_latest_generation())
+
+    @cached_property
+    def pareto(self) -> ParetoChart | None:
+        """Size against fitness of every distinct loss evaluated, front highlighted (one query);
+        None for a method whose losses are networks (ML3)."""
+        return experiment_chart(self.experiment)
 
     @cached_property
     def loss_shape(self) -> dict | None:

@@ -14,28 +14,45 @@ from dataclasses import dataclass
 class ML3Settings:
     """ML3 (Bechtle et al., ICPR 2020), offline variant: a network loss learned by meta-gradients.
 
-    The reference runs it with the settings of EvoMAL's local search: 250 meta steps, Adam with
-    learning rate 1e-3 on the loss network, one differentiable inner SGD step per meta step.
+    The defaults are those of the EvoMAL paper's reference ML3 runner (Raymond et al., TPAMI 2023),
+    which uses the settings of EvoMAL's local search: 250 meta steps, Adam with learning rate 1e-3
+    on the loss network, one differentiable inner SGD step per meta step on batches of 128, and the
+    network 2 -> 50 -> 50 -> 1 of Bechtle et al. The reference scores the network on validation
+    data every 10% of the meta steps and keeps the best: report_every 25.
     """
 
-    meta_steps: int = 250
-    inner_steps: int = 1  # K differentiable SGD steps per meta step (inner lr = training.lr)
-    meta_lr: float = 1e-3  # Adam on the loss network's weights
+    meta_steps: int = 250  # reference: 250 meta-gradient steps
+    inner_steps: int = 1  # K differentiable SGD steps per meta step (inner lr = training.lr); reference: 1
+    meta_lr: float = 1e-3  # Adam on the loss network's weights; reference: 1e-3
     hidden_units: int = 50  # reference: 2 -> 50 -> 50 -> 1, no bias, ReLU, softplus output
-    hidden_layers: int = 2
-    batch_size: int = 128  # inner training and validation batch of a meta step
-    report_every: int = 25  # meta steps per reported "generation" (a point of the meta-step curve)
+    hidden_layers: int = 2  # reference: 2 hidden layers
+    batch_size: int = 128  # inner training and validation batch of a meta step; reference: 128
+    report_every: int = 25  # meta steps per report (a "generation": the network's fitness); reference: 10%
 
 
 @dataclass(frozen=True)
 class TaylorGLOSettings:
     """TaylorGLO (Gonzalez & Miikkulainen, GECCO 2021): CMA-ES over a 3rd-order Taylor polynomial's
-    8 parameters (centres for f and y, six coefficients); fitness = validation error after training."""
+    8 parameters (centres for f and y, six coefficients); fitness = validation error after training.
 
-    population_size: int = 20  # CMA-ES candidates per generation (lambda)
-    generations: int = 50
-    sigma: float = 1.2  # CMA-ES initial step size
+    The defaults are those of the EvoMAL paper's reference TaylorGLO runner (Raymond et al., TPAMI
+    2023), which follows TaylorGLO: CMA-ES started at the origin with step size 1.2, run with the
+    population and generations its experiments give every evolutionary method (25 x 50).
+    """
+
+    population_size: int = 25  # lambda, candidates per generation (reference: EvoMAL's population 25)
+    generations: int = 50  # reference: EvoMAL's 50 generations
+    sigma: float = 1.2  # CMA-ES initial step size (TaylorGLO and the reference: 1.2)
+    mean: float = 0.0  # CMA-ES initial mean of all eight parameters (TaylorGLO and the reference: the origin)
     # hall_of_fame_size and training come from the shared sections (search, training)
+
+
+#: CMA-ES (cmaes) with fewer than 4 candidates has a single parent and divides by zero in its
+#: covariance learning rates.
+TAYLORGLO_MIN_POPULATION = 4
+#: |mean| and sigma at most this: further out every sampled polynomial diverges in training, and
+#: cmaes refuses parameters beyond 1e32.
+TAYLORGLO_MAX_START = 1_000.0
 
 
 METHOD_SECTIONS = {"ml3": "ml3", "taylorglo": "taylorglo"}  # method -> its own configuration section
@@ -44,16 +61,28 @@ METHOD_SECTIONS = {"ml3": "ml3", "taylorglo": "taylorglo"}  # method -> its own 
 def check_ranges(config, need) -> None:
     """Record (through `need(ok, field, message)`) the range errors of the selected method's section."""
     if config.method == "ml3":
-        m = config.ml3
-        for name in ("meta_steps", "inner_steps", "hidden_units", "hidden_layers", "batch_size", "report_every"):
-            value = getattr(m, name)
-            need(value >= 1, f"ml3.{name}", f"must be at least 1, got {value}")
-        need(m.meta_lr > 0, "ml3.meta_lr", f"must be positive, got {m.meta_lr}")
+        _check_ml3(config.ml3, need)
     if config.method == "taylorglo":
-        t = config.taylorglo
-        need(t.population_size >= 2, "taylorglo.population_size", f"must be at least 2, got {t.population_size}")
-        need(t.generations >= 1, "taylorglo.generations", f"must be at least 1, got {t.generations}")
-        need(t.sigma > 0, "taylorglo.sigma", f"must be positive, got {t.sigma}")
+        _check_taylorglo(config.taylorglo, need)
+
+
+def _check_ml3(m: ML3Settings, need) -> None:
+    """Range errors of the ml3 section (the upper bounds of its sizes are in `limits.UPPER_BOUNDS`)."""
+    for name in ("meta_steps", "inner_steps", "hidden_units", "hidden_layers", "batch_size", "report_every"):
+        value = getattr(m, name)
+        need(value >= 1, f"ml3.{name}", f"must be at least 1, got {value}")
+    need(m.meta_lr > 0, "ml3.meta_lr", f"must be positive, got {m.meta_lr}")
+
+
+def _check_taylorglo(t: TaylorGLOSettings, need) -> None:
+    """Range errors of the taylorglo section (the upper bounds of its sizes are in `limits.UPPER_BOUNDS`)."""
+    need(t.population_size >= TAYLORGLO_MIN_POPULATION, "taylorglo.population_size",
+         f"must be at least {TAYLORGLO_MIN_POPULATION} (CMA-ES needs two parents), got {t.population_size}")
+    need(t.generations >= 1, "taylorglo.generations", f"must be at least 1, got {t.generations}")
+    need(0 < t.sigma <= TAYLORGLO_MAX_START, "taylorglo.sigma",
+         f"must be positive and at most {TAYLORGLO_MAX_START:g}, got {t.sigma}")
+    need(abs(t.mean) <= TAYLORGLO_MAX_START, "taylorglo.mean",
+         f"must be between {-TAYLORGLO_MAX_START:g} and {TAYLORGLO_MAX_START:g}, got {t.mean}")
 
 
 def effective(config):

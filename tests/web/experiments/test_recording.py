@@ -205,7 +205,8 @@ def test_a_generation_event_carries_the_counters_best_hall_of_fame_and_its_chart
     received = watch_group(experiment.pk)
     record_event(experiment.pk, generation())
     [message] = received()
-    assert set(message["panels"]) == {"progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel"}
+    assert set(message["panels"]) == {"progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel",
+                                      "pareto-panel"}
     assert 'id="generation-counter">1 / 2<' in message["panels"]["progress-panel"]
     assert 'data-latex="-y \\log f"' in message["panels"]["best-panel"] and "0.1200" in message["panels"]["best-panel"]
     assert ENTRY.expression in message["panels"]["hall-of-fame-panel"]

@@ -1,0 +1,166 @@
+"""TaylorGLO's search state, its JSON checkpoint, and the CMA-ES optimizer rebuilt from it.
+
+The checkpoint is JSON, never a pickle: the configuration, the baseline, the evaluation plan, the
+hall of fame, the per-generation history and, for every finished generation, the parameter
+vectors CMA-ES proposed and the values it was told. The CMA-ES state is not stored: `cmaes.CMA`
+is a deterministic function of its start (mean, sigma, population size, seed) and of those
+ask/tell rounds, so `restored_optimizer` starts it anew from `config.seed` and replays them.
+Each replayed proposal must equal the stored one bit for bit (else another cmaes or numpy has
+changed the sampling, and the checkpoint is refused), so a resumed search continues exactly as
+an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cmaes import CMA
+
+from search_engine.config import ConfigError, ExperimentConfig, load_config
+from search_engine.evolution import checkpoint as evolution_checkpoint
+from search_engine.evolution.checkpoint import CheckpointError, entry_from_dict, write_json_atomic
+from search_engine.evolution.events import GenerationFinished, HallOfFameEntry
+from search_engine.methods.taylorglo_poly import N_PARAMETERS
+
+FORMAT = "lfl-taylorglo-checkpoint"
+VERSION = 1
+
+# Sections that say how a search runs, not what it computes (as for EvoMAL's resume), and the one
+# field that may grow to extend a finished search.
+_HOW_SECTIONS = ("evaluation", "device")
+_EXTENDABLE = ("taylorglo", "generations")
+
+
+@dataclass
+class TaylorGLOState:
+    """Everything a TaylorGLO search needs to continue; owned by one run."""
+
+    config: dict
+    baseline_fitness: float | None
+    plan: dict | None = None  # scoring.plan.plan_record of the evaluator that ran this search
+    rounds: list[dict] = field(default_factory=list)  # per generation: {"solutions": [[8]...], "told": [...]}
+    hall_of_fame: list[HallOfFameEntry] = field(default_factory=list)
+    history: list[GenerationFinished] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=lambda: {"evaluated": 0, "rejected": 0, "cache_hits": 0})
+
+    @property
+    def next_generation(self) -> int:
+        return len(self.history)
+
+
+def new_optimizer(config: ExperimentConfig) -> CMA:
+    """CMA-ES at the configured start, its sampling seeded by `config.seed`."""
+    t = config.taylorglo
+    return CMA(mean=np.full(N_PARAMETERS, t.mean, dtype=np.float64), sigma=t.sigma,
+               population_size=t.population_size, seed=config.seed)
+
+
+def restored_optimizer(config: ExperimentConfig, state: TaylorGLOState) -> CMA:
+    """A new optimizer with the state's finished generations asked and told again, checked bit for bit."""
+    optimizer = new_optimizer(config)
+    for generation, round_ in enumerate(state.rounds):
+        proposals = [optimizer.ask() for _ in range(config.taylorglo.population_size)]
+        stored = np.asarray(round_["solutions"], dtype=np.float64)  # (lambda, 8)
+        if stored.shape != (len(proposals), N_PARAMETERS) or not np.array_equal(np.stack(proposals), stored):
+            raise CheckpointError(
+                f"the checkpoint's generation {generation} cannot be replayed: CMA-ES now proposes other "
+                "parameters (was it written by another version of cmaes or numpy?)")
+        optimizer.tell(list(zip(proposals, (float(v) for v in round_["told"]), strict=True)))
+    return optimizer
+
+
+# ------------------------------------------------------------------ JSON
+
+
+def state_to_dict(state: TaylorGLOState) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": state.config,
+        "baseline_fitness": state.baseline_fitness,
+        "plan": state.plan,
+        "rounds": state.rounds,
+        "hall_of_fame": [asdict(h) for h in state.hall_of_fame],
+        "history": [g.to_dict() for g in state.history],
+        "totals": dict(state.totals),
+    }
+
+
+def state_from_dict(data: dict[str, Any], where: str = "checkpoint") -> TaylorGLOState:
+    """The state of a TaylorGLO checkpoint; CheckpointError for another format, method or version."""
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{where} is not an lfl search checkpoint")
+    if data.get("format") == evolution_checkpoint.FORMAT:
+        method = (data.get("config") or {}).get("method", "evomal")
+        raise CheckpointError(f"{where} was written by method {method!r}, not 'taylorglo': "
+                              "resume it with that method, or start this search elsewhere")
+    if data.get("format") != FORMAT:
+        raise CheckpointError(f"{where} is not an lfl TaylorGLO checkpoint")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{where} has version {data.get('version')!r}, which is not supported (need {VERSION})")
+    try:
+        rounds = [{"solutions": [[float(v) for v in s] for s in r["solutions"]],
+                   "told": [float(v) for v in r["told"]]} for r in data["rounds"]]
+        return TaylorGLOState(
+            config=data["config"], baseline_fitness=data["baseline_fitness"], plan=data.get("plan"),
+            rounds=rounds, hall_of_fame=[entry_from_dict(h) for h in data["hall_of_fame"]],
+            history=[_generation_from_dict(g) for g in data["history"]], totals=dict(data["totals"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where} is damaged: {exc}") from exc
+
+
+def _generation_from_dict(d: dict[str, Any]) -> GenerationFinished:
+    d = {k: v for k, v in d.items() if k != "type"}
+    return GenerationFinished(**{**d, "hall_of_fame": tuple(entry_from_dict(h) for h in d["hall_of_fame"])})
+
+
+def save(path: str | Path, state: TaylorGLOState) -> None:
+    """Write the checkpoint atomically (a reader never sees half a file)."""
+    write_json_atomic(Path(path), state_to_dict(state))
+
+
+def load(path: str | Path, config: ExperimentConfig) -> TaylorGLOState:
+    """The checkpoint at `path`, refused (CheckpointError naming why) unless it is this experiment's."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {path} is not valid JSON: {exc.msg}") from exc
+    state = state_from_dict(data, f"checkpoint {path}")
+    if len(state.rounds) != len(state.history):
+        raise CheckpointError(f"checkpoint {path} is damaged: {len(state.rounds)} CMA-ES rounds "
+                              f"for {len(state.history)} generations")
+    try:  # read the saved configuration as today's code does: sections added since take their defaults
+        saved = load_config(state.config, check_data=False).to_dict()
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} holds an invalid configuration: {exc}") from exc
+    check_same_experiment(saved, config.to_dict())
+    state.config = config.to_dict()
+    return state
+
+
+def check_same_experiment(saved: dict, current: dict) -> None:
+    """CheckpointError naming the settings that differ, other than taylorglo.generations and _HOW_SECTIONS."""
+    if saved.get("method") != current.get("method"):
+        raise CheckpointError(f"the checkpoint was written by method {saved.get('method')!r}, "
+                              f"not {current.get('method')!r}")
+    differ = []
+    for section in sorted(set(saved) | set(current)):
+        a, b = saved.get(section), current.get(section)
+        if section in _HOW_SECTIONS or a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            differ += [f"{section}.{k}" for k in sorted(set(a) | set(b))
+                       if a.get(k) != b.get(k) and (section, k) != _EXTENDABLE]
+        else:
+            differ.append(section)
+    if differ:
+        raise CheckpointError(
+            "the checkpoint was written for a different configuration (" + ", ".join(differ) + " changed); "
+            "only taylorglo.generations, evaluation and device may change on resume")
