@@ -4,11 +4,13 @@
 is refused where it is typed instead of queueing a search that would never end; each cap is far
 above what EvoMAL's own settings use (configs/*.json) and says why it is where it is.
 `work_estimate(config)` counts the training work a configuration asks for, for the new-experiment
-form, the API's answer and a server's ceiling (the web's LFL_MAX_TRAINING_STEPS).
+form, the API's answer and a server's ceiling (the web's LFL_MAX_TRAINING_STEPS); it counts the
+work of the configuration's method (EvoMAL, GP-LFL, ML3 or TaylorGLO) with the same keys for all.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 MAX_TREE_HEIGHT = 17  # Koza's static limit (DEAP's default); a tree that tall has up to 2**18 nodes
@@ -37,8 +39,17 @@ UPPER_BOUNDS: dict[str, int] = {
     "local_search.inner_steps": 100,  # unrolled: memory grows with every inner step (EvoMAL: 1)
     "local_search.batch_size": MAX_BATCH,
     "meta_test.steps": 1_000_000,  # EvoMAL's MNIST/CIFAR meta-test trains 100 000 steps
+    "meta_test.lr_milestones": 1_000_000,  # step numbers of the meta-test's schedule: at most meta_test.steps
     "meta_test.seeds": 1_000,  # EvoMAL reports 10; a paired t-test needs no more than hundreds
     "evaluation.max_population_chunk": MAX_POPULATION,  # a chunk never holds more than the population
+    "ml3.meta_steps": 100_000,  # as local_search.meta_steps (the reference: 250)
+    "ml3.inner_steps": 100,  # unrolled, as local_search.inner_steps (the reference: 1)
+    "ml3.hidden_units": 4_096,  # the loss network sees two numbers per class; the reference uses 50
+    "ml3.hidden_layers": 32,  # the reference uses 2; deeper only slows the unrolled meta-gradient
+    "ml3.batch_size": MAX_BATCH,
+    "ml3.report_every": 100_000,  # at most every meta step reported, at least one report per run
+    "taylorglo.population_size": MAX_POPULATION,  # CMA-ES lambda (TaylorGLO: 20; the 4 + 3 ln n rule: 10)
+    "taylorglo.generations": 10_000,  # as search.generations
     "seed": SEED_RANGE[1],
 }
 
@@ -52,41 +63,92 @@ def field_value(config: Any, dotted: str) -> Any:
 
 
 def upper_bound_errors(config: Any) -> dict[str, str]:
-    """{dotted field: message} for every field of an ExperimentConfig above its UPPER_BOUNDS entry."""
+    """{dotted field: message} for every field of an ExperimentConfig above its UPPER_BOUNDS entry
+    (a list of numbers, such as lr_milestones: its largest item)."""
     errors = {}
     for dotted, most in UPPER_BOUNDS.items():
         value = field_value(config, dotted)
+        if isinstance(value, tuple):
+            value = max(value, default=None)
         if value is not None and value > most:
             errors[dotted] = f"must be at most {most}, got {value}"
     return errors
 
 
+#: What each kind of step of a work estimate is called, by method, for the kinds of work the
+#: method does: ML3's meta-training unrolls training steps as EvoMAL's local search does, but it
+#: is the whole method, not a refinement; neither ML3 nor TaylorGLO screens its losses.
+STEP_LABELS: dict[str, str] = {"fitness_steps": "fitness", "rejection_steps": "rejection",
+                               "local_search_steps": "local search", "meta_test_steps": "meta-test"}
+METHOD_STEP_LABELS: dict[str, dict[str, str]] = {
+    "ml3": {"fitness_steps": "fitness", "local_search_steps": "meta-training", "meta_test_steps": "meta-test"},
+    "taylorglo": {"fitness_steps": "fitness", "meta_test_steps": "meta-test"},
+}
+
+
+def step_labels(method: str) -> dict[str, str]:
+    """{step key of `work_estimate`: what a page calls it} for the kinds of work `method` does
+    (the others are always 0 for it)."""
+    return METHOD_STEP_LABELS.get(method, STEP_LABELS)
+
+
 def work_estimate(config: Any) -> dict[str, int]:
     """The training work an ExperimentConfig asks for, at most (cache hits and rejected candidates
-    only lower it).
+    only lower it), as its method runs it. The keys are the same for every method:
 
-    candidates         population_size x generations, each scored once
+    candidates         losses scored by a fitness training: population_size x generations for
+                       EvoMAL / GP-LFL (search) and TaylorGLO (taylorglo); for ML3 the reports,
+                       ceil(ml3.meta_steps / ml3.report_every), each scoring the loss network so far
     models_trained     models trained to the end: one per candidate, one for the baseline's
                        fitness, one more per candidate refined under local_search "top_k", and
-                       meta_test.seeds x 2 (learned loss and baseline; x 3 with local search,
-                       whose learned loss is also trained with every weight at 1)
+                       the meta-test's runs: meta_test.seeds x 2 (learned loss and baseline; x 3
+                       where the learned loss has edge weights, EvoMAL's with local search and
+                       TaylorGLO's polynomial, as it is also trained with every weight at 1)
     fitness_steps      (candidates + 1 + refined under "top_k") x training.steps
-    rejection_steps    candidates x rejection.steps when the screen is enabled
-    local_search_steps refined x meta_steps x inner_steps; refined is every candidate under
-                       "all", generations x min(top_k, population_size) under "top_k", 0 under "off"
+    rejection_steps    candidates x rejection.steps when the screen is enabled (EvoMAL, GP-LFL)
+    local_search_steps unrolled training steps of a meta-gradient: refined x local_search.meta_steps
+                       x inner_steps, where refined is every candidate under "all", generations x
+                       min(top_k, population_size) under "top_k", 0 under "off" and for GP-LFL;
+                       for ML3 its meta-training, ml3.meta_steps x ml3.inner_steps
     meta_test_steps    meta-test runs x meta_test.steps
     total_steps        the sum of the four kinds of steps
     """
-    s, ls = config.search, config.local_search
-    candidates = s.population_size * s.generations
-    refined = {"all": candidates, "top_k": s.generations * min(ls.top_k, s.population_size)}.get(ls.mode, 0)
-    fitness_runs = candidates + 1 + (refined if ls.mode == "top_k" else 0)
-    meta_test_runs = config.meta_test.seeds * (3 if ls.mode != "off" else 2)
+    counts = {"ml3": _ml3_work, "taylorglo": _taylorglo_work}.get(config.method, _evolutionary_work)(config)
+    candidates, refitted, screened, unrolled, meta_test_runs = counts
+    fitness_runs = candidates + 1 + refitted
     steps = {
         "fitness_steps": fitness_runs * config.training.steps,
-        "rejection_steps": candidates * config.rejection.steps if config.rejection.enabled else 0,
-        "local_search_steps": refined * ls.meta_steps * ls.inner_steps,
+        "rejection_steps": screened * config.rejection.steps if config.rejection.enabled else 0,
+        "local_search_steps": unrolled,
         "meta_test_steps": meta_test_runs * config.meta_test.steps,
     }
     return {"candidates": candidates, "models_trained": fitness_runs + meta_test_runs,
             **steps, "total_steps": sum(steps.values())}
+
+
+# Each returns (candidates, fitness trainings again after a refinement, candidates screened,
+# unrolled meta-gradient steps, meta-test runs).
+
+
+def _evolutionary_work(config: Any) -> tuple[int, int, int, int, int]:
+    s, ls = config.search, config.local_search
+    # GP-LFL runs with local search off whatever its section says (methods.settings.effective, which
+    # imports this module and so cannot be imported here)
+    mode = "off" if config.method == "gplfl" else ls.mode
+    candidates = s.population_size * s.generations
+    refined = {"all": candidates, "top_k": s.generations * min(ls.top_k, s.population_size)}.get(mode, 0)
+    refitted = refined if mode == "top_k" else 0
+    runs_per_seed = 3 if mode != "off" else 2
+    return candidates, refitted, candidates, refined * ls.meta_steps * ls.inner_steps, config.meta_test.seeds * runs_per_seed
+
+
+def _ml3_work(config: Any) -> tuple[int, int, int, int, int]:
+    m = config.ml3
+    reports = math.ceil(m.meta_steps / m.report_every)
+    return reports, 0, 0, m.meta_steps * m.inner_steps, config.meta_test.seeds * 2
+
+
+def _taylorglo_work(config: Any) -> tuple[int, int, int, int, int]:
+    t = config.taylorglo
+    # its polynomial is a weighted expression, meta-tested as EvoMAL's are (also with every weight at 1)
+    return t.population_size * t.generations, 0, 0, 0, config.meta_test.seeds * 3

@@ -20,12 +20,13 @@ from lfl_web.api.payloads import (
 from lfl_web.experiments import services
 from lfl_web.experiments.downloads import export_file
 from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment, LearnedLoss
+from lfl_web.experiments.models.results import DEFAULT_LEADERBOARD_SORT
 from lfl_web.experiments.validation import InvalidExperiment
-from search_engine.catalog import EXPORT_FORMATS
+from search_engine.catalog import EXPORT_FORMATS, METHODS
 
 MAX_LIMIT = 1000
 EXPERIMENT_SCOPES = ("all", "mine")
-LEADERBOARD_FILTERS = ("dataset", "model", "metric")
+LEADERBOARD_FILTERS = ("method", "dataset", "model", "metric")
 #: What a 503 for an unreachable task queue suggests: the stack restarts its Redis within seconds.
 QUEUE_RETRY_AFTER_SECONDS = "10"
 
@@ -84,13 +85,18 @@ def cancel_experiment(request, pk: int):
 @api_endpoint("GET")
 def leaderboard(request):
     """Learned losses of finished searches, each experiment's best unless ?ranks=all
-    (?dataset= &model= &metric= exact filters, ?sort=fitness|improvement|date, ?limit=N)."""
-    sort = choice_param(request, "sort", LEADERBOARD_ORDERINGS, "fitness")
+    (?method= one of the catalogue's methods, ?dataset= &model= &metric= exact filters,
+    ?sort=meta_test|fitness|improvement|date, ?limit=N). The default order is the page's: losses
+    with a held-out meta-test first, by `meta_test_improvement`, then the others by validation fitness."""
+    sort = choice_param(request, "sort", LEADERBOARD_ORDERINGS, DEFAULT_LEADERBOARD_SORT)
     best_only = choice_param(request, "ranks", ("best", "all"), "best") == "best"
     limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
     filters = {name: request.GET.get(name, "") for name in LEADERBOARD_FILTERS}
+    if filters["method"]:
+        choice_param(request, "method", METHODS, "")
     losses = LearnedLoss.objects.visible_to(request.user).ranked_by(sort, best_only=best_only, **filters)
-    listed = [loss_entry(request, loss) for loss in losses[:limit]]
+    listed = [{**loss_entry(request, loss), "method_label": loss.method_label,
+               "meta_test_improvement": loss.test_improvement} for loss in losses[:limit]]
     return JsonResponse({"count": losses.count(), "sort": sort, "losses": listed})
 
 

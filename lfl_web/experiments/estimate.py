@@ -1,14 +1,18 @@
-"""The work estimate on the new-experiment form: the engine's `work_estimate` of the form's values,
-rendered by one partial (experiments/_estimate.html) for the page and for the form's live updates."""
+"""The work estimate on the new-experiment form: the engine's `work_estimate` of the form's values
+(for the chosen method), rendered by one partial (experiments/_estimate.html) for the page and for
+the form's live updates."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
-from lfl_web.experiments.forms import FIELD_PATHS, config_from_values
-from lfl_web.experiments.validation import STEP_KINDS
+from lfl_web.experiments.form_layout import FIELD_PATHS, config_from_values
+from search_engine import catalog
 from search_engine.config import ConfigError, load_config  # torch-free without check_data
-from search_engine.limits import work_estimate
+from search_engine.limits import step_labels, work_estimate
+
+#: What the estimate's "candidates" are, by method (losses each scored by one fitness training).
+SCORED_LOSSES = {"ml3": "scored snapshots of the loss network", "taylorglo": "candidate polynomials"}
 
 
 def estimate_context(form) -> dict:
@@ -26,6 +30,7 @@ def estimate_context(form) -> dict:
     work, ceiling = work_estimate(config), settings.LFL_MAX_TRAINING_STEPS
     return {
         "work": {key: f"{value:,}" for key, value in work.items()},
-        "steps": [(label, f"{work[key]:,}") for key, label in STEP_KINDS.items()],
+        "steps": [(label, f"{work[key]:,}") for key, label in step_labels(config.method).items()],
+        "method": catalog.METHODS[config.method].label, "scored": SCORED_LOSSES.get(config.method, "candidates"),
         "ceiling": f"{ceiling:,}" if ceiling else "", "over_ceiling": bool(ceiling) and work["total_steps"] > ceiling,
     }

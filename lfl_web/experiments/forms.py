@@ -2,74 +2,37 @@
 
 The form only parses (numbers, choices, the upload's extension); the engine's `load_config` is the
 single judge of a configuration, and each of its errors (keyed "search.crossover_rate") is put back
-on the form field it came from. Option lists come from the engine's torch-free catalogue; nothing
-here imports torch.
+on the form field it came from. It holds the fields of every method (EvoMAL, GP-LFL, ML3,
+TaylorGLO); `READ_BY` says which method reads which, and on submit only the chosen method's
+fields go into the configuration (the engine fills the rest with its defaults). Option lists come
+from the engine's torch-free catalogue; nothing here imports torch. The field layout (`SECTIONS`)
+and the presets (configs/*.json) are in `form_layout`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from django import forms
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from lfl_web.experiments.files import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS
+from lfl_web.experiments.form_layout import (
+    FIELD_BY_PATH,
+    FIELD_PATHS,
+    config_from_values,
+    field_methods,
+    initial_values,
+    method_sections,
+)
 from lfl_web.experiments.models import LEADERBOARD_ORDERINGS
+from lfl_web.experiments.models.results import DEFAULT_LEADERBOARD_SORT
 from search_engine import catalog
-from search_engine.config import ExperimentConfig, load_config  # torch-free
+from search_engine.config import EVALUATION_STRATEGIES as ENGINE_STRATEGIES  # torch-free
 
 LOCAL_SEARCH_MODES = (("off", "off (pure GP)"), ("all", "all (EvoMAL)"), ("top_k", "top k per generation"))
-
-# Presets: (label, file under the project root).
-PRESETS = {
-    "quick": ("Quick demo", "configs/quick.json"),
-    "mnist_lenet5": ("EvoMAL-faithful (MNIST, LeNet-5)", "configs/mnist_lenet5.json"),
-}
-
-EVALUATION_STRATEGIES = (("auto", "auto"), ("batched", "batched"), ("sequential", "sequential"))
-
-# Form field -> dotted configuration field (every field of the engine's configuration has one; a test checks).
-FIELD_PATHS = {
-    "dataset": "task.dataset", "model": "task.model", "data_root": "task.data_root", "data_file": "task.data_file",
-    "label": "task.label", "kind": "task.kind", "val_fraction": "task.val_fraction",
-    "test_fraction": "task.test_fraction", "max_train": "task.max_train",
-    "population_size": "search.population_size", "generations": "search.generations",
-    "crossover_rate": "search.crossover_rate", "mutation_rate": "search.mutation_rate",
-    "tournament_size": "search.tournament_size", "elitism_rate": "search.elitism_rate",
-    "init_min_height": "search.init_min_height", "init_max_height": "search.init_max_height",
-    "max_height": "search.max_height", "mutation_min_height": "search.mutation_min_height",
-    "mutation_max_height": "search.mutation_max_height", "seed_known_losses": "search.seed_known_losses",
-    "hall_of_fame_size": "search.hall_of_fame_size",
-    "rejection_enabled": "rejection.enabled", "rejection_steps": "rejection.steps",
-    "rejection_samples": "rejection.samples",
-    "local_search_mode": "local_search.mode", "top_k": "local_search.top_k", "meta_steps": "local_search.meta_steps",
-    "inner_steps": "local_search.inner_steps", "meta_lr": "local_search.meta_lr",
-    "meta_batch_size": "local_search.batch_size",
-    "training_steps": "training.steps", "batch_size": "training.batch_size", "lr": "training.lr",
-    "momentum": "training.momentum", "nesterov": "training.nesterov", "weight_decay": "training.weight_decay",
-    "meta_test_steps": "meta_test.steps", "meta_test_seeds": "meta_test.seeds",
-    "evaluation_strategy": "evaluation.strategy", "max_population_chunk": "evaluation.max_population_chunk",
-    "seed": "seed", "device": "device",
-}
-FIELD_BY_PATH = {path: name for name, path in FIELD_PATHS.items()}
-
-# How the template groups the fields.
-SECTIONS = (
-    ("Experiment", ("name", "description", "private")),
-    ("Task", ("dataset", "model", "data_root", "data_file", "label", "kind", "val_fraction", "test_fraction",
-              "max_train")),
-    ("Search", ("population_size", "generations", "crossover_rate", "mutation_rate", "tournament_size",
-                "elitism_rate", "hall_of_fame_size", "seed_known_losses")),
-    ("Expression trees", ("init_min_height", "init_max_height", "max_height", "mutation_min_height",
-                          "mutation_max_height")),
-    ("Rejection screen", ("rejection_enabled", "rejection_steps", "rejection_samples")),
-    ("Local search", ("local_search_mode", "top_k", "meta_steps", "inner_steps", "meta_lr", "meta_batch_size")),
-    ("Training (fitness)", ("training_steps", "batch_size", "lr", "momentum", "weight_decay", "nesterov")),
-    ("Meta-test", ("meta_test_steps", "meta_test_seeds")),
-    ("Run", ("evaluation_strategy", "max_population_chunk", "seed", "device")),
-)
+EVALUATION_STRATEGIES = tuple((name, name) for name in ENGINE_STRATEGIES)
+METHOD_CHOICES = tuple((m.name, m.label) for m in catalog.METHODS.values())
 
 
 def _int(label, **kw):
@@ -80,47 +43,20 @@ def _float(label, **kw):
     return forms.FloatField(label=label, required=False, **kw)
 
 
-def get_dotted(data: dict, path: str):
-    for key in path.split("."):
-        data = data.get(key) if isinstance(data, dict) else None
-    return data
+class StepListField(forms.CharField):
+    """Step numbers typed as "100000, 135000"; a list of integers once cleaned (blank: the default)."""
 
+    def prepare_value(self, value):
+        return ", ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else value
 
-def set_dotted(data: dict, path: str, value) -> None:
-    *parents, last = path.split(".")
-    for key in parents:
-        data = data.setdefault(key, {})
-    data[last] = value
-
-
-def config_from_values(values: dict) -> dict:
-    """The configuration dict from form values by field name; blank values and the data file are left out."""
-    config: dict = {}
-    for name, path in FIELD_PATHS.items():
-        value = values.get(name)
-        if name != "data_file" and value is not None and value != "":
-            set_dotted(config, path, value)
-    return config
-
-
-def preset_config(key: str | None) -> dict:
-    """The full configuration of a preset (engine defaults filled in); the defaults for None.
-
-    Raises KeyError for an unknown preset.
-    """
-    if key is None:
-        return ExperimentConfig().to_dict()
-    path = Path(settings.BASE_DIR) / PRESETS[key][1]
-    return load_config(json.loads(path.read_text()), check_data=False).to_dict()
-
-
-def initial_values(preset: str | None) -> dict:
-    """Initial form values: the engine's defaults, or a preset's configuration."""
-    config = preset_config(preset)
-    values = {name: get_dotted(config, path) for name, path in FIELD_PATHS.items() if name != "data_file"}
-    if preset:
-        values["name"] = PRESETS[preset][0]
-    return values
+    def to_python(self, value):
+        text = super().to_python(value).replace(",", " ")
+        if not text.strip():
+            return None
+        try:
+            return [int(part) for part in text.split()]
+        except ValueError:
+            raise ValidationError("Enter whole step numbers separated by commas.", code="invalid") from None
 
 
 class ExperimentForm(forms.Form):
@@ -130,10 +66,15 @@ class ExperimentForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     private = forms.BooleanField(required=False, help_text="Only you (and staff) can see it.")
 
+    method = forms.ChoiceField(
+        required=False, choices=METHOD_CHOICES, initial="evomal", widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "unknown method %(value)s; choose one of: " + ", ".join(catalog.METHODS)},
+    )
+
     dataset = forms.ChoiceField(
         choices=[(d.name, d.label) for d in catalog.DATASETS.values()],  # labels short enough for the grid
         help_text="digits, digits28 and diabetes are built in; csv and npz read the data file below; "
-                  "mnist, cifar10, … are read from the data root.",
+                  "mnist, cifar10, … are read from the data root (advanced settings).",
     )
     model = forms.ChoiceField(choices=[(n, n) for n in catalog.MODEL_NAMES])
     data_root = forms.CharField(
@@ -142,7 +83,7 @@ class ExperimentForm(forms.Form):
     data_file = forms.FileField(
         label="Data file", required=False,
         help_text="Your own data for dataset csv or npz: a .csv with a header row and numeric features, "
-                  "or a .npz with arrays x and y.",
+                  "or a .npz with arrays x and y (set its kind and label column in the advanced settings).",
     )
     label = forms.CharField(required=False, help_text="CSV label column or NPZ label key (default: y / the last column).")
     kind = forms.ChoiceField(
@@ -156,7 +97,7 @@ class ExperimentForm(forms.Form):
     )
     max_train = _int("Max training samples", help_text="Subsample the training split (blank: all).")
 
-    population_size = _int("Population size")
+    population_size = _int("Population size", help_text="Loss expressions per generation.")
     generations = _int("Generations")
     crossover_rate = _float("Crossover rate")
     mutation_rate = _float("Mutation rate", help_text="Crossover + mutation rate must be at most 1.")
@@ -192,7 +133,25 @@ class ExperimentForm(forms.Form):
     meta_lr = _float("Meta learning rate")
     meta_batch_size = _int("Meta batch size", help_text="Training and validation batch of each meta step.")
 
-    training_steps = _int("Steps")
+    ml3_meta_steps = _int("Meta steps", help_text="Adam steps on the loss network's weights, each through "
+                                                  "freshly unrolled training.")
+    ml3_inner_steps = _int("Inner steps", help_text="Differentiable SGD steps per meta step (at the training "
+                                                    "learning rate).")
+    ml3_meta_lr = _float("Meta learning rate", help_text="Adam's learning rate on the loss network.")
+    ml3_hidden_units = _int("Hidden units", help_text="Width of each hidden layer of the loss network.")
+    ml3_hidden_layers = _int("Hidden layers")
+    ml3_batch_size = _int("Meta batch size", help_text="Training and validation batch of each meta step.")
+    ml3_report_every = _int("Report every", help_text="Meta steps between two scored snapshots of the network "
+                                                      "(one point of the dashboard's curve each).")
+
+    taylorglo_population_size = _int("Population size", help_text="CMA-ES candidate polynomials per generation "
+                                                                  "(at least 4).")
+    taylorglo_generations = _int("Generations", help_text="CMA-ES generations.")
+    taylorglo_sigma = _float("Initial step size σ", help_text="CMA-ES's starting spread of the 8 parameters.")
+    taylorglo_mean = _float("Initial mean", help_text="Where CMA-ES starts all 8 parameters (TaylorGLO: 0).")
+
+    training_steps = _int("Training steps", help_text="SGD steps of each fitness training: every loss scored "
+                                                      "trains a fresh model this long.")
     batch_size = _int("Batch size")
     lr = _float("Learning rate")
     momentum = _float("Momentum")
@@ -202,13 +161,19 @@ class ExperimentForm(forms.Form):
     meta_test_steps = _int("Meta-test steps", help_text="Training steps per model when the best loss is tested "
                                                           "against the baseline after the search.")
     meta_test_seeds = _int("Meta-test seeds", help_text="Models trained with each loss, one per seed.")
+    meta_test_lr_milestones = StepListField(
+        label="Meta-test LR milestones", required=False,
+        help_text="Steps at which the meta-test's learning rate is multiplied by the decay below, e.g. "
+                  "“100000, 135000” (blank: a constant rate).",
+    )
+    meta_test_lr_gamma = _float("Meta-test LR decay", help_text="Factor applied at each milestone.")
 
     evaluation_strategy = forms.ChoiceField(
         label="Evaluation strategy", choices=EVALUATION_STRATEGIES,
         help_text="“sequential” trains one candidate at a time, “batched” a chunk of them as one program, “auto” "
-                  "times both on the task and keeps the faster. A cancel stops within a few training steps: with "
-                  "“sequential” between single candidates (only the one in training is lost), with “batched” the "
-                  "chunk's unfinished candidates are dropped.",
+                  "picks by the model and the device, “measure” times both on the task. A cancel stops within a few "
+                  "training steps: with “sequential” between single candidates (only the one in training is lost), "
+                  "with “batched” the chunk's unfinished candidates are dropped.",
     )
     max_population_chunk = _int("Max population chunk", help_text="Most candidates trained together as one program.")
     seed = _int("Seed", help_text="Drives every random choice of the search.")
@@ -221,9 +186,29 @@ class ExperimentForm(forms.Form):
             if isinstance(field, (forms.IntegerField, forms.FloatField)) and defaults.get(name) is not None:
                 field.widget.attrs["placeholder"] = f"{defaults[name]:g}"
 
-    def sections(self):
-        """[(title, [bound fields])] in display order."""
-        return [(title, [self[name] for name in names]) for title, names in SECTIONS]
+    def chosen_method(self) -> str:
+        """The method the form is set to: the submitted one once bound, else the initial one."""
+        value = self["method"].value() or "evomal"
+        return value if value in catalog.METHODS else "evomal"
+
+    def method_options(self):
+        """[(radio widget, catalogue Method)] for the method choice, in catalogue order."""
+        return [(radio, catalog.METHODS[radio.data["value"]]) for radio in self["method"]]
+
+    def main_sections(self):
+        """The sections shown up front, each field tagged with its methods (`form_layout.method_sections`)."""
+        return method_sections(self, advanced=False)
+
+    def advanced_sections(self):
+        """The sections of the collapsed advanced part."""
+        return method_sections(self, advanced=True)
+
+    def advanced_has_errors(self) -> bool:
+        """Whether a field of the collapsed advanced part has an error (then it is shown open)."""
+        return any(field.errors for section in self.advanced_sections() for field, _, _ in section["fields"])
+
+    def clean_method(self):
+        return self.cleaned_data.get("method") or "evomal"
 
     def clean_data_file(self):
         upload = self.cleaned_data.get("data_file")
@@ -237,6 +222,10 @@ class ExperimentForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        method = data.get("method")
+        if method:  # another method's fields are hidden and not submitted as configuration: nothing to fix there
+            for name in [name for name in self._errors if name in FIELD_PATHS and method not in field_methods(name)]:
+                del self._errors[name]
         upload, dataset = data.get("data_file"), data.get("dataset")
         if upload and dataset and Path(upload.name).suffix.lower() != f".{dataset}":
             self.add_error("data_file", f"a {Path(upload.name).suffix.lower()} file needs dataset "
@@ -244,8 +233,9 @@ class ExperimentForm(forms.Form):
         return data
 
     def config_data(self) -> dict:
-        """The configuration dict from the cleaned fields; blank fields are left to the engine's defaults
-        (the data file is not among them: `create_experiment` stores the upload and names its copy)."""
+        """The configuration dict from the cleaned fields of the chosen method; blank fields are left
+        to the engine's defaults (the data file is not among them: `create_experiment` stores the
+        upload and names its copy)."""
         return config_from_values(self.cleaned_data)
 
     def experiment_fields(self) -> dict:
@@ -271,6 +261,7 @@ class LeaderboardFilterForm(forms.Form):
     """GET parameters of the leaderboard; an invalid one is reported and ignored."""
 
     sort = _filter_field("sort key", [(k, k) for k in LEADERBOARD_ORDERINGS])
+    method = _filter_field("method", [("", "any method"), *METHOD_CHOICES])
     dataset = _filter_field("dataset", [("", "any dataset")] + [(n, n) for n in catalog.DATASET_NAMES])
     model = _filter_field("model", [("", "any model")] + [(n, n) for n in catalog.MODEL_NAMES])
     metric = _filter_field("metric", [("", "any metric")] + [(m, m) for m in catalog.METRICS])
@@ -281,7 +272,7 @@ class LeaderboardFilterForm(forms.Form):
         self.is_valid()  # fields with an error are left out of cleaned_data
         valid = self.cleaned_data
         return {
-            "sort": valid.get("sort") or "fitness", "dataset": valid.get("dataset", ""),
-            "model": valid.get("model", ""), "metric": valid.get("metric", ""),
+            "sort": valid.get("sort") or DEFAULT_LEADERBOARD_SORT, "method": valid.get("method", ""),
+            "dataset": valid.get("dataset", ""), "model": valid.get("model", ""), "metric": valid.get("metric", ""),
             "best_only": valid.get("ranks") != "all",
         }

@@ -15,7 +15,8 @@ from django.views.decorators.http import require_POST
 from lfl_web.experiments.dashboard import chart_series, panels_context, snapshot_message
 from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, export_file
 from lfl_web.experiments.estimate import estimate_context
-from lfl_web.experiments.forms import PRESETS, ExperimentForm, LeaderboardFilterForm, initial_values
+from lfl_web.experiments.form_layout import initial_values, presets
+from lfl_web.experiments.forms import ExperimentForm, LeaderboardFilterForm
 from lfl_web.experiments.models import Experiment, LearnedLoss
 from lfl_web.experiments.services import (
     QueueUnavailable,
@@ -27,6 +28,9 @@ from lfl_web.experiments.services import (
 from lfl_web.experiments.validation import InvalidExperiment
 
 SCOPES = ("all", "mine")
+#: The leaderboard's sort keys (LEADERBOARD_ORDERINGS) as its tabs name them, in tab order.
+LEADERBOARD_SORTS = (("meta_test", "held-out meta-test"), ("fitness", "validation fitness"),
+                     ("improvement", "improvement over baseline"), ("date", "date"))
 
 
 @login_required
@@ -44,9 +48,9 @@ home = experiment_list
 
 @login_required
 def experiment_new(request):
-    preset = request.GET.get("preset") or None
-    if preset is not None and preset not in PRESETS:
-        messages.error(request, f"Unknown preset {preset!r}; known presets: {', '.join(PRESETS)}.")
+    preset, offered = request.GET.get("preset") or None, presets()
+    if preset is not None and preset not in offered:
+        messages.error(request, f"Unknown preset {preset!r}; known presets: {', '.join(offered)}.")
         preset = None
     data = (request.POST, request.FILES) if request.method == "POST" else (None, None)
     form = ExperimentForm(*data, initial=initial_values(preset))
@@ -66,7 +70,7 @@ def experiment_new(request):
             messages.success(request, f"“{experiment.name}” is queued; this page follows it live.",
                              extra_tags="queued-notice")
             return redirect(experiment)
-    return render(request, "experiments/new.html", {"form": form, "presets": PRESETS, "preset_key": preset,
+    return render(request, "experiments/new.html", {"form": form, "presets": offered, "preset_key": preset,
                                                     **estimate_context(form)}, status=status)
 
 
@@ -127,6 +131,7 @@ def leaderboard(request):
     rows = LearnedLoss.objects.visible_to(request.user).ranked_by(**choices)[:200]
     return render(request, "leaderboard.html", {
         "rows": rows, "filters": filters, "choices": choices, "formats": DOWNLOAD_FORMATS.values(),
+        "sorts": LEADERBOARD_SORTS,
     })
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from search_engine.config import ConfigError, ExperimentConfig, load_config
-from search_engine.limits import UPPER_BOUNDS, work_estimate
+from search_engine.limits import UPPER_BOUNDS, field_value, step_labels, work_estimate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,11 +43,16 @@ def test_every_size_and_step_count_has_an_upper_bound():
 @pytest.mark.parametrize("dotted", sorted(UPPER_BOUNDS))
 def test_a_value_above_its_bound_is_refused_by_name_and_the_bound_itself_is_not(dotted):
     most = UPPER_BOUNDS[dotted]
+    listed = isinstance(field_value(ExperimentConfig(), dotted), tuple)  # lr_milestones: its largest item
+
+    def value(number):
+        return [1, number] if listed else number
+
     with pytest.raises(ConfigError) as caught:
-        load_config(nested(dotted, most + 1), check_data=False)
+        load_config(nested(dotted, value(most + 1)), check_data=False)
     assert caught.value.errors[dotted] == f"must be at most {most}, got {most + 1}"
     try:
-        load_config(nested(dotted, most), check_data=False)
+        load_config(nested(dotted, value(most)), check_data=False)
     except ConfigError as exc:  # other fields may object to an extreme value (heights), never this one's bound
         assert "at most" not in exc.errors.get(dotted, "")
 
@@ -111,3 +116,58 @@ def test_bounds_and_estimate_need_neither_torch_nor_sympy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     # the defaults: (1250 + 1) x 500 fitness + 1250 x 100 rejection + 1250 x 250 local search + 5 x 3 x 2000
     assert out.split() == [str(625_500 + 125_000 + 312_500 + 30_000), "False"]
+
+
+# ----------------------------------------------------------------------------- the estimate per method
+
+
+def test_gplfl_is_estimated_as_the_evolutionary_search_without_local_search():
+    # GP-LFL ignores local_search.mode ("all" here): no local search, no weights-at-1 meta-test run.
+    gplfl = work_estimate(load_config({**small().to_dict(), "method": "gplfl"}, check_data=False))
+    assert gplfl == work_estimate(small(local_search={"mode": "off"}))
+    assert gplfl["local_search_steps"] == 0 and gplfl["meta_test_steps"] == 2 * 2 * 7
+
+
+def test_the_ml3_estimate_counts_its_unrolled_steps_reports_and_meta_test():
+    config = load_config({**small().to_dict(), "method": "ml3",
+                          "ml3": {"meta_steps": 10, "inner_steps": 3, "report_every": 4}}, check_data=False)
+    # 10 meta steps x 3 unrolled inner steps; ceil(10 / 4) = 3 reports, each a fitness training of
+    # 10 steps, + 1 for the baseline; no rejection screen (the search's settings are not used);
+    # meta-test: 2 seeds x 2 runs (network loss, baseline) x 7 steps.
+    assert work_estimate(config) == {
+        "candidates": 3, "models_trained": 4 + 4, "fitness_steps": 40, "rejection_steps": 0,
+        "local_search_steps": 30, "meta_test_steps": 28, "total_steps": 40 + 30 + 28,
+    }
+
+
+def test_the_taylorglo_estimate_counts_one_fitness_training_per_cma_es_candidate():
+    config = load_config({**small().to_dict(), "method": "taylorglo",
+                          "taylorglo": {"population_size": 5, "generations": 3}}, check_data=False)
+    # 5 x 3 CMA-ES candidates (+ 1 baseline) x 10 steps; the search's 4 x 3 and its local search do not count;
+    # meta-test: 2 seeds x 3 runs (the fitted polynomial, the baseline, the polynomial's weights at 1) x 7 steps.
+    assert work_estimate(config) == {
+        "candidates": 15, "models_trained": 16 + 6, "fitness_steps": 160, "rejection_steps": 0,
+        "local_search_steps": 0, "meta_test_steps": 42, "total_steps": 160 + 42,
+    }
+
+
+def test_the_method_sections_are_bounded_whichever_method_is_chosen():
+    with pytest.raises(ConfigError) as caught:
+        load_config({"method": "evomal", "ml3": {"meta_steps": 10**9}, "taylorglo": {"generations": 10**9}},
+                    check_data=False)
+    assert caught.value.errors == {"ml3.meta_steps": "must be at most 100000, got 1000000000",
+                                   "taylorglo.generations": "must be at most 10000, got 1000000000"}
+
+
+@pytest.mark.parametrize(("method", "labels"), [
+    ("evomal", ["fitness", "rejection", "local search", "meta-test"]),
+    ("gplfl", ["fitness", "rejection", "local search", "meta-test"]),
+    ("ml3", ["fitness", "meta-training", "meta-test"]),  # its unrolled steps are the method itself
+    ("taylorglo", ["fitness", "meta-test"]),
+])
+def test_each_method_names_the_kinds_of_work_it_does_and_leaves_out_the_others(method, labels):
+    named = step_labels(method)
+    assert list(named.values()) == labels
+    config = load_config({**small().to_dict(), "method": method}, check_data=False)
+    work = work_estimate(config)
+    assert sum(work[key] for key in named) == work["total_steps"]  # what is not named is no work

@@ -4,9 +4,12 @@ losses it kept (what the leaderboard lists)."""
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import ExpressionWrapper, F, FloatField, Max
+from django.db.models import Case, CharField, ExpressionWrapper, F, FloatField, IntegerField, Max, Value, When
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
 from lfl_web.experiments.models.experiment import Experiment, Status
+from search_engine import catalog
 
 
 class Generation(models.Model):
@@ -85,12 +88,26 @@ class Candidate(models.Model):
         }
 
 
+def _json_number(field: str, key: str):
+    """The number under `key` of JSON column `field`, NULL where it is missing or null (SQLite reads
+    a JSON null as the text 'null', which a cast would turn into 0)."""
+    return Case(When(**{f"{field}__{key}": None}, then=Value(None)),
+                default=Cast(KeyTextTransform(key, field), FloatField()), output_field=FloatField())
+
+
 #: Leaderboard sort keys -> ordering (lower fitness is better; larger improvement is better).
+#: "meta_test": the losses with a held-out meta-test first, by how much lower their test metric's
+#: mean is than the baseline's (relative, so tasks and metrics compare), then the others by
+#: validation fitness (see `with_test_improvement`).
 LEADERBOARD_ORDERINGS = {
     "fitness": ("validation_fitness", "complexity", "-created_at", "pk"),
     "improvement": (F("improvement").desc(nulls_last=True), "validation_fitness", "pk"),
     "date": ("-created_at", "-pk"),
+    "meta_test": ("untested", F("test_improvement").desc(nulls_last=True), F("test_learned").asc(nulls_last=True),
+                  "validation_fitness", "complexity", "pk"),
 }
+#: The leaderboard's order (page and API) when none is asked for.
+DEFAULT_LEADERBOARD_SORT = "meta_test"
 
 
 class LearnedLossQuerySet(models.QuerySet):
@@ -103,11 +120,35 @@ class LearnedLossQuerySet(models.QuerySet):
             improvement=ExpressionWrapper(F("baseline_fitness") - F("validation_fitness"), output_field=FloatField())
         )
 
-    def ranked_by(self, sort: str, *, dataset: str = "", model: str = "", metric: str = "", best_only: bool = True):
-        """Leaderboard rows: filtered by whichever of dataset/model/metric is given, sorted by a
-        key of LEADERBOARD_ORDERINGS; with `best_only`, each experiment's rank-1 loss alone."""
-        filters = {k: v for k, v in {"dataset": dataset, "model": model, "metric": metric}.items() if v}
-        rows = self.for_leaderboard().with_improvement().filter(**filters)
+    def with_test_improvement(self):
+        """Annotate the held-out meta-test (`meta_test`, a Comparison.to_dict): `untested` (0 when
+        there is one, 1 when not), `test_learned` and `test_baseline` (the test metric's means) and
+        `test_improvement`, (baseline - learned) / baseline: 0.25 for a quarter lower test error.
+        It is None where a mean is missing (a seed diverged) or the baseline's is 0 and the learned
+        loss's is not (no finite ratio; such a loss is worse than the baseline)."""
+        means = {name: _json_number("meta_test", key)
+                 for name, key in (("test_learned", "learned_mean"), ("test_baseline", "baseline_mean"))}
+        ratio = (F("test_baseline") - F("test_learned")) / F("test_baseline")
+        return self.annotate(**means).annotate(
+            untested=Case(When(meta_test__isnull=True, then=Value(1)), default=Value(0), output_field=IntegerField()),
+            test_improvement=Case(
+                When(test_baseline__gt=0, test_learned__isnull=False, then=ratio),
+                When(test_baseline=0, test_learned=0, then=Value(0.0)), default=None, output_field=FloatField(),
+            ),
+        )
+
+    def with_method_label(self):
+        """Annotate `method_label`: the catalogue's name of the method that learned the loss ("EvoMAL")."""
+        labels = [When(method=m.name, then=Value(m.label)) for m in catalog.METHODS.values()]
+        return self.annotate(method_label=Case(*labels, default=F("method"), output_field=CharField()))
+
+    def ranked_by(self, sort: str, *, method: str = "", dataset: str = "", model: str = "", metric: str = "",
+                  best_only: bool = True):
+        """Leaderboard rows: filtered by whichever of method/dataset/model/metric is given, sorted
+        by a key of LEADERBOARD_ORDERINGS; with `best_only`, each experiment's rank-1 loss alone."""
+        given = {"method": method, "dataset": dataset, "model": model, "metric": metric}
+        rows = (self.for_leaderboard().with_improvement().with_test_improvement().with_method_label()
+                .filter(**{k: v for k, v in given.items() if v}))
         if best_only:
             rows = rows.filter(rank=1)
         return rows.order_by(*LEADERBOARD_ORDERINGS[sort])

@@ -311,7 +311,7 @@ def test_leaderboard_lists_visible_finished_losses_with_filters_and_sorts(client
                                validation_fitness=0.3, baseline_fitness=0.2, dataset="digits", model="logistic",
                                metric="error rate")
     board = client.get("/api/leaderboard/", **auth(key)).json()
-    assert board["sort"] == "fitness"
+    assert board["sort"] == "meta_test"  # none is meta-tested: all by validation fitness
     assert [e["id"] for e in board["losses"]] == [big_gain.pk, small_gain.pk, regression.pk]  # best first
     entry = next(e for e in board["losses"] if e["id"] == big_gain.pk)
     assert entry["author"] == "grace" and entry["experiment_id"] == big_gain.experiment_id

@@ -85,9 +85,29 @@ def sign_in(driver, base_url: str, username: str, password: str) -> None:
     )
 
 
+def choose_method_and_open_the_advanced_part(driver) -> None:
+    """The form shows only the chosen method's fields (ML3's, then EvoMAL's again), and its
+    advanced part opens on a click on its summary."""
+
+    def shown(field_id: str) -> bool:
+        return driver.find_element(By.ID, field_id).is_displayed()
+
+    def choose(method: str) -> None:
+        driver.find_element(By.CSS_SELECTOR, f"input[name=method][value={method}]").click()
+
+    assert shown("id_population_size") and not shown("id_ml3_meta_steps")  # EvoMAL, the default
+    choose("ml3")
+    assert shown("id_ml3_meta_steps") and not shown("id_population_size")
+    choose("evomal")
+    assert shown("id_population_size") and not shown("id_ml3_meta_steps") and not shown("id_top_k")  # collapsed
+    driver.find_element(By.CSS_SELECTOR, "#advanced-settings > summary").click()
+    assert shown("id_top_k") and not shown("id_ml3_inner_steps")
+
+
 def submit_tiny_experiment(driver, base_url: str) -> int:
     """Fill the new-experiment form, screenshot it, submit; returns the experiment id of the dashboard."""
     driver.get(f"{base_url}/experiments/new/")
+    choose_method_and_open_the_advanced_part(driver)
     for field_id, value in FORM_INPUTS.items():
         field = driver.find_element(By.ID, field_id)
         field.clear()

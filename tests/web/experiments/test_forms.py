@@ -3,26 +3,22 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from lfl_web.experiments import forms
-from lfl_web.experiments.forms import (
-    EVALUATION_STRATEGIES,
-    FIELD_PATHS,
-    LOCAL_SEARCH_MODES,
-    get_dotted,
-    initial_values,
-    preset_config,
-)
+from lfl_web.experiments import form_layout, forms
+from lfl_web.experiments.form_layout import FIELD_PATHS, get_dotted, initial_values, preset_config
+from lfl_web.experiments.forms import EVALUATION_STRATEGIES, LOCAL_SEARCH_MODES
 from lfl_web.experiments.models import Experiment
 
 pytestmark = pytest.mark.django_db
 
 NEW = reverse("experiment_new")
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -39,9 +35,24 @@ def form_data(**changes) -> dict:
     for name, value in values.items():
         if value is True:
             data[name] = "on"
+        elif isinstance(value, list):  # step numbers, typed into one text field
+            data[name] = ", ".join(map(str, value))
         elif value is not False and value is not None:
             data[name] = value
     return data
+
+
+@pytest.fixture
+def preset_folder(monkeypatch, tmp_path):
+    """An empty folder the form reads its presets from instead of configs/."""
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    monkeypatch.setattr(form_layout, "PRESET_FOLDER", str(folder))  # absolute: BASE_DIR / it is it
+    return folder
+
+
+def write_preset(folder, key: str, config: dict):
+    (folder / f"{key}.json").write_text(json.dumps(config))
 
 
 def uploaded_files(upload_dir) -> list:
@@ -63,43 +74,59 @@ def test_the_form_starts_from_the_engine_defaults(signed_in):
     assert form["seed_known_losses"].value() is True and form["local_search_mode"].value() == "all"
 
 
-@pytest.mark.parametrize(
-    ("preset", "expected"),
-    [
-        ("quick", {"name": "Quick demo", "dataset": "digits", "model": "mlp", "generations": 10, "lr": 0.05,
-                   "meta_steps": 50, "meta_lr": 0.01, "meta_test_steps": 1500}),
-        ("mnist_lenet5", {"dataset": "mnist", "model": "lenet5", "data_root": "data", "val_fraction": 0.1,
-                          "momentum": 0.9, "nesterov": True, "weight_decay": 0.0005, "generations": 50,
-                          "meta_test_steps": 100000}),
-    ],
-)
-def test_a_preset_fills_the_form(signed_in, preset, expected):
-    response = signed_in.get(NEW, {"preset": preset})
+def test_a_preset_fills_the_form(signed_in, preset_folder):
+    write_preset(preset_folder, "lenet", {
+        "task": {"dataset": "mnist", "model": "lenet5", "data_root": "data", "val_fraction": 0.1},
+        "search": {"generations": 30}, "training": {"lr": 0.05, "momentum": 0.9, "nesterov": True,
+                                                     "weight_decay": 0.0005},
+        "local_search": {"meta_steps": 50, "meta_lr": 0.01},
+        "meta_test": {"steps": 100000, "lr_milestones": [60000, 90000]},
+    })
+    response = signed_in.get(NEW, {"preset": "lenet"})
     form = response.context["form"]
+    expected = {"name": "lenet: EvoMAL on mnist / lenet5", "method": "evomal", "dataset": "mnist", "model": "lenet5",
+                "data_root": "data", "val_fraction": 0.1, "generations": 30, "lr": 0.05, "momentum": 0.9,
+                "nesterov": True, "weight_decay": 0.0005, "meta_steps": 50, "meta_lr": 0.01, "meta_test_steps": 100000,
+                "meta_test_lr_milestones": "60000, 90000"}
     assert {name: form[name].value() for name in expected} == expected
     page = response.content.decode()
-    assert f'value="{expected["generations"]}"' in field_block(page, "generations")
+    assert 'value="30"' in field_block(page, "generations")
+    assert 'value="60000, 90000"' in field_block(page, "meta_test_lr_milestones")
+    assert 'href="?preset=lenet"' in page and "EvoMAL on mnist / lenet5" in page
 
 
-@pytest.mark.parametrize("preset", [None, *forms.PRESETS])
+def test_every_file_in_the_preset_folder_is_offered_and_an_invalid_one_is_not(signed_in, preset_folder, caplog):
+    write_preset(preset_folder, "b_network", {"method": "ml3", "ml3": {"meta_steps": 40}})
+    write_preset(preset_folder, "a_polynomial", {"method": "taylorglo"})
+    write_preset(preset_folder, "c_search", {"search": {"generations": 3}})
+    write_preset(preset_folder, "broken", {"search": {"generations": "many"}})
+    offered = signed_in.get(NEW).context["presets"]
+    assert list(offered) == ["c_search", "b_network", "a_polynomial"]  # by the catalogue's order of methods
+    assert [p.summary for p in offered.values()] == ["EvoMAL on digits / mlp", "ML3 on digits / mlp",
+                                                     "TaylorGLO on digits / mlp"]
+    assert "broken.json is not offered" in caplog.text and "search.generations" in caplog.text
+    form = signed_in.get(NEW, {"preset": "b_network"}).context["form"]
+    assert (form["method"].value(), form["ml3_meta_steps"].value()) == ("ml3", 40)
+
+
+@pytest.mark.parametrize("preset", [None, *sorted(path.stem for path in (ROOT / "configs").glob("*.json"))])
 def test_every_configuration_field_of_a_preset_is_prefilled(signed_in, preset):
     form = signed_in.get(NEW, {"preset": preset} if preset else {}).context["form"]
     config = preset_config(preset)
     shown = {name: form[name].value() for name in FIELD_PATHS if name != "data_file"}
-    assert shown == {name: get_dotted(config, path) for name, path in FIELD_PATHS.items() if name != "data_file"}
+    assert shown == {name: form.fields[name].prepare_value(get_dotted(config, path))
+                     for name, path in FIELD_PATHS.items() if name != "data_file"}
 
 
-def test_a_preset_prefills_the_tree_rejection_evaluation_and_split_fields(signed_in, monkeypatch, tmp_path):
-    preset = tmp_path / "custom.json"
-    preset.write_text(json.dumps({
+def test_a_preset_prefills_the_tree_rejection_evaluation_and_split_fields(signed_in, preset_folder):
+    write_preset(preset_folder, "custom", {
         "task": {"test_fraction": 0.3},
         "search": {"init_min_height": 1, "init_max_height": 3, "max_height": 7, "mutation_min_height": 1,
                    "mutation_max_height": 3},
         "rejection": {"enabled": False, "steps": 40, "samples": 60},
         "local_search": {"batch_size": 64},
         "evaluation": {"strategy": "sequential", "max_population_chunk": 5},
-    }))
-    monkeypatch.setitem(forms.PRESETS, "custom", ("Custom", str(preset)))
+    })
     response = signed_in.get(NEW, {"preset": "custom"})
     form = response.context["form"]
     expected = {"test_fraction": 0.3, "init_min_height": 1, "init_max_height": 3, "max_height": 7,
@@ -318,7 +345,7 @@ def test_every_configuration_field_has_a_form_field():
 
 
 def test_every_form_field_is_shown_in_a_section():
-    shown = [name for _, names in forms.SECTIONS for name in names]
+    shown = [name for _, names in form_layout.SECTIONS for name in names]
     assert sorted(shown) == sorted(forms.ExperimentForm.base_fields) and len(shown) == len(set(shown))
 
 
