@@ -110,6 +110,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     record = evaluate_learned_loss(
         load_task(config), config, entry["expression"], entry.get("weights"), result["baseline_loss"],
         seeds=seeds, steps=steps, on_seed=lambda s: print(f"  seed {s} done", flush=True),
+        network=entry.get("network"),
     )
     print(Comparison.from_dict(record).summary())
     if "symbolic" in record:

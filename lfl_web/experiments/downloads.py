@@ -14,7 +14,11 @@ DOWNLOAD_FORMATS = catalog.EXPORT_FORMATS
 
 
 def spec_for(loss: LearnedLoss):
-    """The engine's LearnedLossSpec for a stored learned loss (ValueError if the row is inconsistent)."""
+    """The engine's LearnedLossSpec for a stored learned loss (ValueError if the row is inconsistent).
+
+    A row with `network` is a network loss (its `expression` is only the network's description);
+    the engine reads the form from the spec, so every format and the loss shape follow from it.
+    """
     from search_engine.export.spec import LearnedLossSpec, meta_test_summary
 
     experiment = loss.experiment
@@ -28,7 +32,7 @@ def spec_for(loss: LearnedLoss):
     return LearnedLossSpec(
         expression=loss.expression, weights=loss.weights, kind=kind, dataset=loss.dataset, model=loss.model,
         fitness=loss.validation_fitness, baseline_loss=experiment.baseline_loss or catalog.baseline_name(kind),
-        baseline_fitness=loss.baseline_fitness, metric=loss.metric, meta_test=summary,
+        baseline_fitness=loss.baseline_fitness, metric=loss.metric, meta_test=summary, network=loss.network,
     )
 
 

@@ -108,5 +108,6 @@ def meta_test_best(experiment: Experiment, config) -> None:
 
     record = json_ready(evaluate_learned_loss(
         load_task(config), config, best.expression, best.weights, experiment.baseline_loss, on_seed=seed_done,
+        network=best.network,
     ))
     services.finish_meta_test(experiment=experiment, learned_loss=best, record=record)

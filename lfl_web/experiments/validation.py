@@ -16,14 +16,12 @@ from django.core.exceptions import ValidationError
 
 from lfl_web.experiments.files import upload_dir
 from search_engine.config import ConfigError, check_task, load_config  # torch-free; check_task imports torch
-from search_engine.limits import work_estimate
+from search_engine.limits import step_labels, work_estimate
 
 #: The code of a ValidationError about one configuration field (params: field, message).
 CONFIG_FIELD = "config_field"
 
 #: The kinds of steps of a work estimate, as the ceiling's message and the form's estimate name them.
-STEP_KINDS = {"fitness_steps": "fitness", "rejection_steps": "rejection", "local_search_steps": "local search",
-              "meta_test_steps": "meta-test"}
 
 
 class InvalidExperiment(ValidationError):
@@ -86,7 +84,7 @@ def over_the_ceiling(config) -> dict[str, str]:
     ceiling, work = settings.LFL_MAX_TRAINING_STEPS, work_estimate(config)
     if not ceiling or work["total_steps"] <= ceiling:
         return {}
-    parts = ", ".join(f"{work[key]:,} {label}" for key, label in STEP_KINDS.items())
+    parts = ", ".join(f"{work[key]:,} {label}" for key, label in step_labels(config.method).items())
     return {"config": f"asks for {work['total_steps']:,} training steps in total ({parts}), more than the "
                       f"{ceiling:,} this server allows (LFL_MAX_TRAINING_STEPS); lower the population, "
                       "the generations or the step counts"}

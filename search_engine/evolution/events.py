@@ -13,15 +13,22 @@ from typing import Any, ClassVar
 
 @dataclass(frozen=True)
 class HallOfFameEntry:
-    """One of the best distinct losses found so far."""
+    """One of the best distinct losses found so far: an expression tree, or a network loss.
 
-    expression: str  # prefix string, parseable by expression.parse
+    For a network loss (`network` set: the JSON form of `expr.network.NetworkLoss`), `expression`
+    and `canonical_key` are its `NetworkLoss.expression` (architecture and a fingerprint of the
+    weights, not parseable as a formula), `latex` its formula over the layers and `size` its
+    number of weights. Code that needs the loss itself branches on `network is None`.
+    """
+
+    expression: str  # prefix string, parseable by expression.parse (a description for a network loss)
     canonical_key: str
     latex: str
     fitness: float
-    size: int
+    size: int  # tree nodes, or a network loss's number of weights
     generation: int  # when it was first found
     weights: tuple[float, ...] | None = None  # learned edge weights (local search), None = all ones
+    network: dict | None = None  # a network loss (ML3), None for an expression tree
 
 
 @dataclass(frozen=True)

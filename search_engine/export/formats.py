@@ -2,7 +2,8 @@
 
 Each format of the catalogue renders a `LearnedLossSpec` (see `export.spec`):
 
-- ``torch``: a standalone ``.py`` file importing only torch, defining ``LearnedLoss(nn.Module)``;
+- ``torch``: a standalone ``.py`` file importing only torch, defining ``LearnedLoss(nn.Module)``
+  (for a network loss, with its weights embedded: `network_source`);
 - ``torchscript``: that module compiled with ``torch.jit.script`` (``.pt``, for ``torch.jit.load``);
 - ``latex``: a small LaTeX document with the formula, the weighted formula and the symbols;
 - ``json``: a versioned description that `json_export.from_json_export` reads back into the engine.
@@ -20,12 +21,15 @@ from pathlib import Path
 from search_engine import catalog
 from search_engine.export.json_export import JSON_FORMAT, from_json_export, to_json_export
 from search_engine.export.latex import latex_document
+from search_engine.export.network_source import render_network_module
 from search_engine.export.spec import RESULT_FORMAT, LearnedLossSpec
 from search_engine.export.torch_source import module_docstring, render_module, script_module
 
 
 def to_torch_source(spec: LearnedLossSpec) -> str:
     """A standalone Python file (imports only torch) defining ``LearnedLoss(torch.nn.Module)``."""
+    if spec.network is not None:
+        return render_network_module(spec)
     return render_module(spec.tree, spec.weights, spec.kind, module_docstring(spec))
 
 

@@ -1,4 +1,9 @@
-"""The versioned JSON form of a learned loss, and reading it back into the engine."""
+"""The versioned JSON form of a learned loss, and reading it back into the engine.
+
+An expression loss carries its prefix `expression`, its `tree` and its `weights`; a network loss
+carries `network` (the `expr.network.NetworkLoss` JSON form), its description as `expression`,
+and null `tree` and `weights`.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,14 @@ JSON_VERSION = 1
 
 def to_json_export(spec: LearnedLossSpec) -> dict[str, Any]:
     """A versioned JSON description; `from_json_export` reads it back."""
+    network = spec.network
     return {
         "format": JSON_FORMAT,
         "version": JSON_VERSION,
         "expression": spec.expression,
-        "tree": to_json(spec.tree),
+        "tree": to_json(spec.tree) if network is None else None,
         "weights": None if spec.weights is None else list(spec.weights),
+        "network": None if network is None else network.to_dict(),
         "kind": spec.kind,
         "task": {"dataset": spec.dataset, "model": spec.model},
         "metric": spec.metric,
@@ -42,14 +49,11 @@ def from_json_export(data: Any) -> LearnedLossSpec:
             f"unsupported learned-loss export version {version!r}; this lfl reads version {JSON_VERSION}"
         )
     expression = required_field(data, "expression", str)
-    tree = parse(expression)  # lets the ExpressionError (message and position) through
-    if "tree" in data and data["tree"] is not None:
-        try:
-            stored = from_json(data["tree"])
-        except ExpressionError as exc:
-            raise ExpressionError(f"tree: {exc}") from exc
-        if stored != tree:
-            raise ValueError(f"'tree' does not match 'expression' ({to_prefix(stored)} vs {to_prefix(tree)})")
+    network = data.get("network")
+    if network is None:
+        _check_tree(data, expression)
+    elif data.get("tree") is not None:
+        raise ValueError("a network loss has no 'tree'; it must be null")
     task = required_field(data, "task", dict)
     baseline = required_field(data, "baseline", dict)
     return LearnedLossSpec(
@@ -63,4 +67,17 @@ def from_json_export(data: Any) -> LearnedLossSpec:
         baseline_fitness=baseline.get("fitness"),
         metric=required_field(data, "metric", str),
         meta_test=data.get("meta_test"),
+        network=network,
     )
+
+
+def _check_tree(data: dict, expression: str) -> None:
+    """The expression parses, and the stored tree (if any) is that expression."""
+    tree = parse(expression)  # lets the ExpressionError (message and position) through
+    if "tree" in data and data["tree"] is not None:
+        try:
+            stored = from_json(data["tree"])
+        except ExpressionError as exc:
+            raise ExpressionError(f"tree: {exc}") from exc
+        if stored != tree:
+            raise ValueError(f"'tree' does not match 'expression' ({to_prefix(stored)} vs {to_prefix(tree)})")

@@ -1,4 +1,5 @@
-"""LaTeX rendering for the exporters: the weighted formula and a small standalone document."""
+"""LaTeX rendering for the exporters: the weighted formula and a small standalone document
+(for an expression tree, or for a network loss: its formula over the layers and its architecture)."""
 
 from __future__ import annotations
 
@@ -92,21 +93,27 @@ def _symbols(spec: LearnedLossSpec) -> list[str]:
     return items
 
 
+def _opening(spec: LearnedLossSpec, comments: list[str], packages: tuple[str, ...]) -> list[str]:
+    """The document's first lines: comments, preamble, the title and what the loss was learned for."""
+    lines = [*comments, r"\documentclass{article}", *(rf"\usepackage{{{p}}}" for p in packages),
+             r"\begin{document}", r"\section*{Learned loss}",
+             f"Learned for {spec.kind} on \\texttt{{{latex_escape(spec.dataset)}}} with model "
+             f"\\texttt{{{latex_escape(spec.model)}}}; {latex_escape(spec.validation_summary())}."]
+    if spec.meta_test:
+        lines.append(f"Meta-test: {latex_escape(spec.meta_test)}.")
+    return lines
+
+
 def latex_document(spec: LearnedLossSpec) -> str:
-    """A small standalone LaTeX document: the formula, the weighted formula, the symbols."""
-    lines = [
+    """A small standalone LaTeX document: the formula, the weighted formula, the symbols
+    (for a network loss: its formula over the layers and its architecture)."""
+    if spec.network is not None:
+        return _network_document(spec)
+    lines = _opening(spec, [
         "% Learned loss exported by lfl (EvoMAL symbolic loss search); compile with pdflatex.",
         f"% expression: {spec.expression}",
         f"% weights: {'none' if spec.weights is None else json.dumps(list(spec.weights))}",
-        r"\documentclass{article}",
-        r"\usepackage{amsmath}",
-        r"\begin{document}",
-        r"\section*{Learned loss}",
-        f"Learned for {spec.kind} on \\texttt{{{latex_escape(spec.dataset)}}} with model "
-        f"\\texttt{{{latex_escape(spec.model)}}}; {latex_escape(spec.validation_summary())}.",
-    ]
-    if spec.meta_test:
-        lines.append(f"Meta-test: {latex_escape(spec.meta_test)}.")
+    ], ("amsmath",))
     lines += [
         "",
         r"\paragraph{Loss.}",
@@ -124,4 +131,37 @@ def latex_document(spec: LearnedLossSpec) -> str:
     lines += [r"\paragraph{Symbols.}", r"\begin{itemize}"]
     lines += [rf"  \item {item}" for item in _symbols(spec)]
     lines += [r"\end{itemize}", r"\end{document}", ""]
+    return "\n".join(lines)
+
+
+def _network_document(spec: LearnedLossSpec) -> str:
+    """The document of a network loss: the formula over its layers, the architecture, the symbols."""
+    net = spec.network
+    summed = "classes" if spec.kind == "classification" else "outputs"
+    pair = ("$f_i$ the softmax probability of class $i$, $y_i$ its one-hot target entry"
+            if spec.kind == "classification" else "$f_i$ the prediction of output $i$, $y_i$ its target")
+    lines = _opening(spec, [
+        "% Learned loss exported by lfl (a network loss learned by meta-gradients, ML3); compile with pdflatex.",
+        f"% expression: {spec.expression}",
+        f"% weights: {net.n_weights}, in the torch and JSON exports",
+    ], ("amsmath", "amssymb"))
+    lines += [
+        "",
+        r"\paragraph{Loss.}",
+        r"\begin{equation*}",
+        f"  {net.latex()}",
+        r"\end{equation*}",
+        rf"\paragraph{{Architecture.}} A network {'--'.join(map(str, net.widths))} (units per layer) applied to "
+        rf"every pair $(f_i, y_i)$: {len(net.layers)} bias-free linear layers $W_1, \dots, W_{{{len(net.layers)}}}$, "
+        rf"{latex_escape(net.activation)} between them and {latex_escape(net.output)} on the output; "
+        rf"{net.n_weights} learned weights (fingerprint \#{net.fingerprint}).",
+        r"\paragraph{Symbols.}",
+        r"\begin{itemize}",
+        rf"  \item {pair}",
+        r"  \item $\operatorname{relu}(a) = \max(a, 0)$, $\operatorname{softplus}(a) = \log(1 + e^{a})$",
+        rf"  \item the loss of a sample is summed over its {summed}; training averages it over the batch",
+        r"\end{itemize}",
+        r"\end{document}",
+        "",
+    ]
     return "\n".join(lines)

@@ -16,8 +16,9 @@ spanning ``[-residual_range, residual_range]``. Squared error gives ``r^2``.
 
 "Per-sample loss" is the tree applied elementwise and summed over classes (outputs), as in
 `expr.losses.make_loss` with reduction "none"; learned edge weights scale node outputs as in the
-exporters (``weights[i]`` scales the node at prefix position ``i + 1``). Values are computed in
-float64; non-finite ones are reported as None.
+exporters (``weights[i]`` scales the node at prefix position ``i + 1``); a network loss is its
+network applied to every pair (f_i, y_i) and summed likewise. Values are computed in float64;
+non-finite ones are reported as None.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 from search_engine.catalog import KINDS
 from search_engine.expr import primitives as P
 from search_engine.expr.compile import compile_tree
+from search_engine.expr.network import NetworkLoss, network_values
 from search_engine.expr.tree import Node, parse
 
 
@@ -66,8 +68,25 @@ def weighted_elementwise(
     return out if out.shape == shape else out.expand(shape)
 
 
+def _network_elementwise(net: NetworkLoss):
+    """(y, f) -> the network's value on every pair, in f's dtype (the loss shape's float64)."""
+
+    def values(y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        matrices = [torch.tensor(m, dtype=f.dtype) for m in net.layers]
+        return network_values(matrices, y.expand_as(f), f, net.activation, net.output)
+
+    return values
+
+
 def _resolve(spec_or_tree: Any, weights: Sequence[float] | None, kind: str | None):
-    """(tree, weights, kind) from a LearnedLossSpec, a Node or a prefix string."""
+    """(elementwise (y, f) -> values, kind) from a LearnedLossSpec, a Node or a prefix string."""
+    network = getattr(spec_or_tree, "network", None)
+    if network is not None:  # a LearnedLossSpec of a network loss
+        if weights is not None:
+            raise ValueError("a network loss has no edge weights to override")
+        if kind is not None and kind != spec_or_tree.kind:
+            raise ValueError(f"kind {kind!r} contradicts the spec's kind {spec_or_tree.kind!r}")
+        return _network_elementwise(network), spec_or_tree.kind
     if isinstance(spec_or_tree, str):
         spec_or_tree = parse(spec_or_tree)
     if isinstance(spec_or_tree, Node):
@@ -86,7 +105,7 @@ def _resolve(spec_or_tree: Any, weights: Sequence[float] | None, kind: str | Non
         )
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    return tree, weights, kind
+    return (lambda y, f: weighted_elementwise(tree, weights, y, f)), kind
 
 
 def _finite_list(values: torch.Tensor) -> list[float | None]:
@@ -105,12 +124,12 @@ def loss_shape(
 ) -> dict[str, Any]:
     """The per-sample loss along the slices described in the module docstring.
 
-    `spec_or_tree`: a LearnedLossSpec (its kind and weights are used; `weights` overrides them),
-    or a Node / prefix string together with `kind`. Returns, for classification,
+    `spec_or_tree`: a LearnedLossSpec (its kind and weights are used; `weights` overrides them;
+    a network loss's network), or a Node / prefix string together with `kind`. Returns, for classification,
     ``{"kind", "n_classes", "p", "loss_true", "loss_wrong"}`` (``loss_wrong[k]`` is at ``q = p[k]``);
     for regression ``{"kind", "target", "residual", "loss"}``.
     """
-    tree, weights, kind = _resolve(spec_or_tree, weights, kind)
+    elementwise, kind = _resolve(spec_or_tree, weights, kind)
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
         raise ValueError(f"grid must be an integer >= 2, got {grid!r}")
     dt = torch.float64
@@ -121,7 +140,7 @@ def loss_shape(
         r = residual_range * (torch.arange(grid, dtype=dt) * 2 / (grid - 1) - 1)
         y = torch.full((grid, 1), float(target), dtype=dt)
         with torch.no_grad():
-            loss = weighted_elementwise(tree, weights, y, y + r.unsqueeze(-1)).sum(dim=-1)
+            loss = elementwise(y, y + r.unsqueeze(-1)).sum(dim=-1)
         return {"kind": kind, "target": float(target), "residual": r.tolist(), "loss": _finite_list(loss)}
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
         raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
@@ -134,8 +153,8 @@ def loss_shape(
     f_wrong[:, 0] = 1 - p
     f_wrong[:, 1] = p
     with torch.no_grad():
-        loss_true = weighted_elementwise(tree, weights, y, f_true).sum(dim=-1)
-        loss_wrong = weighted_elementwise(tree, weights, y, f_wrong).sum(dim=-1)
+        loss_true = elementwise(y, f_true).sum(dim=-1)
+        loss_wrong = elementwise(y, f_wrong).sum(dim=-1)
     return {
         "kind": kind,
         "n_classes": n_classes,

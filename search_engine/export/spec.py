@@ -1,10 +1,13 @@
 """A learned loss and what is known about it: the one value every export format renders.
 
 A `LearnedLossSpec` is read from a search's result.json (`LearnedLossSpec.from_result`) or from a
-JSON export (`export.json_export.from_json_export`). Learned edge weights (optional):
-``weights[i]`` scales the output of the node at prefix position ``i + 1`` (the order of
-`Node.walk()`; the root has none) before its parent uses it. Without weights (None) the loss is
-exactly the symbolic tree.
+JSON export (`export.json_export.from_json_export`). A loss has one of two forms:
+
+- an expression tree, with optional learned edge weights: ``weights[i]`` scales the output of
+  the node at prefix position ``i + 1`` (the order of `Node.walk()`; the root has none) before
+  its parent uses it. Without weights (None) the loss is exactly the symbolic tree;
+- a network loss (`network`, an `expr.network.NetworkLoss`): its `expression` is the network's
+  description, it has no tree and no edge weights. Exporters branch on ``spec.network is None``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search_engine import catalog
+from search_engine.expr.network import NetworkLoss
 from search_engine.expr.tree import Node, parse, to_prefix
 
 RESULT_FORMAT = "lfl-search-result"
@@ -61,7 +65,8 @@ class LearnedLossSpec:
     """One learned loss and what is known about it; validated on construction.
 
     `expression` is stored in the canonical prefix form of `to_prefix`; `weights` as a tuple of
-    floats (one per edge) or None for the plain symbolic loss.
+    floats (one per edge) or None for the plain symbolic loss. With `network` (a NetworkLoss or
+    its JSON dict), `expression` becomes the network's description and `weights` must be None.
     """
 
     expression: str
@@ -74,12 +79,16 @@ class LearnedLossSpec:
     baseline_fitness: float | None
     metric: str  # "error rate" or "MSE"
     meta_test: str | None = None  # one-line meta-test summary, when the result was meta-tested
+    network: NetworkLoss | None = None  # a network loss instead of an expression tree
 
     def __post_init__(self) -> None:
         _check_str("expression", self.expression)
-        tree = parse(self.expression)  # ExpressionError (a ValueError) names the problem
-        object.__setattr__(self, "expression", to_prefix(tree))
-        object.__setattr__(self, "weights", check_weights(self.weights, tree))
+        if self.network is not None:
+            self._check_network()
+        else:
+            tree = parse(self.expression)  # ExpressionError (a ValueError) names the problem
+            object.__setattr__(self, "expression", to_prefix(tree))
+            object.__setattr__(self, "weights", check_weights(self.weights, tree))
         if self.kind not in catalog.KINDS:
             raise ValueError(f"kind must be one of {', '.join(catalog.KINDS)}, got {self.kind!r}")
         for name in ("dataset", "model", "baseline_loss", "metric"):
@@ -91,8 +100,22 @@ class LearnedLossSpec:
             self, "baseline_fitness", _optional_float("baseline_fitness", self.baseline_fitness)
         )
 
+    def _check_network(self) -> None:
+        """A network loss: read its JSON form; its description is the expression; no edge weights."""
+        try:
+            network = NetworkLoss.from_dict(self.network)
+        except ValueError as exc:
+            raise ValueError(f"network: {exc}") from exc
+        if self.weights is not None:
+            raise ValueError("weights must be null for a network loss (its weights are in 'network')")
+        object.__setattr__(self, "network", network)
+        object.__setattr__(self, "expression", network.expression)
+
     @property
     def tree(self) -> Node:
+        """The expression tree (ValueError for a network loss, which has none)."""
+        if self.network is not None:
+            raise ValueError("a network loss has no expression tree")
         return _parse_cached(self.expression)
 
     @property
@@ -150,6 +173,7 @@ class LearnedLossSpec:
             baseline_fitness=result.get("baseline_fitness"),
             metric=(meta or {}).get("metric") or catalog.metric_name(kind),
             meta_test=summary,
+            network=entry.get("network"),
         )
 
 

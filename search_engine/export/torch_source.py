@@ -142,6 +142,25 @@ _REGRESSION_PREPARE = """\
             y = y.unsqueeze(-1)
 """
 
+#: The generated module's constructor (the reduction) and the end of its forward (reducing
+#: `per_sample` over the batch): the same in every generated loss, TorchScript-compatible.
+INIT_SOURCE = """\
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError("reduction must be 'mean', 'sum' or 'none', got " + repr(reduction))
+        self.reduction = reduction
+"""
+REDUCE_SOURCE = """\
+        if self.reduction == "mean":
+            return per_sample.mean()
+        if self.reduction == "sum":
+            return per_sample.sum()
+        if self.reduction == "none":
+            return per_sample
+        raise ValueError("reduction must be 'mean', 'sum' or 'none', got " + self.reduction)
+"""
+
 _CLASS_DOCS = {
     "classification": (
         "input: logits of shape (batch, classes); target: integer class indices of shape (batch,),\n"
@@ -197,7 +216,6 @@ def module_docstring(spec: LearnedLossSpec) -> str:
         )
     else:
         symbols = "y is the target and f(x) the model's prediction; the loss is summed over outputs"
-    meta = f"Meta-test: {_plain(spec.meta_test)}\n" if spec.meta_test else ""
     return f"""Learned loss function, exported by lfl (EvoMAL symbolic loss search).
 
 Formula (prefix):
@@ -210,7 +228,13 @@ Symbols: {symbols}
 and averaged over the batch (reduction "mean"). Protected operations, as in the search:
 log|a| = log(max(|a|, {_EPS})), sqrt|a| = sqrt(max(|a|, {_EPS})), div(a, b) = a / sqrt(1 + b^2).
 
-Task: {spec.kind} on dataset '{_plain(spec.dataset)}' with model '{_plain(spec.model)}'.
+{docstring_footer(spec)}"""
+
+
+def docstring_footer(spec: LearnedLossSpec) -> str:
+    """The end of every generated docstring: task, validation fitness, meta-test, usage, TorchScript."""
+    meta = f"Meta-test: {_plain(spec.meta_test)}\n" if spec.meta_test else ""
+    return f"""Task: {spec.kind} on dataset '{_plain(spec.dataset)}' with model '{_plain(spec.model)}'.
 Search: {_plain(spec.validation_summary())}.
 {meta}
 Usage:
@@ -263,22 +287,10 @@ class LearnedLoss(torch.nn.Module):
     over the batch: reduction "mean" (default), "sum", or "none" for one value per sample.
     """
 
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__()
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError("reduction must be 'mean', 'sum' or 'none', got " + repr(reduction))
-        self.reduction = reduction
-{buffer}
+{INIT_SOURCE}{buffer}
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 {prepare}{statements}        per_sample = v0.expand_as(f).sum(dim=-1)
-        if self.reduction == "mean":
-            return per_sample.mean()
-        if self.reduction == "sum":
-            return per_sample.sum()
-        if self.reduction == "none":
-            return per_sample
-        raise ValueError("reduction must be 'mean', 'sum' or 'none', got " + self.reduction)
-'''
+{REDUCE_SOURCE}'''
 
 
 def load_generated(source: str, directory: Path, name: str = GENERATED_MODULE):

@@ -126,22 +126,21 @@ def compare(
 def evaluate_learned_loss(
     task: Task, config: ExperimentConfig, expression: str, weights: Sequence[float] | None, baseline: str, *,
     seeds: int | None = None, steps: int | None = None, on_seed: Callable[[int], None] | None = None,
+    network: dict | None = None,
 ) -> dict[str, Any]:
     """Meta-test a learned loss against the baseline, as stored in result.json and in the web app.
 
     Trains with the learned loss (with its weights), with the baseline and, when there are
     weights, with the same expression at all weights 1 (under "symbolic"), on paired seeds.
+    With `network` (a network loss's JSON form, as a hall-of-fame entry holds it), the learned
+    loss is that network and `expression` only names it in the record.
     """
-    from search_engine.expr.tree import KNOWN_LOSSES, parse
+    from search_engine.expr.tree import KNOWN_LOSSES
     from search_engine.scoring.sequential import loss_for
 
     seed_list = meta_seeds(config, seeds or config.meta_test.seeds)
     steps = steps or config.meta_test.steps
-    tree = parse(expression)
-    weights = None if weights is None else tuple(weights)
-    losses = {"learned": loss_for(tree, task.kind, weights, task.device)}
-    if weights is not None:
-        losses["symbolic"] = loss_for(tree, task.kind, None, task.device)
+    losses = _learned_losses(task, expression, weights, network)
     losses["baseline"] = loss_for(KNOWN_LOSSES[baseline], task.kind, None, task.device)
     runs = run_meta_test(task, config, losses, seeds=seed_list, steps=steps, on_seed=on_seed)
     record = {"expression": expression, "steps": steps,
@@ -150,3 +149,21 @@ def evaluate_learned_loss(
         record["symbolic"] = compare(runs["symbolic"], runs["baseline"], seeds=seed_list,
                                      metric=task.metric_name).to_dict()
     return record
+
+
+def _learned_losses(task: Task, expression: str, weights, network: dict | None) -> dict[str, LossFn]:
+    """"learned" (and "symbolic", the tree at all weights 1, when the tree has weights) by the loss's form."""
+    if network is not None:
+        from search_engine.expr.network import NetworkLoss, make_network_loss
+
+        if weights is not None:
+            raise ValueError("a network loss has no edge weights")
+        return {"learned": make_network_loss(NetworkLoss.from_dict(network), task.kind, device=task.device)}
+    from search_engine.expr.tree import parse
+    from search_engine.scoring.sequential import loss_for
+
+    tree = parse(expression)
+    if weights is None:
+        return {"learned": loss_for(tree, task.kind, None, task.device)}
+    return {"learned": loss_for(tree, task.kind, tuple(weights), task.device),
+            "symbolic": loss_for(tree, task.kind, None, task.device)}
