@@ -105,17 +105,19 @@ class Method:
     name: str
     label: str
     description: str
+    symbolic: bool = True  # its losses are expressions (a Pareto front of size vs fitness means something)
+    refines_weights: bool = False  # its edge weights refine a symbolic loss (meta-tests also try all weights 1)
 
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("evomal", "EvoMAL", "genetic programming over loss expressions, each accepted loss refined "
-                                   "by unrolled meta-gradients (Raymond et al., TPAMI 2023)"),
+                                   "by unrolled meta-gradients (Raymond et al., TPAMI 2023)", refines_weights=True),
         Method("gplfl", "GP-LFL", "the same genetic-programming search without local search: symbolic "
                                   "losses only (the EvoMAL paper's GP-LFL baseline)"),
         Method("ml3", "ML3", "a small neural network as the loss, its weights learned by unrolled "
-                             "meta-gradients (Bechtle et al., ICPR 2020; offline variant)"),
+                             "meta-gradients (Bechtle et al., ICPR 2020; offline variant)", symbolic=False),
         Method("taylorglo", "TaylorGLO", "CMA-ES over the coefficients of a third-order Taylor polynomial "
                                          "in prediction and target (Gonzalez & Miikkulainen, GECCO 2021)"),
     )

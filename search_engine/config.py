@@ -110,6 +110,7 @@ class MetaTestConfig:
     seeds: int = 5
     lr_milestones: tuple[int, ...] = ()  # steps at which the learning rate is multiplied by lr_gamma
     lr_gamma: float = 0.1  # (the reference's CIFAR schedule: 150,000 steps, x0.1 at 100,000 and 135,000)
+    tune_lr: bool = False  # also compare each loss at its own best learning rate (scoring.tuned_lr)
 
 
 EVALUATION_STRATEGIES = ("auto", "measure", "sequential", "batched")

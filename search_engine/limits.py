@@ -92,6 +92,11 @@ def step_labels(method: str) -> dict[str, str]:
     return METHOD_STEP_LABELS.get(method, STEP_LABELS)
 
 
+#: Learning rates meta_test.tune_lr tries per loss at most: scoring.tuned_lr's 5 grid rates and
+#: up to 3 extensions past each edge (a test checks this against that module).
+TUNING_RATES_AT_MOST = 11
+
+
 def work_estimate(config: Any) -> dict[str, int]:
     """The training work an ExperimentConfig asks for, at most (cache hits and rejected candidates
     only lower it), as its method runs it. The keys are the same for every method:
@@ -102,8 +107,9 @@ def work_estimate(config: Any) -> dict[str, int]:
     models_trained     models trained to the end: one per candidate, one for the baseline's
                        fitness, one more per candidate refined under local_search "top_k", and
                        the meta-test's runs: meta_test.seeds x 2 (learned loss and baseline; x 3
-                       where the learned loss has edge weights, EvoMAL's with local search and
-                       TaylorGLO's polynomial, as it is also trained with every weight at 1)
+                       where local search refined the learned loss's weights, as it is also
+                       trained with every weight at 1); with meta_test.tune_lr, 2 x (at most
+                       TUNING_RATES_AT_MOST rates + meta_test.seeds) more
     fitness_steps      (candidates + 1 + refined under "top_k") x training.steps
     rejection_steps    candidates x rejection.steps when the screen is enabled (EvoMAL, GP-LFL)
     local_search_steps unrolled training steps of a meta-gradient: refined x local_search.meta_steps
@@ -115,6 +121,8 @@ def work_estimate(config: Any) -> dict[str, int]:
     """
     counts = {"ml3": _ml3_work, "taylorglo": _taylorglo_work}.get(config.method, _evolutionary_work)(config)
     candidates, refitted, screened, unrolled, meta_test_runs = counts
+    if config.meta_test.tune_lr:  # every rate tried on validation data, then the seeds again at the best
+        meta_test_runs += 2 * (TUNING_RATES_AT_MOST + config.meta_test.seeds)
     fitness_runs = candidates + 1 + refitted
     steps = {
         "fitness_steps": fitness_runs * config.training.steps,
@@ -150,5 +158,5 @@ def _ml3_work(config: Any) -> tuple[int, int, int, int, int]:
 
 def _taylorglo_work(config: Any) -> tuple[int, int, int, int, int]:
     t = config.taylorglo
-    # its polynomial is a weighted expression, meta-tested as EvoMAL's are (also with every weight at 1)
-    return t.population_size * t.generations, 0, 0, 0, config.meta_test.seeds * 3
+    # its polynomial's weights are its own parameters: meta-tested against the baseline only
+    return t.population_size * t.generations, 0, 0, 0, config.meta_test.seeds * 2

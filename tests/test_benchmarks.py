@@ -27,3 +27,14 @@ def test_step_rows_and_table(capsys):
     bench.print_table(["measurement", "a", "b", "c", "d", "e"], rows)
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 4 and out[0].startswith("| measurement")
+
+
+def test_every_method_has_a_valid_comparison_configuration():
+    from benchmarks import methods
+    from search_engine import catalog
+
+    for smoke in (True, False):
+        for task in methods.TASKS.values():
+            for method in catalog.METHODS:
+                config = load_config(methods.method_config(method, task, methods.budget(smoke)), check_data=False)
+                assert config.method == method and config.meta_test.tune_lr

@@ -48,6 +48,7 @@ FIELD_PATHS = {
     "momentum": "training.momentum", "nesterov": "training.nesterov", "weight_decay": "training.weight_decay",
     "meta_test_steps": "meta_test.steps", "meta_test_seeds": "meta_test.seeds",
     "meta_test_lr_milestones": "meta_test.lr_milestones", "meta_test_lr_gamma": "meta_test.lr_gamma",
+    "meta_test_tune_lr": "meta_test.tune_lr",
     "evaluation_strategy": "evaluation.strategy", "max_population_chunk": "evaluation.max_population_chunk",
     "seed": "seed", "device": "device",
 }
@@ -84,7 +85,8 @@ ADVANCED_SECTIONS = (
                             "ml3_hidden_units", "ml3_hidden_layers")),
     ("CMA-ES (TaylorGLO)", ("taylorglo_sigma", "taylorglo_mean")),
     ("Training (fitness)", ("batch_size", "lr", "momentum", "weight_decay", "nesterov")),
-    ("Meta-test", ("meta_test_steps", "meta_test_seeds", "meta_test_lr_milestones", "meta_test_lr_gamma")),
+    ("Meta-test", ("meta_test_steps", "meta_test_seeds", "meta_test_lr_milestones", "meta_test_lr_gamma",
+                   "meta_test_tune_lr")),
     ("Run", ("hall_of_fame_size", "evaluation_strategy", "max_population_chunk", "seed", "device")),
 )
 SECTIONS = MAIN_SECTIONS + ADVANCED_SECTIONS

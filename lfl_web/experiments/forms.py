@@ -167,6 +167,10 @@ class ExperimentForm(forms.Form):
                   "“100000, 135000” (blank: a constant rate).",
     )
     meta_test_lr_gamma = _float("Meta-test LR decay", help_text="Factor applied at each milestone.")
+    meta_test_tune_lr = forms.BooleanField(
+        label="Also at tuned learning rates", required=False,
+        help_text="Meta-test the learned loss and the baseline again, each at its own best learning rate "
+                  "picked on validation data (half-decades 0.01 to 1, extended past an edge).")
 
     evaluation_strategy = forms.ChoiceField(
         label="Evaluation strategy", choices=EVALUATION_STRATEGIES,

@@ -20,8 +20,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from search_engine import catalog
+
 #: Methods whose losses are expressions (ML3's are networks: they have no size to plot).
-SYMBOLIC_METHODS = frozenset({"evomal", "gplfl", "taylorglo"})
+SYMBOLIC_METHODS = frozenset(m.name for m in catalog.METHODS.values() if m.symbolic)
 #: The method of a configuration that names none (the engine's default).
 DEFAULT_METHOD = "evomal"
 #: How many points off the front are plotted at most (the best by fitness): enough to show the cloud,

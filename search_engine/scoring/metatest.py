@@ -65,7 +65,9 @@ def held_out_metric(task: Task, loss_fn: LossFn, config: ExperimentConfig, seed:
     """Train a fresh model with `loss_fn` on the training split; test-split metric, None if it diverged."""
     s = task.splits
     model = task.new_model(seed)
-    if not train(model, loss_fn, s.x_train, s.y_train, config.training, steps=steps, data_seed=seed):
+    m = config.meta_test
+    if not train(model, loss_fn, s.x_train, s.y_train, config.training, steps=steps, data_seed=seed,
+                 lr_milestones=tuple(m.lr_milestones), lr_gamma=m.lr_gamma):
         return None
     value = evaluate_metric(model, s.x_test, s.y_test, task.kind)
     return value if math.isfinite(value) else None
@@ -74,12 +76,20 @@ def held_out_metric(task: Task, loss_fn: LossFn, config: ExperimentConfig, seed:
 def run_meta_test(
     task: Task, config: ExperimentConfig, losses: dict[str, LossFn], *,
     seeds: Sequence[int], steps: int, on_seed: Callable[[int], None] | None = None,
+    rates: dict[str, float] | None = None,
 ) -> dict[str, list[float | None]]:
-    """Train with each named loss on every seed; the test-split metric per loss, in seed order."""
+    """Train with each named loss on every seed; the test-split metric per loss, in seed order.
+
+    With `rates`, the loss of each name given trains at that learning rate instead of training.lr.
+    """
+    from search_engine.scoring.tuned_lr import at_rate
+
+    rates = rates or {}
     results: dict[str, list[float | None]] = {name: [] for name in losses}
     for seed in seeds:
         for name, loss_fn in losses.items():
-            results[name].append(held_out_metric(task, loss_fn, config, seed, steps))
+            cfg = at_rate(config, rates[name]) if name in rates else config
+            results[name].append(held_out_metric(task, loss_fn, cfg, seed, steps))
         if on_seed:
             on_seed(seed)
     return results
@@ -126,21 +136,26 @@ def compare(
 def evaluate_learned_loss(
     task: Task, config: ExperimentConfig, expression: str, weights: Sequence[float] | None, baseline: str, *,
     seeds: int | None = None, steps: int | None = None, on_seed: Callable[[int], None] | None = None,
-    network: dict | None = None,
+    network: dict | None = None, tune_lr: bool | None = None,
 ) -> dict[str, Any]:
     """Meta-test a learned loss against the baseline, as stored in result.json and in the web app.
 
-    Trains with the learned loss (with its weights), with the baseline and, when there are
-    weights, with the same expression at all weights 1 (under "symbolic"), on paired seeds.
-    With `network` (a network loss's JSON form, as a hall-of-fame entry holds it), the learned
-    loss is that network and `expression` only names it in the record.
+    Trains with the learned loss (with its weights) and with the baseline on paired seeds; when
+    the configuration's method refines a symbolic loss's weights (EvoMAL), also with the same
+    expression at all weights 1 (under "symbolic"). With `network` (a network loss's JSON form, as
+    a hall-of-fame entry holds it), the learned loss is that network and `expression` only names
+    it. With `tune_lr` (default `meta_test.tune_lr`), the learned loss and the baseline are also
+    meta-tested each at its own best learning rate, picked on validation data (`tuned_lr`), under
+    "tuned_lr" with the rates chosen and every rate tried.
     """
+    from search_engine import catalog
     from search_engine.expr.tree import KNOWN_LOSSES
     from search_engine.scoring.sequential import loss_for
 
     seed_list = meta_seeds(config, seeds or config.meta_test.seeds)
     steps = steps or config.meta_test.steps
-    losses = _learned_losses(task, expression, weights, network)
+    refined = catalog.METHODS[config.method].refines_weights
+    losses = _learned_losses(task, expression, weights, network, with_symbolic=refined)
     losses["baseline"] = loss_for(KNOWN_LOSSES[baseline], task.kind, None, task.device)
     runs = run_meta_test(task, config, losses, seeds=seed_list, steps=steps, on_seed=on_seed)
     record = {"expression": expression, "steps": steps,
@@ -148,11 +163,28 @@ def evaluate_learned_loss(
     if "symbolic" in runs:
         record["symbolic"] = compare(runs["symbolic"], runs["baseline"], seeds=seed_list,
                                      metric=task.metric_name).to_dict()
+    if config.meta_test.tune_lr if tune_lr is None else tune_lr:
+        record["tuned_lr"] = _at_tuned_rates(task, config, losses, seed_list, steps)
     return record
 
 
-def _learned_losses(task: Task, expression: str, weights, network: dict | None) -> dict[str, LossFn]:
-    """"learned" (and "symbolic", the tree at all weights 1, when the tree has weights) by the loss's form."""
+def _at_tuned_rates(task: Task, config: ExperimentConfig, losses: dict[str, LossFn], seeds, steps: int) -> dict:
+    """The learned loss and the baseline meta-tested each at its own rate, picked on validation data."""
+    from search_engine.scoring.tuned_lr import tune_rates
+
+    pair = {name: losses[name] for name in ("learned", "baseline")}
+    tuned = tune_rates(task, config, pair, steps)
+    rates = {name: t["lr"] for name, t in tuned.items() if t["lr"] is not None}
+    runs = run_meta_test(task, config, pair, seeds=seeds, steps=steps, rates=rates)
+    return {"learned_lr": tuned["learned"]["lr"], "baseline_lr": tuned["baseline"]["lr"],
+            "tried": {name: t["tried"] for name, t in tuned.items()},
+            **compare(runs["learned"], runs["baseline"], seeds=seeds, metric=task.metric_name).to_dict()}
+
+
+def _learned_losses(task: Task, expression: str, weights, network: dict | None, *,
+                    with_symbolic: bool = True) -> dict[str, LossFn]:
+    """"learned" (and, `with_symbolic`, "symbolic": the tree at all weights 1 when it has weights) by
+    the loss's form. Without `with_symbolic` the weights are the loss's own parameters (TaylorGLO)."""
     if network is not None:
         from search_engine.expr.network import NetworkLoss, make_network_loss
 
@@ -163,7 +195,7 @@ def _learned_losses(task: Task, expression: str, weights, network: dict | None) 
     from search_engine.scoring.sequential import loss_for
 
     tree = parse(expression)
-    if weights is None:
-        return {"learned": loss_for(tree, task.kind, None, task.device)}
+    if weights is None or not with_symbolic:
+        return {"learned": loss_for(tree, task.kind, None if weights is None else tuple(weights), task.device)}
     return {"learned": loss_for(tree, task.kind, tuple(weights), task.device),
             "symbolic": loss_for(tree, task.kind, None, task.device)}

@@ -47,3 +47,26 @@ def test_tuning_a_real_loss_is_reproducible():
     losses = {"baseline": make_loss(CROSS_ENTROPY, task.kind)}
     a, b = tune_rates(task, config, losses, steps=20), tune_rates(task, config, losses, steps=20)
     assert a == b and a["baseline"]["lr"] in {lr for lr, _ in a["baseline"]["tried"]}
+
+
+def test_the_work_estimate_knows_how_many_rates_tuning_tries_at_most():
+    from search_engine import limits
+    from search_engine.scoring import tuned_lr
+
+    assert limits.TUNING_RATES_AT_MOST == len(tuned_lr.GRID_EXPONENTS) + 2 * tuned_lr.MAX_EXTENSIONS
+    plain, tuned = tiny_config(), tiny_config(meta_test={"tune_lr": True})
+    extra = limits.work_estimate(tuned)["meta_test_steps"] - limits.work_estimate(plain)["meta_test_steps"]
+    assert extra == 2 * (limits.TUNING_RATES_AT_MOST + plain.meta_test.seeds) * plain.meta_test.steps
+
+
+def test_meta_testing_at_tuned_rates_reports_both_figures():
+    from search_engine.scoring.metatest import evaluate_learned_loss
+
+    config = tiny_config(meta_test={"steps": 20, "seeds": 2})
+    task = load_task(config)
+    record = evaluate_learned_loss(task, config, "mul(-1, mul(y, log(f)))", None, "cross_entropy", tune_lr=True)
+    tuned = record["tuned_lr"]
+    assert record["learned_mean"] is not None and tuned["learned_mean"] is not None
+    assert tuned["learned_lr"] in {lr for lr, _ in tuned["tried"]["learned"]}
+    # the same loss as the baseline: the same rate is picked for both, and the test errors agree
+    assert tuned["learned_lr"] == tuned["baseline_lr"] and tuned["learned"] == tuned["baseline"]

@@ -158,7 +158,7 @@ def test_the_estimate_follows_the_chosen_method(signed_in):
     assert "2 scored snapshots of the loss network" in ml3
     # TaylorGLO: 5 x 2 polynomials (+ 1 baseline) x 20 steps; 3 meta-test runs per seed
     taylorglo = estimate(signed_in, method="taylorglo", taylorglo_population_size=5, taylorglo_generations=2)
-    assert f"<strong>{11 * 20 + seeds * 3 * steps:,}</strong>" in taylorglo and "10 candidate polynomials" in taylorglo
+    assert f"<strong>{11 * 20 + seeds * 2 * steps:,}</strong>" in taylorglo and "10 candidate polynomials" in taylorglo
     # GP-LFL: the form's 4 x 2 search, no local search even with mode "all" typed in
     gplfl = estimate(signed_in, method="gplfl", local_search_mode="all")
     assert "GP-LFL: at most" in gplfl and "0 local search" in gplfl and "8 candidates" in gplfl
