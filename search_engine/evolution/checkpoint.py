@@ -27,8 +27,22 @@ class CheckpointError(ValueError):
 
 
 @dataclass
+class GenerationProgress:
+    """How far the current generation has got (see `evolution.steps`); None between generations.
+
+    Checkpoints written between generations (all that `run_search` writes) hold no progress, so
+    their format is the one older checkpoints have; a state stored mid-generation carries it.
+    """
+
+    generation: int  # the generation this progress belongs to (the state's next_generation)
+    new: list[int]  # first occurrences of the canonical forms not cached when the generation began
+    reported: int = 0  # CandidateEvaluated events released so far: a prefix of the population
+    refined: list[int] = field(default_factory=list)  # indices whose top_k refinement was applied
+
+
+@dataclass
 class SearchState:
-    """Everything the search loop needs to continue; owned by one run_search call."""
+    """Everything the search needs to continue: what the steps of `evolution.steps` read and change."""
 
     config: dict
     next_generation: int
@@ -40,12 +54,13 @@ class SearchState:
     totals: dict[str, int] = field(default_factory=lambda: {"evaluated": 0, "rejected": 0, "cache_hits": 0})
     baseline_fitness: float | None = None
     plan: dict | None = None  # scoring.plan.plan_record of the evaluator that ran this search
-
+    progress: GenerationProgress | None = None  # work done inside the current generation
 
 
 def state_to_dict(state: SearchState) -> dict[str, Any]:
+    """The JSON form of `state`; "progress" is written only mid-generation (see GenerationProgress)."""
     version, internal, gauss = state.rng.getstate()
-    return {
+    data = {
         "format": FORMAT,
         "version": VERSION,
         "config": state.config,
@@ -59,6 +74,9 @@ def state_to_dict(state: SearchState) -> dict[str, Any]:
         "baseline_fitness": state.baseline_fitness,
         "plan": state.plan,
     }
+    if state.progress is not None:
+        data["progress"] = asdict(state.progress)
+    return data
 
 
 def state_from_dict(data: dict[str, Any]) -> SearchState:
@@ -81,9 +99,19 @@ def state_from_dict(data: dict[str, Any]) -> SearchState:
             totals=dict(data["totals"]),
             baseline_fitness=data["baseline_fitness"],
             plan=data.get("plan"),  # absent in checkpoints written before plans were recorded
+            progress=_progress_from_dict(data.get("progress")),  # absent between generations
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint is damaged: {exc}") from exc
+
+
+def _progress_from_dict(d: dict[str, Any] | None) -> GenerationProgress | None:
+    if d is None:
+        return None
+    return GenerationProgress(
+        generation=int(d["generation"]), new=[int(i) for i in d["new"]],
+        reported=int(d["reported"]), refined=[int(i) for i in d["refined"]],
+    )
 
 
 def _generation_from_dict(d: dict[str, Any]) -> GenerationFinished:

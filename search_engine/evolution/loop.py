@@ -1,17 +1,17 @@
-"""`run_search`: the evolutionary symbolic loss search, wired end to end.
+"""`run_search`: the evolutionary symbolic loss search, wired end to end in one process.
 
-Per generation: every candidate is looked up in the symbolic-equivalence cache (keyed on its
-canonical SymPy form); new ones go through the evaluator (rejection screen, then fitness); events
-are emitted; the next generation is bred; a checkpoint is written. A stop request is honoured
-between evaluator calls and, through `interrupt`, every few steps inside training runs and local
-searches (the candidates being trained then are dropped); everything finished until then is kept.
+It drives the pure steps of `evolution.steps`. Per generation: every candidate is looked up in the
+symbolic-equivalence cache (keyed on its canonical SymPy form); new ones go through the evaluator
+(rejection screen, then fitness) in chunks of `evaluator.chunk_size`; events are emitted; with
+local search mode "top_k" the best few are refined; the next generation is bred; a checkpoint is
+written. A stop request is honoured between evaluator calls and, through `interrupt`, every few
+steps inside training runs and local searches (the candidates being trained then are dropped);
+everything finished until then is kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,22 +20,21 @@ from typing import Any
 
 from search_engine import catalog
 from search_engine.config import ExperimentConfig, load_config
-from search_engine.evolution import operators as gp
+from search_engine.evolution import steps
 from search_engine.evolution.checkpoint import CheckpointError, SearchState, load, save, write_json_atomic
 from search_engine.evolution.events import (
-    CandidateEvaluated,
-    CandidateRefined,
     Event,
     GenerationFinished,
     HallOfFameEntry,
     SearchFinished,
     SearchStarted,
 )
-from search_engine.expr.symbolic import canonical_key, to_latex
-from search_engine.expr.tree import KNOWN_LOSSES, Node, to_prefix
+from search_engine.evolution.steps import baseline_name, seed_losses
+from search_engine.expr.tree import KNOWN_LOSSES
 from search_engine.runtime import interrupt
 from search_engine.runtime.allocator import keep_freed_memory
-from search_engine.scoring.sequential import Outcome
+
+__all__ = ["SearchResult", "baseline_name", "run_search", "seed_losses", "write_result"]
 
 OnEvent = Callable[[Event], None]
 ShouldStop = Callable[[], bool]
@@ -60,21 +59,6 @@ class SearchResult:
         d = dataclasses.asdict(self)
         d["history"] = [g.to_dict() for g in self.history]
         return {"format": "lfl-search-result", "version": 1, **d}
-
-
-def baseline_name(kind: str) -> str:
-    """The loss a learned loss must beat: cross-entropy for classification, squared error otherwise."""
-    return catalog.baseline_name(kind)
-
-
-def seed_losses(kind: str, enabled: bool) -> list[Node]:
-    """Known losses placed in the first population so a search starts no worse than the baseline."""
-    if not enabled:
-        return []
-    squared_error = KNOWN_LOSSES[catalog.baseline_name("regression")]
-    if kind == "classification":
-        return [KNOWN_LOSSES[catalog.baseline_name(kind)], squared_error]
-    return [squared_error]
 
 
 def run_search(
@@ -122,16 +106,16 @@ def run_search(
             population_size=config.search.population_size, start_generation=state.next_generation,
             baseline_loss=baseline_name(task.kind), baseline_fitness=state.baseline_fitness, plan=state.plan,
         ))
-        while state.next_generation < config.search.generations:
+        while not steps.is_finished(state):
             try:
-                fitnesses = None if stop() else _run_generation(config, state, evaluator, emit, stop)
+                finished = not stop() and _run_generation(state, evaluator, emit, stop)
             except interrupt.Stopped:  # inside a training run: its unfinished candidates are dropped
-                fitnesses = None
-            if fitnesses is None:
+                finished = False
+            if not finished:
                 status = "stopped"
                 break
-            if state.next_generation < config.search.generations:
-                _breed(config, state, fitnesses)
+            if not steps.is_finished(state):
+                steps.breed(state)
             if checkpoint_path:
                 save(Path(checkpoint_path), state)
     best = state.hall_of_fame[0] if state.hall_of_fame else None
@@ -166,17 +150,8 @@ def _saved_state(config: ExperimentConfig, checkpoint_path, resume: bool) -> Sea
 
 
 def _fresh_state(config: ExperimentConfig, kind: str, evaluator) -> SearchState:
-    rng = random.Random(config.seed)
-    s = config.search
-    population = gp.initial_population(
-        rng, s.population_size, seeds=seed_losses(kind, s.seed_known_losses),
-        min_height=s.init_min_height, max_height=s.init_max_height,
-    )
     baseline = evaluator.fitness(KNOWN_LOSSES[baseline_name(kind)])
-    return SearchState(
-        config=config.to_dict(), next_generation=0, population=population, rng=rng,
-        baseline_fitness=baseline.fitness,
-    )
+    return steps.fresh_state(config, kind, baseline.fitness)
 
 
 # Sections that say how a search runs, not what it computes: a resumed search may change them
@@ -203,126 +178,30 @@ def _check_same_experiment(saved: dict, current: dict) -> None:
         )
 
 
-def _run_generation(config: ExperimentConfig, state: SearchState, evaluator, emit: OnEvent, stop: ShouldStop) -> list | None:
-    """Evaluate the current population and return its fitnesses; None if a stop request came first."""
+def _run_generation(state: SearchState, evaluator, emit: OnEvent, stop: ShouldStop) -> bool:
+    """Drive one generation's steps; False if a stop request came before an evaluator call."""
     t0 = time.perf_counter()
-    gen, population = state.next_generation, state.population
-    keys = [canonical_key(t) for t in population]
-    first_new: dict[str, int] = {}
-    for i, k in enumerate(keys):
-        if k not in state.cache and k not in first_new:
-            first_new[k] = i
-    pending = list(first_new.values())
-    outcomes: list[Outcome | None] = [None] * len(population)
-    emitted = 0
-    for start in range(0, len(pending) + 1, max(1, evaluator.chunk_size)):
-        chunk = pending[start : start + evaluator.chunk_size]
-        if chunk:
-            if stop():
-                return None
-            for i, outcome in zip(chunk, evaluator.evaluate([population[i] for i in chunk])):
-                state.cache[keys[i]] = outcome
-        while emitted < len(population) and keys[emitted] in state.cache:
-            outcome = state.cache[keys[emitted]]
-            hit = first_new.get(keys[emitted]) != emitted
-            _record_candidate(state, gen, emitted, population[emitted], keys[emitted], outcome, hit, emit)
-            outcomes[emitted] = outcome
-            emitted += 1
-    fitnesses = [o.fitness for o in outcomes]
-    if config.local_search.mode == "top_k":
-        if not _refine_top_k(config, state, gen, population, keys, fitnesses, evaluator, emit, stop):
-            return None
-    summary = _summarize(gen, population, fitnesses, keys, first_new, state, time.perf_counter() - t0)
-    state.history.append(summary)
-    state.next_generation = gen + 1
-    emit(summary)
-    return fitnesses
-
-
-def _record_candidate(state, gen, index, tree, key, outcome: Outcome, hit: bool, emit: OnEvent) -> None:
-    state.totals["evaluated"] += 1
-    state.totals["rejected"] += int(not outcome.ok)
-    state.totals["cache_hits"] += int(hit)
-    latex = to_latex(tree)
-    if outcome.ok and all(h.canonical_key != key for h in state.hall_of_fame):
-        _enter_hall(state, HallOfFameEntry(
-            to_prefix(tree), key, latex, outcome.fitness, tree.size(), gen, outcome.weights))
-    emit(CandidateEvaluated(
-        generation=gen, index=index, expression=to_prefix(tree), canonical_key=key, latex=latex,
-        fitness=outcome.fitness, rejection_reason=outcome.reason, cache_hit=hit, weights=outcome.weights,
-    ))
-
-
-def _enter_hall(state: SearchState, entry: HallOfFameEntry) -> None:
-    """Insert or replace (same canonical key) an entry; keep the best few, simplest first on ties."""
-    hall = [h for h in state.hall_of_fame if h.canonical_key != entry.canonical_key] + [entry]
-    hall.sort(key=lambda h: (h.fitness, h.size, h.generation))
-    state.hall_of_fame = hall[: _hof_size(state)]
-
-
-def _refine_top_k(config, state, gen, population, keys, fitnesses, evaluator, emit, stop) -> bool:
-    """Mode "top_k": local search on the generation's k best distinct candidates not refined yet.
-
-    The better of the symbolic and the refined outcome is kept (all-ones weights are a valid
-    point of the parameter space). Returns False if a stop request came first.
-    """
-    best: dict[str, int] = {}
-    for i in sorted((i for i, f in enumerate(fitnesses) if f is not None), key=lambda i: fitnesses[i]):
-        best.setdefault(keys[i], i)
-    for key, i in list(best.items())[: config.local_search.top_k]:
-        before = state.cache[key]
-        if before.weights is not None:
-            continue
+    batches = steps.chunks(steps.pending_work(state), evaluator.chunk_size)
+    if not batches:  # every candidate is a cache hit: no evaluator call, the events come at once
+        _emit_each(emit, steps.apply_outcomes(state, {}))
+    for batch in batches:
         if stop():
             return False
-        refined = evaluator.refine(population[i])
-        kept = refined if refined.ok and refined.fitness <= before.fitness else before
-        state.cache[key] = kept
-        for j, k in enumerate(keys):
-            if k == key:
-                fitnesses[j] = kept.fitness
-        if kept is refined:
-            _enter_hall(state, HallOfFameEntry(
-                to_prefix(population[i]), key, to_latex(population[i]), refined.fitness,
-                population[i].size(), gen, refined.weights))
-        emit(CandidateRefined(
-            generation=gen, index=i, expression=to_prefix(population[i]), canonical_key=key,
-            symbolic_fitness=before.fitness, fitness=refined.fitness, weights=refined.weights or (),
-        ))
+        outcomes = evaluator.evaluate([state.population[item.index] for item in batch])
+        by_index = dict(zip([item.index for item in batch], outcomes, strict=True))
+        _emit_each(emit, steps.apply_outcomes(state, by_index))
+    for item in steps.refinement_work(state):
+        if stop():
+            return False
+        refined = evaluator.refine(state.population[item.index])
+        _emit_each(emit, steps.apply_refinements(state, {item.index: refined}))
+    emit(steps.finish_generation(state, time.perf_counter() - t0))
     return True
 
 
-def _hof_size(state: SearchState) -> int:
-    return state.config["search"]["hall_of_fame_size"]
-
-
-def _summarize(gen, population, fitnesses, keys, first_new, state, seconds) -> GenerationFinished:
-    scored = [(f, i) for i, f in enumerate(fitnesses) if f is not None]
-    values = [f for f, _ in scored]
-    best_i = min(scored)[1] if scored else None
-    return GenerationFinished(
-        generation=gen,
-        best_fitness=min(values) if values else None,
-        mean_fitness=statistics.fmean(values) if values else None,
-        median_fitness=statistics.median(values) if values else None,
-        evaluated=len(population),
-        rejected=sum(f is None for f in fitnesses),
-        cache_hits=sum(first_new.get(k) != i for i, k in enumerate(keys)),
-        best_expression=to_prefix(population[best_i]) if best_i is not None else None,
-        best_latex=to_latex(population[best_i]) if best_i is not None else None,
-        hall_of_fame=tuple(state.hall_of_fame),
-        seconds=seconds,
-    )
-
-
-def _breed(config: ExperimentConfig, state: SearchState, fitnesses: list) -> None:
-    s = config.search
-    state.population = gp.next_generation(
-        state.rng, state.population, fitnesses,
-        crossover_rate=s.crossover_rate, mutation_rate=s.mutation_rate, tournament_size=s.tournament_size,
-        elitism_rate=s.elitism_rate, max_height=s.max_height,
-        mutation_min_height=s.mutation_min_height, mutation_max_height=s.mutation_max_height,
-    )
+def _emit_each(emit: OnEvent, events: list[Event]) -> None:
+    for event in events:
+        emit(event)
 
 
 def write_result(result: SearchResult, path: str | Path) -> None:
