@@ -9,4 +9,5 @@ trees with a learnable weight on every edge, and compiling trees into torch loss
     program     a population's trees as one generated value-and-derivative program
     dual        the value and derivative rule each primitive emits into that program
     losses      trees applied to model outputs and targets (classification / regression, reductions)
+    network     a network loss (ML3): its JSON form, validation and torch forward
 """
