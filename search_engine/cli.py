@@ -23,8 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder for result.json and the checkpoint")
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.json")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    e = sub.add_parser("evaluate", help="meta-test a search result against the baseline loss")
-    e.add_argument("--result", required=True, help="result.json written by `search`")
+    e = sub.add_parser("evaluate", help="meta-test a search result against the baseline loss, "
+                                        "on its own task or (with --dataset and --model) on another")
+    source = e.add_mutually_exclusive_group(required=True)
+    source.add_argument("--result", help="result.json written by `search`")
+    source.add_argument("--loss", help="a JSON export of a learned loss (`export --format json`); "
+                                       "needs --dataset and --model")
+    e.add_argument("--dataset", default=None, help="transfer: meta-test on this dataset instead")
+    e.add_argument("--model", default=None, help="transfer: meta-test with this model instead")
+    e.add_argument("--data-root", default=None, help="transfer: folder of the target's torchvision data")
+    e.add_argument("--out", default=None, help="with --loss: where to write the record (default: next to it)")
     e.add_argument("--seeds", type=int, default=None, help="number of seeds (default: config meta_test.seeds)")
     e.add_argument("--steps", type=int, default=None, help="training steps (default: config meta_test.steps)")
     e.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry to test (1 = best)")
@@ -98,6 +106,11 @@ def describe_result(result: dict) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from search_engine.evolution.checkpoint import write_json_atomic
+
+    if args.dataset or args.model or args.loss:
+        return cmd_transfer(args)
+    if args.data_root or args.out:
+        raise ValueError("--data-root and --out are for a transfer: give --dataset and --model too")
     from search_engine.scoring.metatest import Comparison, evaluate_learned_loss
     from search_engine.tasks.task import load_task
 
@@ -119,6 +132,60 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_json_atomic(path, result)
     print(f"added meta_test to {path}")
     return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    """`evaluate --dataset X --model Y`: meta-test a learned loss on task X / Y. With --result, the
+    record is added to result.json's "transfers" (one per hall-of-fame rank and target, a re-run
+    replaces it); with --loss, it is written next to the export (or to --out)."""
+    from search_engine.evolution.checkpoint import write_json_atomic
+    from search_engine.scoring.metatest import Comparison
+    from search_engine.scoring.transfer import transfer, transfer_config
+
+    if not (args.dataset and args.model):
+        raise ValueError("a transfer needs both --dataset and --model (the task to meta-test the loss on)")
+    spec, source, path = _transfer_source(args)
+    config = transfer_config(source, dataset=args.dataset, model=args.model, data_root=args.data_root,
+                             seeds=args.seeds, steps=args.steps, loss_kind=spec.kind)
+    print(f"meta-testing {spec.expression} (learned on {spec.dataset}/{spec.model}) on {args.dataset}/{args.model}: "
+          f"{config.meta_test.seeds} seeds x {config.meta_test.steps} steps")
+    record = transfer(spec, config, on_seed=lambda s: print(f"  seed {s} done", flush=True))
+    print(Comparison.from_dict(record).summary())
+    if args.loss:
+        out = Path(args.out) if args.out else path.with_name(f"{path.stem}.transfer-{args.dataset}-{args.model}.json")
+        write_json_atomic(out, record)
+        print(f"wrote {out}")
+        return 0
+    result = _read_result(path)
+    record = {"rank": args.rank, **record}
+    kept = [t for t in result.get("transfers") or [] if isinstance(t, dict) and
+            (t.get("rank"), t.get("target")) != (args.rank, record["target"])]
+    result["transfers"] = [*kept, record]
+    write_json_atomic(path, result)
+    print(f"added the transfer to {args.dataset}/{args.model} to {path} (under \"transfers\")")
+    return 0
+
+
+def _transfer_source(args: argparse.Namespace):
+    """(the learned loss's spec, the configuration to start from, the file it came from)."""
+    from search_engine.export.json_export import from_json_export
+    from search_engine.export.spec import LearnedLossSpec
+
+    if args.loss:
+        path = Path(args.loss)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc.msg}") from exc
+        spec = from_json_export(data)
+        # an export keeps no training settings: the defaults (and --seeds/--steps) apply
+        return spec, {"task": {"dataset": spec.dataset, "model": spec.model}}, path
+    path = Path(args.result)
+    result = _read_result(path)
+    _hall_entry(result, args.rank)  # names the valid ranks
+    return LearnedLossSpec.from_result(result, args.rank), result["config"], path
 
 
 def cmd_export(args: argparse.Namespace) -> int:

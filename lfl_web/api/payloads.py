@@ -75,3 +75,29 @@ def loss_entry(request, learned_loss) -> dict:
         "created_at": learned_loss.created_at.isoformat(), "downloads": download_urls(request, learned_loss),
         "experiment_url": request.build_absolute_uri(reverse("api:experiment", args=[experiment.pk])),
     }
+
+
+#: Field of a transfer request -> (JSON type it must have, required).
+TRANSFER_FIELDS = {"dataset": (str, True), "model": (str, True), "data_root": (str, False), "seeds": (int, False),
+                   "steps": (int, False)}
+
+
+def transfer_fields(data: dict) -> dict:
+    """The keyword arguments for `transfers.create_transfer` from a request body, or ApiError 400 by field."""
+    errors = {key: f"unknown field (known: {', '.join(TRANSFER_FIELDS)})" for key in data
+              if key not in TRANSFER_FIELDS}
+    for key, (expected, required) in TRANSFER_FIELDS.items():
+        if key not in data:
+            if required:
+                errors[key] = "this field is required"
+        elif type(data[key]) is not expected and not (data[key] is None and not required):
+            errors[key] = f"must be {JSON_TYPES[expected]}, got {json_type(data[key])}"
+    if errors:
+        raise ApiError(400, errors=errors)
+    return {key: data[key] for key in TRANSFER_FIELDS if data.get(key) is not None}
+
+
+def transfer_entry(request, run) -> dict:
+    """A transfer run with its API address and the learned loss it tests."""
+    return {**run.to_dict(), "url": request.build_absolute_uri(reverse("api:transfer", args=[run.pk])),
+            "loss_url": request.build_absolute_uri(reverse("api:loss-transfers", args=[run.learned_loss_id]))}

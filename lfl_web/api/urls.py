@@ -12,5 +12,7 @@ urlpatterns = [
     path("experiments/<int:pk>/cancel/", views.cancel_experiment, name="experiment-cancel"),
     path("leaderboard/", views.leaderboard, name="leaderboard"),
     path("losses/<int:pk>/download/<str:fmt>/", views.download_loss, name="loss-download"),
+    path("losses/<int:pk>/transfers/", views.loss_transfers, name="loss-transfers"),
+    path("transfers/<int:pk>/", views.transfer, name="transfer"),
     re_path(r"^(?P<path>.*)$", views.not_found),
 ]

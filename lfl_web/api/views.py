@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, JsonResponse
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, resolve, reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
 
@@ -16,10 +16,12 @@ from lfl_web.api.payloads import (
     experiment_fields,
     experiment_summary,
     loss_entry,
+    transfer_entry,
+    transfer_fields,
 )
-from lfl_web.experiments import services
+from lfl_web.experiments import services, transfers
 from lfl_web.experiments.downloads import export_file
-from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment, LearnedLoss
+from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment, LearnedLoss, TransferRun
 from lfl_web.experiments.models.results import DEFAULT_LEADERBOARD_SORT
 from lfl_web.experiments.validation import InvalidExperiment
 from search_engine.catalog import EXPORT_FORMATS, METHODS
@@ -115,6 +117,40 @@ def download_loss(request, pk: int, fmt: str):
     response = HttpResponse(contents, content_type=EXPORT_FORMATS[fmt].content_type)
     response["Content-Disposition"] = content_disposition_header(True, filename)
     return response
+
+
+@api_endpoint("GET", "POST")
+def loss_transfers(request, pk: int):
+    """GET: the loss's transfers (one per target task). POST {"dataset", "model", optional "data_root",
+    "seeds", "steps"}: meta-test it on that task in a worker; 202 with the run's address to follow."""
+    loss = LearnedLoss.objects.visible_to(request.user).select_related("experiment").filter(pk=pk).first()
+    if loss is None:
+        raise ApiError(404, f"no learned loss {pk} that you may see")
+    if request.method == "GET":
+        runs = loss.transfer_runs.order_by("dataset", "model")
+        return JsonResponse({"learned_loss": loss.pk, "transfers": [transfer_entry(request, r) for r in runs]})
+    fields = transfer_fields(read_json_object(request))
+    try:
+        run = transfers.create_transfer(user=request.user, learned_loss=loss, **fields)
+    except transfers.InvalidTransfer as exc:
+        raise ApiError(400, errors=exc.errors) from None
+    except transfers.TransferBusy as exc:
+        raise ApiError(409, str(exc)) from None
+    except services.QueueUnavailable as exc:
+        return with_header(ApiError(503, str(exc)).response(), "Retry-After", QUEUE_RETRY_AFTER_SECONDS)
+    url = request.build_absolute_uri(reverse("api:transfer", args=[run.pk]))
+    response = JsonResponse({"id": run.pk, "status": run.status, "url": url}, status=202)
+    response["Location"] = url
+    return response
+
+
+@api_endpoint("GET")
+def transfer(request, pk: int):
+    """Where a transfer stands: its status, seeds_done of seeds, and the record once it succeeded."""
+    run = TransferRun.objects.visible_to(request.user).filter(pk=pk).first()
+    if run is None:
+        raise ApiError(404, f"no transfer {pk} that you may see")
+    return JsonResponse(transfer_entry(request, run))
 
 
 @csrf_exempt

@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from lfl_web.experiments import services
+from lfl_web.experiments import services, transfers
 from lfl_web.experiments.models import Experiment
 from lfl_web.experiments.runner import execute_search, run_pending_meta_test
 
@@ -40,3 +40,10 @@ def run_experiment(self, experiment_id: int) -> str:
         logger.exception("experiment %s failed", experiment_id)
         services.mark_failed(experiment=experiment, error=f"{type(exc).__name__}: {exc}")
     return Experiment.objects.filter(pk=experiment_id).values_list("status", flat=True).first() or "missing"
+
+
+@shared_task(bind=True, name=transfers.RUN_TRANSFER, ignore_result=True)
+def run_transfer(self, transfer_id: int) -> str:
+    """Meta-test a learned loss on another task (a TransferRun row); returns the run's final status.
+    A redelivered message for a finished run does nothing."""
+    return transfers.run_transfer(transfer_id=transfer_id, task_id=self.request.id)

@@ -14,4 +14,5 @@ urlpatterns = [
     path("experiments/<int:pk>/delete/", views.experiment_delete, name="experiment_delete"),
     path("leaderboard/", views.leaderboard, name="leaderboard"),
     path("losses/<int:pk>/download/<str:fmt>/", views.download_loss, name="download_loss"),
+    path("losses/<int:pk>/transfers/", views.loss_transfers, name="loss_transfers"),
 ]

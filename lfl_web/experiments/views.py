@@ -9,8 +9,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.http import content_disposition_header
-from django.views.decorators.http import require_POST
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
 
 from lfl_web.experiments.dashboard import chart_series, panels_context, snapshot_message
 from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, export_file
@@ -25,7 +25,15 @@ from lfl_web.experiments.services import (
     create_experiment,
     delete_experiment,
 )
+from lfl_web.experiments.transfers import (
+    InvalidTransfer,
+    TransferBusy,
+    create_transfer,
+    panel_context,
+    target_datasets,
+)
 from lfl_web.experiments.validation import InvalidExperiment
+from search_engine.catalog import MODEL_NAMES
 
 SCOPES = ("all", "mine")
 #: The leaderboard's sort keys (LEADERBOARD_ORDERINGS) as its tabs name them, in tab order.
@@ -128,11 +136,51 @@ def experiment_delete(request, pk):
 def leaderboard(request):
     filters = LeaderboardFilterForm(request.GET)
     choices = filters.choices()
-    rows = LearnedLoss.objects.visible_to(request.user).ranked_by(**choices)[:200]
+    rows = LearnedLoss.objects.visible_to(request.user).ranked_by(**choices)
+    tested = tested_on_choice(request)
+    if tested:
+        rows = rows.tested_on(*tested)
     return render(request, "leaderboard.html", {
-        "rows": rows, "filters": filters, "choices": choices, "formats": DOWNLOAD_FORMATS.values(),
-        "sorts": LEADERBOARD_SORTS,
+        "rows": rows.prefetch_related("transfer_runs")[:200], "filters": filters, "choices": choices,
+        "formats": DOWNLOAD_FORMATS.values(), "sorts": LEADERBOARD_SORTS, "tested": tested,
+        "tested_datasets": target_datasets(), "tested_models": MODEL_NAMES,
     })
+
+
+def tested_on_choice(request) -> tuple[str, str] | None:
+    """The leaderboard's "tested on" task (?tested_dataset= &tested_model=), or None; a half or an
+    unknown name is said so and ignored."""
+    dataset, model = request.GET.get("tested_dataset", ""), request.GET.get("tested_model", "")
+    if not (dataset or model):
+        return None
+    if dataset not in target_datasets() or model not in MODEL_NAMES:
+        messages.warning(request, "“Tested on” needs a known dataset and a known model; showing all losses.")
+        return None
+    return dataset, model
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def loss_transfers(request, pk):
+    """GET: the loss's transfer list (the fragment static/js/transfer.js refreshes). POST: meta-test
+    the loss on another task in a worker, then back to the page that asked."""
+    loss = get_object_or_404(LearnedLoss.objects.visible_to(request.user).select_related("experiment"), pk=pk)
+    if request.method == "GET":
+        return render(request, "experiments/_transfer_list.html", panel_context(loss))
+    dataset, model = request.POST.get("dataset", ""), request.POST.get("model", "")
+    try:
+        create_transfer(user=request.user, learned_loss=loss, dataset=dataset, model=model,
+                        data_root=request.POST.get("data_root", "").strip())
+    except InvalidTransfer as exc:
+        messages.error(request, "Could not start the transfer: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+    except (TransferBusy, QueueUnavailable) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Meta-testing loss #{loss.rank} on {dataset} / {model}; the result appears under it.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = loss.experiment.get_absolute_url()
+    return redirect(target)
 
 
 @login_required

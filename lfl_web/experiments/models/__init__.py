@@ -19,8 +19,10 @@ from lfl_web.experiments.models.results import (
     LearnedLoss,
     LearnedLossQuerySet,
 )
+from lfl_web.experiments.models.transfer import UNFINISHED_TRANSFERS, TransferRun, TransferStatus
 
 __all__ = (
     "LEADERBOARD_ORDERINGS", "UNFINISHED", "Candidate", "CandidateQuerySet", "Experiment", "ExperimentQuerySet",
     "Generation", "LearnedLoss", "LearnedLossQuerySet", "MetaTestStatus", "Status",
+    "TransferRun", "TransferStatus", "UNFINISHED_TRANSFERS",
 )

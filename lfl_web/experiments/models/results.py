@@ -4,11 +4,26 @@ losses it kept (what the leaderboard lists)."""
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Case, CharField, ExpressionWrapper, F, FloatField, IntegerField, Max, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
 
 from lfl_web.experiments.models.experiment import Experiment, Status
+from lfl_web.experiments.models.transfer import TransferRun
 from search_engine import catalog
 
 
@@ -152,6 +167,30 @@ class LearnedLossQuerySet(models.QuerySet):
         if best_only:
             rows = rows.filter(rank=1)
         return rows.order_by(*LEADERBOARD_ORDERINGS[sort])
+
+    def tested_on(self, dataset: str, model: str):
+        """Only the losses with a held-out result on `dataset` / `model`, wherever they were learned: a
+        succeeded transfer to that task, or their own meta-test when they were learned there (a
+        transfer, being asked for, wins over it). Annotated `tested_learned`, `tested_baseline` (the
+        test metric's means) and `tested_improvement` (relative, as `test_improvement`), and ranked
+        by it, best first. Call it on `ranked_by` rows (it reads their meta-test annotations)."""
+        runs = TransferRun.objects.succeeded_on(dataset, model).filter(learned_loss=OuterRef("pk"))
+
+        def from_run(key: str):
+            return Subquery(runs.annotate(value=_json_number("record", key)).values("value")[:1],
+                            output_field=FloatField())
+
+        own = Q(dataset=dataset, model=model, untested=0)
+
+        def own_or(field: str, transferred):
+            return Coalesce(transferred, Case(When(own, then=F(field)), default=None, output_field=FloatField()))
+
+        return self.filter(Q(Exists(runs)) | own).annotate(
+            tested_learned=own_or("test_learned", from_run("learned_mean")),
+            tested_baseline=own_or("test_baseline", from_run("baseline_mean")),
+            tested_improvement=own_or("test_improvement", Subquery(runs.values("improvement")[:1])),
+        ).order_by(F("tested_improvement").desc(nulls_last=True), F("tested_learned").asc(nulls_last=True),
+                   "validation_fitness", "pk")
 
     def for_leaderboard(self):
         """Losses of finished searches, best first within each dataset and model."""
