@@ -95,7 +95,7 @@ def state_from_dict(data: dict[str, Any]) -> SearchState:
             rng=rng,
             cache={k: Outcome(v["fitness"], v["reason"], _tuple(v.get("weights"))) for k, v in data["cache"].items()},
             hall_of_fame=[entry_from_dict(h) for h in data["hall_of_fame"]],
-            history=[_generation_from_dict(g) for g in data["history"]],
+            history=[generation_from_dict(g) for g in data["history"]],
             totals=dict(data["totals"]),
             baseline_fitness=data["baseline_fitness"],
             plan=data.get("plan"),  # absent in checkpoints written before plans were recorded
@@ -114,7 +114,8 @@ def _progress_from_dict(d: dict[str, Any] | None) -> GenerationProgress | None:
     )
 
 
-def _generation_from_dict(d: dict[str, Any]) -> GenerationFinished:
+def generation_from_dict(d: dict[str, Any]) -> GenerationFinished:
+    """A GenerationFinished event from its JSON form (every method's checkpoint keeps its history so)."""
     d = {k: v for k, v in d.items() if k != "type"}
     d["hall_of_fame"] = tuple(entry_from_dict(h) for h in d["hall_of_fame"])
     return GenerationFinished(**d)
@@ -142,11 +143,15 @@ def save(path: Path, state: SearchState) -> None:
     write_json_atomic(path, state_to_dict(state))
 
 
-def load(path: Path) -> SearchState:
+def read_json(path: str | Path) -> Any:
+    """A checkpoint file's JSON; CheckpointError naming the problem if it cannot be read (every method's)."""
     try:
-        data = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"checkpoint {path} is not valid JSON: {exc.msg}") from exc
-    return state_from_dict(data)
+
+
+def load(path: Path) -> SearchState:
+    return state_from_dict(read_json(path))

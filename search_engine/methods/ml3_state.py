@@ -10,7 +10,6 @@ hold float32 and float64 values exactly.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ from typing import Any
 from search_engine.evolution.checkpoint import (
     CheckpointError,
     entry_from_dict,
+    generation_from_dict,
+    read_json,
     write_json_atomic,
 )
-from search_engine.evolution.checkpoint import _generation_from_dict as generation_from_dict
 from search_engine.evolution.events import GenerationFinished, HallOfFameEntry
 
 FORMAT = "lfl-ml3-checkpoint"
@@ -74,10 +74,4 @@ def save(path: Path, state: ML3State) -> None:
 
 
 def load(path: Path) -> ML3State:
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"checkpoint {path} is not valid JSON: {exc.msg}") from exc
-    return state_from_dict(data)
+    return state_from_dict(read_json(path))

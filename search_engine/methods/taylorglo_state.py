@@ -12,7 +12,6 @@ an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,13 @@ from cmaes import CMA
 
 from search_engine.config import ConfigError, ExperimentConfig, load_config
 from search_engine.evolution import checkpoint as evolution_checkpoint
-from search_engine.evolution.checkpoint import CheckpointError, entry_from_dict, write_json_atomic
+from search_engine.evolution.checkpoint import (
+    CheckpointError,
+    entry_from_dict,
+    generation_from_dict,
+    read_json,
+    write_json_atomic,
+)
 from search_engine.evolution.events import GenerationFinished, HallOfFameEntry
 from search_engine.methods.taylorglo_poly import N_PARAMETERS
 
@@ -108,15 +113,10 @@ def state_from_dict(data: dict[str, Any], where: str = "checkpoint") -> TaylorGL
         return TaylorGLOState(
             config=data["config"], baseline_fitness=data["baseline_fitness"], plan=data.get("plan"),
             rounds=rounds, hall_of_fame=[entry_from_dict(h) for h in data["hall_of_fame"]],
-            history=[_generation_from_dict(g) for g in data["history"]], totals=dict(data["totals"]),
+            history=[generation_from_dict(g) for g in data["history"]], totals=dict(data["totals"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{where} is damaged: {exc}") from exc
-
-
-def _generation_from_dict(d: dict[str, Any]) -> GenerationFinished:
-    d = {k: v for k, v in d.items() if k != "type"}
-    return GenerationFinished(**{**d, "hall_of_fame": tuple(entry_from_dict(h) for h in d["hall_of_fame"])})
 
 
 def save(path: str | Path, state: TaylorGLOState) -> None:
@@ -126,13 +126,7 @@ def save(path: str | Path, state: TaylorGLOState) -> None:
 
 def load(path: str | Path, config: ExperimentConfig) -> TaylorGLOState:
     """The checkpoint at `path`, refused (CheckpointError naming why) unless it is this experiment's."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"checkpoint {path} is not valid JSON: {exc.msg}") from exc
-    state = state_from_dict(data, f"checkpoint {path}")
+    state = state_from_dict(read_json(path), f"checkpoint {path}")
     if len(state.rounds) != len(state.history):
         raise CheckpointError(f"checkpoint {path} is damaged: {len(state.rounds)} CMA-ES rounds "
                               f"for {len(state.history)} generations")
