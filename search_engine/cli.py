@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seeds", type=int, default=None, help="number of seeds (default: config meta_test.seeds)")
     e.add_argument("--steps", type=int, default=None, help="training steps (default: config meta_test.steps)")
     e.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry to test (1 = best)")
+    e.add_argument("--tune-lr", action="store_true",
+                   help="also compare each loss at its own best learning rate, picked on validation data")
     x = sub.add_parser("export", help="write a learned loss as a file for your own training code")
     x.add_argument("--result", required=True, help="result.json written by `search`")
     x.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry (1 = best)")
@@ -123,11 +125,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     record = evaluate_learned_loss(
         load_task(config), config, entry["expression"], entry.get("weights"), result["baseline_loss"],
         seeds=seeds, steps=steps, on_seed=lambda s: print(f"  seed {s} done", flush=True),
-        network=entry.get("network"),
+        network=entry.get("network"), tune_lr=args.tune_lr or None,
     )
     print(Comparison.from_dict(record).summary())
     if "symbolic" in record:
         print("with all weights at 1: " + Comparison.from_dict(record["symbolic"]).summary())
+    if "tuned_lr" in record:
+        t = record["tuned_lr"]
+        print(f"at tuned rates (learned {t['learned_lr']}, baseline {t['baseline_lr']}): "
+              + Comparison.from_dict(t).summary())
     result["meta_test"] = {"rank": args.rank, **record}
     write_json_atomic(path, result)
     print(f"added meta_test to {path}")

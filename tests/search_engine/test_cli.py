@@ -36,6 +36,10 @@ def test_search_then_evaluate_end_to_end(tmp_path):
     result = json.loads((out / "result.json").read_text())
     mt = result["meta_test"]
     assert len(mt["learned"]) == len(mt["baseline"]) == 2 and mt["metric"] == "error rate"
+    assert "tuned_lr" not in mt
+    assert main(["evaluate", "--result", str(out / "result.json"), "--seeds", "2", "--steps", "10", "--tune-lr"]) == 0
+    tuned = json.loads((out / "result.json").read_text())["meta_test"]["tuned_lr"]
+    assert tuned["learned_lr"] is not None and len(tuned["learned"]) == 2
 
 
 def test_resume_flag_continues_a_checkpoint(tmp_path, capsys):
