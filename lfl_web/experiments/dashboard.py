@@ -73,6 +73,18 @@ class Dashboard:
         return self.experiment.latest_generation()
 
     @cached_property
+    def best_so_far(self) -> dict | None:
+        """The best loss found so far: the first entry of the newest generation's hall of fame (for
+        CMA-ES and ML3 a later generation can be worse than an earlier one), else that generation's best."""
+        latest = self.latest
+        if latest is None:
+            return None
+        if latest.hall_of_fame:
+            top = latest.hall_of_fame[0]
+            return {"expression": top["expression"], "latex": top.get("latex", ""), "fitness": top["fitness"]}
+        return {"expression": latest.best_expression, "latex": latest.best_latex, "fitness": latest.best_fitness}
+
+    @cached_property
     def summary(self) -> dict:
         return self.experiment.progress_summary()
 

@@ -50,6 +50,7 @@ from search_engine.expr.network import (
 )
 from search_engine.expr.tree import KNOWN_LOSSES
 from search_engine.methods.ml3_state import ML3State, load, save
+from search_engine.methods.settings import generation_count
 from search_engine.runtime import interrupt
 from search_engine.runtime.allocator import keep_freed_memory
 from search_engine.scoring.local_search import _meta_gradient, _objective, step_seed
@@ -61,7 +62,7 @@ _INIT_STREAM = 4  # the loss network's initial weights (streams 0-3 are a meta s
 
 def report_count(config: ExperimentConfig) -> int:
     """How many reports ("generations") a run makes: one per ml3.report_every meta steps, the last maybe shorter."""
-    return -(-config.ml3.meta_steps // config.ml3.report_every)
+    return generation_count(config.to_dict())
 
 
 def widths_of(config: ExperimentConfig) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ is EvoMAL with local search off. Each dataclass states its paper's / the referen
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -92,3 +93,17 @@ def effective(config):
 
         return dataclasses.replace(config, local_search=dataclasses.replace(config.local_search, mode="off"))
     return config
+
+
+def generation_count(config: dict) -> int:
+    """How many "generations" (GenerationFinished events) a run of a stored configuration makes: CMA-ES
+    generations for TaylorGLO, reports for ML3 (one per report_every meta steps, the last maybe
+    shorter), GP generations otherwise. Reads the JSON form, so a page needs neither torch nor a
+    validated configuration object."""
+    method = config.get("method", "evomal")
+    if method == "taylorglo":
+        return int(config.get("taylorglo", {}).get("generations", TaylorGLOSettings.generations))
+    if method == "ml3":
+        ml3 = {**dataclasses.asdict(ML3Settings()), **config.get("ml3", {})}
+        return -(-int(ml3["meta_steps"]) // int(ml3["report_every"]))
+    return int(config.get("search", {}).get("generations", 50))

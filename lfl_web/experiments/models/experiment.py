@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from lfl_web.experiments.validation import validated_config
 from search_engine import catalog
+from search_engine.methods.settings import generation_count
 
 
 class Status(models.TextChoices):
@@ -116,7 +117,7 @@ class Experiment(models.Model):
     def clean(self) -> None:
         if self._state.adding:  # the configuration is fixed once the experiment exists
             self.config = validated_config(self.config)
-            self.total_generations = self.config["search"]["generations"]
+            self.total_generations = generation_count(self.config)  # the method's own count
 
     @property
     def is_finished(self) -> bool:

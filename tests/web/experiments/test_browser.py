@@ -104,29 +104,45 @@ def choose_method_and_open_the_advanced_part(driver) -> None:
     assert shown("id_top_k") and not shown("id_ml3_inner_steps")
 
 
+def fill_form(driver, inputs: dict[str, str], selects: dict[str, str]) -> None:
+    """Type each value into its field (by id, replacing what was there) and pick each option."""
+    for field_id, value in inputs.items():
+        field = driver.find_element(By.ID, field_id)
+        field.clear()
+        field.send_keys(value)
+    for field_id, value in selects.items():
+        Select(driver.find_element(By.ID, field_id)).select_by_value(value)
+
+
+def wait_for_the_estimate(driver, timeout: float = 15) -> str:
+    """The work estimate follows the fields: wait until it shows them (it can change the page's
+    height); returns its text."""
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.find_element(By.ID, "work-estimate").get_attribute("data-pending") is None)
+    return driver.find_element(By.ID, "work-estimate").text
+
+
+def submit_form(driver, base_url: str, timeout: float = 15) -> int:
+    """Submit the new-experiment form once its estimate is current; returns the experiment id of
+    the dashboard it leads to (AssertionError with the form's errors if it stays)."""
+    wait_for_the_estimate(driver, timeout)
+    driver.find_element(By.CSS_SELECTOR, "form.experiment-form button[type=submit]").click()
+    dashboard = re.compile(re.escape(base_url) + r"/experiments/(\d+)/$")
+    WebDriverWait(driver, max(30, timeout)).until(
+        lambda d: dashboard.match(d.current_url) or d.find_elements(By.CSS_SELECTOR, ".errorlist"))
+    errors = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".errorlist, .form-errors")]
+    assert dashboard.match(driver.current_url), f"the form was not accepted: {errors}"
+    return int(dashboard.match(driver.current_url).group(1))
+
+
 def submit_tiny_experiment(driver, base_url: str) -> int:
     """Fill the new-experiment form, screenshot it, submit; returns the experiment id of the dashboard."""
     driver.get(f"{base_url}/experiments/new/")
     choose_method_and_open_the_advanced_part(driver)
-    for field_id, value in FORM_INPUTS.items():
-        field = driver.find_element(By.ID, field_id)
-        field.clear()
-        field.send_keys(value)
-    for field_id, value in FORM_SELECTS.items():
-        Select(driver.find_element(By.ID, field_id)).select_by_value(value)
-    # The work estimate follows the fields: wait until it shows them (it can change the page's height).
-    WebDriverWait(driver, 15).until(
-        lambda d: d.find_element(By.ID, "work-estimate").get_attribute("data-pending") is None)
-    assert f"{POPULATION * GENERATIONS} candidates" in driver.find_element(By.ID, "work-estimate").text
+    fill_form(driver, FORM_INPUTS, FORM_SELECTS)
+    assert f"{POPULATION * GENERATIONS} candidates" in wait_for_the_estimate(driver)
     print("form screenshot:", full_page_screenshot(driver, SCREENS / "new_experiment_form.png"))
-    WebDriverWait(driver, 15).until(
-        lambda d: d.find_element(By.ID, "work-estimate").get_attribute("data-pending") is None)
-    driver.find_element(By.CSS_SELECTOR, "form.experiment-form button[type=submit]").click()
-    dashboard = re.compile(re.escape(base_url) + r"/experiments/(\d+)/$")
-    WebDriverWait(driver, 30).until(lambda d: dashboard.match(d.current_url) or d.find_elements(By.CSS_SELECTOR, ".errorlist"))
-    errors = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".errorlist, .form-errors")]
-    assert dashboard.match(driver.current_url), f"the form was not accepted: {errors}"
-    return int(dashboard.match(driver.current_url).group(1))
+    return submit_form(driver, base_url)
 
 
 def watch_until_finished(driver) -> list[dict]:

@@ -18,3 +18,14 @@ def test_a_meta_test_at_tuned_rates_shows_both_figures(signed_in, finished):
     assert "Learned better on 2 of 2 seeds" in panel and "Each at its own best learning rate" in panel
     tuned_table = panel[panel.index('id="meta-test-tuned"'):]
     assert "0.316" in tuned_table and "0.0900 ± 0.0000" in tuned_table and "better on 0 of 2 seeds" in tuned_table
+
+
+def test_the_best_panel_shows_the_best_found_not_the_newest_generations_best(signed_in, make_experiment):
+    # CMA-ES (TaylorGLO) and ML3 can get worse from one generation to the next; the hall of fame keeps the best
+    experiment = make_experiment(name="cma")
+    earlier = test_pages.hall_entry(expression="square(sub(f, y))", fitness=0.05, generation=0)
+    earlier["latex"] = r"\left(f - y\right)^{2}"
+    test_pages.add_generation(experiment, 0, 0.05, 0.3, hall=[earlier])
+    test_pages.add_generation(experiment, 1, 0.09, 0.3, hall=[earlier])  # its own best: cross-entropy at 0.09
+    panel = section(signed_in.get(experiment.get_absolute_url()).content.decode(), "best-panel")
+    assert "square(sub(f, y))" in panel and "0.0500" in panel and "0.0900" not in panel
