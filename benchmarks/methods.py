@@ -113,9 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full", action="store_true", help="also digits28/LeNet-5")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets, to check that everything runs")
     parser.add_argument("--methods", default=",".join(catalog.METHODS), help="comma-separated method names")
+    parser.add_argument("--tasks", default=None, help=f"comma-separated tasks (of {', '.join(TASKS)})")
     args = parser.parse_args(argv)
     b = budget(args.smoke)
-    tasks = [t for t in TASKS if args.full or t != "digits28/lenet5"]
+    tasks = args.tasks.split(",") if args.tasks else [t for t in TASKS if args.full or t != "digits28/lenet5"]
     print(f"budget: {b}; metric: error rate (digits) / MSE (diabetes), lower is better")
     rows = []
     for task in tasks:
