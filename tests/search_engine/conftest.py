@@ -58,3 +58,12 @@ def nan_tree() -> Node:
     for _ in range(8):
         big = Node("square", (big,))
     return Node("sub", (Node("mul", (Node("f"), big)), Node("mul", (Node("y"), big))))
+
+
+def without_seconds(value):
+    """A result or event dict with every "seconds" removed (wall-clock time is all that may differ)."""
+    if isinstance(value, dict):
+        return {k: without_seconds(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list | tuple):
+        return [without_seconds(v) for v in value]
+    return value

@@ -22,7 +22,7 @@ from search_engine.methods.registry import run_method, strategy
 from search_engine.scoring.sequential import SequentialEvaluator
 from search_engine.tasks.task import load_task
 
-from ..conftest import StopAfter, tiny_config
+from ..conftest import StopAfter, tiny_config, without_seconds
 
 META_STEPS, REPORT_EVERY = 6, 2  # three reports
 
@@ -35,14 +35,6 @@ def ml3_config(**overrides):
         sections[name] = {**sections.get(name, {}), **values} if isinstance(values, dict) else values
     return tiny_config(method="ml3", **sections)
 
-
-def without_seconds(value):
-    """A result or event dict with every "seconds" removed (wall-clock time is all that may differ)."""
-    if isinstance(value, dict):
-        return {k: without_seconds(v) for k, v in value.items() if k != "seconds"}
-    if isinstance(value, list | tuple):
-        return [without_seconds(v) for v in value]
-    return value
 
 
 def run(config, path=None, should_stop=None, **kwargs):

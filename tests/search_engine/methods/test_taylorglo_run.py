@@ -22,7 +22,7 @@ from search_engine.methods.taylorglo_state import new_optimizer
 from search_engine.scoring.plan import make_evaluator
 from search_engine.scoring.sequential import TRAINING_DIVERGED
 
-from ..conftest import tiny_config
+from ..conftest import tiny_config, without_seconds
 
 POPULATION, GENERATIONS = 4, 3
 
@@ -34,14 +34,6 @@ def taylorglo_config(**overrides):
         sections[name] = {**sections.get(name, {}), **values} if isinstance(values, dict) else values
     return tiny_config(method="taylorglo", **sections)
 
-
-def without_seconds(value):
-    """A result or event dict with every "seconds" removed (wall-clock time is the only thing that may differ)."""
-    if isinstance(value, dict):
-        return {k: without_seconds(v) for k, v in value.items() if k != "seconds"}
-    if isinstance(value, list | tuple):
-        return [without_seconds(v) for v in value]
-    return value
 
 
 def run(config, tmp_path=None, name="checkpoint.json", **kwargs):
