@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from search_engine.methods.settings import effective
+
 MAX_TREE_HEIGHT = 17  # Koza's static limit (DEAP's default); a tree that tall has up to 2**18 nodes
 MAX_POPULATION = 10_000  # EvoMAL uses 25, GP papers rarely exceed a few thousand
 MAX_BATCH = 65_536  # more than any training split here (MNIST: 54 000): full-batch training fits
@@ -140,9 +142,7 @@ def work_estimate(config: Any) -> dict[str, int]:
 
 def _evolutionary_work(config: Any) -> tuple[int, int, int, int, int]:
     s, ls = config.search, config.local_search
-    # GP-LFL runs with local search off whatever its section says (methods.settings.effective, which
-    # imports this module and so cannot be imported here)
-    mode = "off" if config.method == "gplfl" else ls.mode
+    mode = effective(config).local_search.mode  # GP-LFL: off, whatever its section says
     candidates = s.population_size * s.generations
     refined = {"all": candidates, "top_k": s.generations * min(ls.top_k, s.population_size)}.get(mode, 0)
     refitted = refined if mode == "top_k" else 0

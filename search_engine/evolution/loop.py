@@ -144,7 +144,7 @@ def _saved_state(config: ExperimentConfig, checkpoint_path, resume: bool) -> Sea
         return None
     state = load(Path(checkpoint_path))
     # Read the saved configuration as today's code does: sections added since (with their defaults) match.
-    _check_same_experiment(load_config(state.config, check_data=False).to_dict(), config.to_dict())
+    check_same_experiment(load_config(state.config, check_data=False).to_dict(), config.to_dict())
     state.config = config.to_dict()
     return state
 
@@ -159,22 +159,22 @@ def _fresh_state(config: ExperimentConfig, kind: str, evaluator) -> SearchState:
 _HOW_SECTIONS = ("evaluation", "device")
 
 
-def _check_same_experiment(saved: dict, current: dict) -> None:
-    """Raise CheckpointError naming the settings that differ, other than search.generations and _HOW_SECTIONS."""
+def check_same_experiment(saved: dict, current: dict, extendable: tuple[str, str] = ("search", "generations")) -> None:
+    """Raise CheckpointError naming the settings that differ, other than `extendable` (the field a
+    resume may raise to extend a finished run: each method's generation count) and _HOW_SECTIONS."""
     differ = []
     for section in sorted(set(saved) | set(current)):
         a, b = saved.get(section), current.get(section)
         if section in _HOW_SECTIONS or a == b:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
-            differ += [f"{section}.{k}" for k in sorted(set(a) | set(b))
-                       if a.get(k) != b.get(k) and (section, k) != ("search", "generations")]
+            differ += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and (section, k) != extendable]
         else:
             differ.append(section)
     if differ:
         raise CheckpointError(
             "the checkpoint was written for a different configuration (" + ", ".join(differ) + " changed); "
-            "only search.generations, evaluation and device may change on resume"
+            f"only {'.'.join(extendable)}, evaluation and device may change on resume"
         )
 
 

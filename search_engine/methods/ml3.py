@@ -39,7 +39,7 @@ from search_engine.evolution.events import (
     SearchFinished,
     SearchStarted,
 )
-from search_engine.evolution.loop import SearchResult, _check_same_experiment, _stopped_while_preparing
+from search_engine.evolution.loop import SearchResult, _stopped_while_preparing, check_same_experiment
 from search_engine.expr.losses import make_loss
 from search_engine.expr.network import (
     NetworkLoss,
@@ -155,7 +155,7 @@ def _saved_state(config: ExperimentConfig, checkpoint_path, resume: bool) -> ML3
     if not (resume and checkpoint_path and Path(checkpoint_path).exists()):
         return None
     state = load(Path(checkpoint_path))
-    _check_same_experiment(load_config(state.config, check_data=False).to_dict(), config.to_dict())
+    check_same_experiment(load_config(state.config, check_data=False).to_dict(), config.to_dict())
     if len(state.weights) != flat_size(widths_of(config)):
         raise ValueError("the ML3 checkpoint's loss network does not have the configured architecture")
     state.config = config.to_dict()

@@ -89,8 +89,6 @@ def _check_taylorglo(t: TaylorGLOSettings, need) -> None:
 def effective(config):
     """`config` as its method runs it: GP-LFL is the evolutionary search with local search off."""
     if config.method == "gplfl" and config.local_search.mode != "off":
-        import dataclasses
-
         return dataclasses.replace(config, local_search=dataclasses.replace(config.local_search, mode="off"))
     return config
 

@@ -21,6 +21,7 @@ from cmaes import CMA
 
 from search_engine.config import ConfigError, ExperimentConfig, load_config
 from search_engine.evolution import checkpoint as evolution_checkpoint
+from search_engine.evolution import loop as evolution_loop
 from search_engine.evolution.checkpoint import (
     CheckpointError,
     entry_from_dict,
@@ -33,12 +34,6 @@ from search_engine.methods.taylorglo_poly import N_PARAMETERS
 
 FORMAT = "lfl-taylorglo-checkpoint"
 VERSION = 1
-
-# Sections that say how a search runs, not what it computes (as for EvoMAL's resume), and the one
-# field that may grow to extend a finished search.
-_HOW_SECTIONS = ("evaluation", "device")
-_EXTENDABLE = ("taylorglo", "generations")
-
 
 @dataclass
 class TaylorGLOState:
@@ -140,21 +135,8 @@ def load(path: str | Path, config: ExperimentConfig) -> TaylorGLOState:
 
 
 def check_same_experiment(saved: dict, current: dict) -> None:
-    """CheckpointError naming the settings that differ, other than taylorglo.generations and _HOW_SECTIONS."""
+    """CheckpointError naming the settings that differ, other than taylorglo.generations and how it runs."""
     if saved.get("method") != current.get("method"):
         raise CheckpointError(f"the checkpoint was written by method {saved.get('method')!r}, "
                               f"not {current.get('method')!r}")
-    differ = []
-    for section in sorted(set(saved) | set(current)):
-        a, b = saved.get(section), current.get(section)
-        if section in _HOW_SECTIONS or a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            differ += [f"{section}.{k}" for k in sorted(set(a) | set(b))
-                       if a.get(k) != b.get(k) and (section, k) != _EXTENDABLE]
-        else:
-            differ.append(section)
-    if differ:
-        raise CheckpointError(
-            "the checkpoint was written for a different configuration (" + ", ".join(differ) + " changed); "
-            "only taylorglo.generations, evaluation and device may change on resume")
+    evolution_loop.check_same_experiment(saved, current, extendable=("taylorglo", "generations"))

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from search_engine.config import ExperimentConfig
+from search_engine.scoring.tuned_lr import at_rate, tune_rates
 from search_engine.tasks.task import Task
 from search_engine.tasks.training import LossFn, evaluate_metric, train
 
@@ -82,8 +83,6 @@ def run_meta_test(
 
     With `rates`, the loss of each name given trains at that learning rate instead of training.lr.
     """
-    from search_engine.scoring.tuned_lr import at_rate
-
     rates = rates or {}
     results: dict[str, list[float | None]] = {name: [] for name in losses}
     for seed in seeds:
@@ -170,8 +169,6 @@ def evaluate_learned_loss(
 
 def _at_tuned_rates(task: Task, config: ExperimentConfig, losses: dict[str, LossFn], seeds, steps: int) -> dict:
     """The learned loss and the baseline meta-tested each at its own rate, picked on validation data."""
-    from search_engine.scoring.tuned_lr import tune_rates
-
     pair = {name: losses[name] for name in ("learned", "baseline")}
     tuned = tune_rates(task, config, pair, steps)
     rates = {name: t["lr"] for name, t in tuned.items() if t["lr"] is not None}
