@@ -99,6 +99,42 @@ MODEL_NAMES: tuple[str, ...] = ("logistic", "mlp", "lenet5", "allcnnc", "resnet1
 
 
 @dataclass(frozen=True)
+class DataFacts:
+    """What a configuration check knows about a built-in or torchvision dataset without reading it."""
+
+    input_shape: tuple[int, ...]  # per-sample feature shape
+    n_outputs: int  # classes, or regression targets
+    class_counts: tuple[int, ...] = ()  # built-in classification: samples of each class id
+    n_samples: int = 0  # built-in: samples in the pool the splits are carved from
+    files: tuple[str, ...] = ()  # torchvision: files expected under data_root, in torchvision's layout
+
+
+def _mnist_files(folder: str) -> tuple[str, ...]:
+    return tuple(f"{folder}/raw/{part}-{what}-ubyte" for part in ("train", "t10k")
+                 for what in ("images-idx3", "labels-idx1"))
+
+
+_DIGITS_PER_CLASS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)  # sklearn's digits, 1797 in all
+_CIFAR10 = tuple(f"cifar-10-batches-py/{name}" for name in (
+    "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"))
+
+DATA_FACTS: dict[str, DataFacts] = {
+    "digits": DataFacts((1, 8, 8), 10, _DIGITS_PER_CLASS, sum(_DIGITS_PER_CLASS)),
+    "digits28": DataFacts((1, 28, 28), 10, _DIGITS_PER_CLASS, sum(_DIGITS_PER_CLASS)),
+    "diabetes": DataFacts((10,), 1, n_samples=442),
+    "mnist": DataFacts((1, 28, 28), 10, files=_mnist_files("MNIST")),
+    "fashion_mnist": DataFacts((1, 28, 28), 10, files=_mnist_files("FashionMNIST")),
+    "cifar10": DataFacts((3, 32, 32), 10, files=_CIFAR10),
+    "cifar100": DataFacts((3, 32, 32), 100, files=("cifar-100-python/train", "cifar-100-python/test",
+                                                   "cifar-100-python/meta")),
+    "svhn": DataFacts((3, 32, 32), 10, files=("train_32x32.mat", "test_32x32.mat")),
+}
+
+#: Smallest image side (H and W) each image model accepts; the other models flatten any input.
+MODEL_MIN_IMAGE_SIDE: dict[str, int] = {"lenet5": 12, "allcnnc": 9, "resnet18": 8, "wideresnet": 4}
+
+
+@dataclass(frozen=True)
 class Method:
     """A loss-learning method: how a configuration names it and how pages describe it."""
 

@@ -309,21 +309,22 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
 
 
 def check_task(task: TaskConfig, seed: int = 0) -> dict[str, str]:
-    """Dataset and model checks (imports the numeric stack): unknown names, missing files, shape fit,
-    and whether the data splits with the task's fractions (the split `seed` makes, on the labels)."""
+    """Dataset and model checks: unknown names, missing files, shape fit, and whether the data splits
+    with the task's fractions (the split `seed` makes, on the labels). Torch-free (numpy only): the
+    worker's verdicts from the catalogue's facts and the files' contents (`tasks.describe`)."""
     if task.dataset not in catalog.DATASET_NAMES:
         return {"task.dataset": f"unknown dataset {task.dataset!r}; known: {', '.join(catalog.DATASET_NAMES)}"}
     if task.model not in catalog.MODEL_NAMES:
         return {"task.model": f"unknown model {task.model!r}; known: {', '.join(catalog.MODEL_NAMES)}"}
-    from search_engine.tasks import datasets  # heavy: torch, torchvision
-    from search_engine.tasks import networks as models
+    from search_engine.tasks import describe  # numpy, no torch
+
     try:
-        info = datasets.check_dataset(dataset_spec(task), seed)
-    except datasets.DataError as exc:
+        info = describe.check_dataset(dataset_spec(task), seed)
+    except describe.DataError as exc:
         return {f"task.{exc.field}" if exc.field else data_field(task): str(exc)}
     try:
-        models.check_model_fits(task.model, info)
-    except (models.ModelShapeError, ValueError) as exc:
+        describe.check_model_fits(task.model, info)
+    except ValueError as exc:
         return {"task.model": str(exc)}
     return {}
 
@@ -336,8 +337,8 @@ def data_field(task: TaskConfig) -> str:
 
 
 def dataset_spec(task: TaskConfig):
-    """The datasets module's spec for this task."""
-    from search_engine.tasks.datasets import DatasetSpec
+    """The datasets module's spec for this task (a torch-free type)."""
+    from search_engine.tasks.dataspec import DatasetSpec
 
     return DatasetSpec(
         name=task.dataset, data_root=task.data_root, data_file=task.data_file, label=task.label,

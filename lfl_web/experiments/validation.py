@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from lfl_web.experiments.files import upload_dir
-from search_engine.config import ConfigError, check_task, load_config  # torch-free; check_task imports torch
+from search_engine.config import ConfigError, check_task, load_config  # torch-free, check_task too (numpy)
 from search_engine.limits import step_labels, work_estimate
 
 #: The code of a ValidationError about one configuration field (params: field, message).
