@@ -1,5 +1,11 @@
 """The speed benchmark's pieces still run against the engine (its timings are never asserted)."""
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 
 from benchmarks import search_speed as bench
@@ -38,3 +44,16 @@ def test_every_method_has_a_valid_comparison_configuration():
             for method in catalog.METHODS:
                 config = load_config(methods.method_config(method, task, methods.budget(smoke)), check_data=False)
                 assert config.method == method and config.meta_test.tune_lr
+
+
+def test_live_updates_smoke_reaches_every_viewer():
+    """The live-updates benchmark on its own embedded stack (Redis, SQLite, daphne, 5 viewers): every
+    event reaches every viewer and the table has one row per generation (the delays are not asserted)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LFL_TEST_DATABASE_URL", "REDIS_URL")}
+    result = subprocess.run([sys.executable, "-m", "benchmarks.live_updates", "--smoke"], cwd=Path(__file__).parents[1],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [cells[0].strip() for cells in rows] == ["0", "1", "2"]
+    assert all(cells[4].strip() == "0" and float(cells[6]) > 0 for cells in rows)  # no drop; a message arrived
+    assert "total drops 0; viewers lost 0 of 5" in result.stdout

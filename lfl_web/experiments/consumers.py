@@ -3,7 +3,8 @@
 On connect the consumer joins the experiment's group and then sends the snapshot read from the
 database (every panel rendered, the whole chart), so nothing announced in between is lost; a repeat
 is harmless, since a panel swapped in twice shows the same. Every later message is one event with
-the panels it changed, rendered once by the publisher (lfl_web.experiments.recording.publish).
+the panels it changed, rendered once by the publisher (lfl_web.experiments.recording.publish) and
+encoded once per process (EncodedEvents).
 Close codes: 4401 not signed in, 4403 no such experiment or not allowed to see it, 4503 live
 updates interrupted: the channel layer (Redis) is unreachable. The browser reconnects after 4503 (and
 after any other close) with backoff, and its next snapshot catches up with what it missed.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections import deque
 
 import redis.exceptions
 from channels.db import database_sync_to_async
@@ -33,6 +36,28 @@ CLOSE_LIVE_INTERRUPTED = 4503
 LAYER_ERRORS = (redis.exceptions.RedisError, OSError)
 #: The longest a connecting browser waits for the channel layer before it is told 4503 and retries.
 LAYER_SECONDS = 5.0
+
+
+class EncodedEvents:
+    """The JSON text of the newest events this process relayed. channels_redis hands every consumer of
+    a process the same message object (a group message goes to Redis once per process), so its text
+    is encoded once, not once per viewer. An event is known by identity, never by value; it is held
+    here, so its id cannot be reused while it is."""
+
+    def __init__(self, size: int = 8):
+        self._entries: deque[tuple[dict, str]] = deque(maxlen=size)
+
+    def text(self, event: dict) -> str:
+        for held, text in self._entries:
+            if held is event:
+                return text
+        text = json.dumps(event)  # what AsyncJsonWebsocketConsumer.send_json sends
+        self._entries.append((event, text))
+        return text
+
+
+#: Consumers run on the event loop of their process: one cache for all of them.
+ENCODED_EVENTS = EncodedEvents()
 
 
 @database_sync_to_async
@@ -102,5 +127,6 @@ class ExperimentConsumer(AsyncJsonWebsocketConsumer):
         """The stream is one-way; what a client sends is ignored."""
 
     async def experiment_update(self, message):
-        """Every experiment event (recording.UPDATE_MESSAGE): forwarded as rendered by the publisher."""
-        await self.send_json(message["event"])
+        """Every experiment event (recording.UPDATE_MESSAGE): forwarded as rendered by the publisher,
+        encoded once for all the viewers of this process."""
+        await self.send(text_data=ENCODED_EVENTS.text(message["event"]))

@@ -7,7 +7,8 @@ nothing. Fragments never depend on who watches (they are rendered once per event
 controls that need a permission stay in the page, driven by the data attributes of the status badge.
 
 What each event changed is named in PANELS_BY_EVENT, and the data is read lazily (`Dashboard`), so the
-queries behind an update stay the same in number however long the search has run.
+queries behind an update stay the same in number however long the search has run; the one read that
+grew with it, the Pareto chart's, takes only the rows a generation adds (pareto.RunningFronts).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.template.loader import render_to_string
 
 from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, loss_shape_for
 from lfl_web.experiments.models import Experiment, MetaTestStatus
-from lfl_web.experiments.pareto import ParetoChart, experiment_chart
+from lfl_web.experiments.pareto import RUNNING_FRONTS, ParetoChart, experiment_chart
 
 #: Panel id (the id of the fragment's root element) -> its partial.
 PANEL_TEMPLATES = {
@@ -43,9 +44,9 @@ STATUS_PANELS = ("status", "error", "progress-panel", "hall-of-fame-panel", "can
 
 #: Event type -> the panels it changes. Candidates re-render only their (latest) generation's table;
 #: a generation re-renders the counters, the best loss, the hall of fame, the candidates header and
-#: the Pareto front. The front reads every evaluated candidate (one query, its rows growing with the
-#: search), so it is redrawn once per generation, never per candidate: the per-candidate events stay
-#: as cheap after a thousand generations as after one.
+#: the Pareto front. The front is redrawn once per generation, never per candidate, from the rows
+#: that generation added to the process's running front: every event costs the same after a
+#: thousand generations as after one (the page and the snapshot read every row, once).
 PANELS_BY_EVENT = {
     "search_started": ("progress-panel", "best-panel"),  # totals, baseline, evaluation plan, metric
     "candidate_evaluated": ("candidates-panel",),
@@ -64,8 +65,9 @@ class Dashboard:
 
     download_formats = DOWNLOAD_FORMATS.values()
 
-    def __init__(self, experiment: Experiment):
+    def __init__(self, experiment: Experiment, running: bool = False):
         self.experiment = experiment
+        self.running = running  # a generation's update: the chart reads only the rows not read before
 
     @cached_property
     def latest(self):
@@ -106,6 +108,8 @@ class Dashboard:
     def pareto(self) -> ParetoChart | None:
         """Size against fitness of every distinct loss evaluated, front highlighted (one query);
         None for a method whose losses are networks (ML3)."""
+        if self.running:
+            return experiment_chart(self.experiment, running=True)
         return experiment_chart(self.experiment)
 
     @cached_property
@@ -128,14 +132,15 @@ class Dashboard:
         return not self.experiment.is_finished or self.experiment.meta_test_status == MetaTestStatus.RUNNING
 
 
-def panels_context(experiment: Experiment) -> dict:
+def panels_context(experiment: Experiment, running: bool = False) -> dict:
     """The template context of every panel (and of the page that includes them)."""
-    return {"experiment": experiment, "dashboard": Dashboard(experiment)}
+    return {"experiment": experiment, "dashboard": Dashboard(experiment, running)}
 
 
-def render_panels(experiment: Experiment, panel_ids=PANEL_IDS) -> dict[str, str]:
-    """Panel id -> its HTML fragment, for the panels named (all of them by default)."""
-    context = panels_context(experiment)
+def render_panels(experiment: Experiment, panel_ids=PANEL_IDS, running: bool = False) -> dict[str, str]:
+    """Panel id -> its HTML fragment, for the panels named (all of them by default); `running`: the
+    Pareto chart from the process's running front (pareto.RunningFronts), the same markup, cheaper."""
+    context = panels_context(experiment, running)
     return {panel_id: render_to_string(PANEL_TEMPLATES[panel_id], context) for panel_id in panel_ids}
 
 
@@ -166,8 +171,19 @@ def update_message(experiment: Experiment | int, event: dict) -> dict | None:
         experiment = Experiment.objects.filter(pk=experiment).first()
         if experiment is None:
             return None
-    panels = render_panels(experiment, PANELS_BY_EVENT.get(event["type"], ()))
+    forget_stale_front(experiment.pk, event)
+    running = event["type"] == "generation_finished"
+    panels = render_panels(experiment, PANELS_BY_EVENT.get(event["type"], ()), running)
     return {**event, "panels": panels, "chart": chart_update(experiment, event)}
+
+
+def forget_stale_front(experiment_id: int, event: dict) -> None:
+    """A (re)started search, or a candidate of a generation already taken in saved again, ends the
+    running front of the experiment: the next generation's chart reads every row once more."""
+    if event["type"] == "search_started":
+        RUNNING_FRONTS.forget(experiment_id)
+    elif event["type"] in ("candidate_evaluated", "candidate_refined") and event.get("generation") is not None:
+        RUNNING_FRONTS.forget(experiment_id, event["generation"])
 
 
 def snapshot_message(experiment: Experiment) -> dict:

@@ -8,7 +8,8 @@ nothing itself.
 
 Cost: one ordered query over the experiment's evaluated candidates (`candidate_rows`); a row is
 tokenized only when it can be the best of its key, and at most `DOMINATED_LIMIT` points off the
-front are plotted, so the markup stays small however long the search runs. Sizes are counted from
+front are plotted, so the markup stays small however long the search runs. A generation's live
+update reads only the rows it adds (`RunningFronts`), so its cost does not grow with the history. Sizes are counted from
 the prefix text: the engine's tree module imports torch, which a web process rendering a page must
 not load.
 """
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -26,9 +29,10 @@ from search_engine import catalog
 SYMBOLIC_METHODS = frozenset(m.name for m in catalog.METHODS.values() if m.symbolic)
 #: The method of a configuration that names none (the engine's default).
 DEFAULT_METHOD = "evomal"
-#: How many points off the front are plotted at most (the best by fitness): enough to show the cloud,
-#: few enough that a long search's chart stays a few hundred kilobytes at most.
-DOMINATED_LIMIT = 500
+#: How many points off the front are plotted at most (the best by fitness): enough to show the cloud
+#: near the front, few enough that the chart, sent to every viewer with each generation, stays near
+#: 55 kB and 10 ms to render however long the search runs (500: 110 kB and 25 ms).
+DOMINATED_LIMIT = 200
 #: Fitness is drawn on a log scale when its values are all positive and span at least this ratio
 #: (a linear axis would squash every good loss into one line at the bottom).
 LOG_RATIO = 20.0
@@ -112,6 +116,117 @@ def pareto_view(rows: Iterable[tuple], limit: int = DOMINATED_LIMIT) -> ParetoVi
         raise ValueError(f"limit must be 0 or more, got {limit}")
     front, dominated = split_front(best_per_key(rows))
     return ParetoView(tuple(front), tuple(dominated[:limit]), max(0, len(dominated) - limit))
+
+
+def rank(point: ParetoPoint) -> tuple:
+    """The order of the points off the front (split_front's): best fitness, then smallest, then key."""
+    return point.fitness, point.size, point.canonical_key
+
+
+class RunningFront:
+    """The view of one experiment's candidates, brought up to date from the rows it has not read yet.
+
+    Rows of a finished generation do not change (a redelivered event saves the same values; a resumed
+    search that redoes generations first sends search_started, which drops the front: RunningFronts).
+    Kept: each key's best (fitness, size, generation), the front, and every dominated point that ranks
+    before `threshold` (at most `limit + spare` of them); the points left out all rank after it. A new
+    row can only improve its key with a point at least as small and as fit, so a point left out stays
+    dominated and ranked after the threshold: it is needed again only when fewer than `limit` kept points
+    rank before it, or when a key comes back larger (two expressions with one canonical key). Then
+    `absorb` refuses, and the caller starts a new front from every row.
+    """
+
+    def __init__(self, limit: int = DOMINATED_LIMIT, spare: int | None = None):
+        self.limit = limit
+        self.spare = limit if spare is None else spare  # room for kept points that move onto the front
+        self.read_through = -1  # every row of the generations up to this one has been taken in
+        self._best: dict[str, tuple[float, int, int]] = {}
+        self._kept: dict[str, ParetoPoint] = {}
+        self._threshold: tuple | None = None  # None: nothing left out
+        self._view = ParetoView((), (), 0)
+
+    def absorb(self, rows: Iterable[tuple], finished: int) -> bool:
+        """Take in the rows of generations read_through + 1 .. `finished` for good; False (nothing
+        changed) if they cannot be merged: the caller then starts a new front from every row."""
+        merged = self._merge(rows)
+        if merged is None:
+            return False
+        changes, self._kept, self._threshold, self._view = merged
+        self._best.update(changes)
+        self.read_through = max(self.read_through, finished)
+        return True
+
+    def view_with(self, rows: Iterable[tuple] = ()) -> ParetoView | None:
+        """The view with `rows` shown but not kept (a generation still being evaluated); None if they
+        cannot be merged (see absorb)."""
+        merged = self._merge(rows)
+        return None if merged is None else merged[3]
+
+    def _merge(self, rows: Iterable[tuple]):
+        changes, kept = {}, dict(self._kept)
+        for point in best_per_key(rows):
+            held = self._best.get(point.canonical_key)
+            if held is not None and (point.fitness, point.size, point.generation) >= held:
+                continue
+            if held is not None and point.size > held[1]:
+                return None  # the key's old point may have been what kept a left-out point dominated
+            changes[point.canonical_key] = (point.fitness, point.size, point.generation)
+            kept[point.canonical_key] = point
+        if not changes:
+            return changes, self._kept, self._threshold, self._view
+        front, dominated = split_front(kept.values())
+        threshold = self._threshold
+        known = dominated if threshold is None else [p for p in dominated if rank(p) < threshold]
+        distinct = len(self._best) + sum(key not in self._best for key in changes)
+        if len(known) < self.limit and distinct > len(front) + len(known):
+            return None  # a point left out would be drawn now
+        room = self.limit + self.spare
+        if len(known) > room:
+            threshold = rank(known[room]) if threshold is None else min(threshold, rank(known[room]))
+        drawn = known[:self.limit]
+        view = ParetoView(tuple(front), tuple(drawn), distinct - len(front) - len(drawn))
+        return changes, {p.canonical_key: p for p in (*front, *known[:room])}, threshold, view
+
+
+class RunningFronts:
+    """The running fronts of the experiments whose generations this process announces (the newest
+    few), so that a generation's chart reads that generation's rows, not the whole history."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._fronts: OrderedDict[tuple, RunningFront] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def view(self, experiment, limit: int = DOMINATED_LIMIT) -> ParetoView:
+        """What pareto_view of every candidate row gives, reading the rows of the generations not yet
+        taken in (one query): those up to the newest finished generation are kept for next time."""
+        finished = experiment.current_generation - 1
+        identity = (experiment.pk, experiment.created_at)  # a pk may come back in a new database
+        with self._lock:
+            front = self._fronts.pop(identity, None)
+            if front is None or front.limit != limit or front.read_through > finished:  # new, or went back
+                front = RunningFront(limit)
+            rows = list(candidate_rows(experiment).filter(generation__gt=front.read_through))
+            if not front.absorb([r for r in rows if r[4] <= finished], finished):
+                front, rows = RunningFront(limit), list(candidate_rows(experiment))
+                front.absorb([r for r in rows if r[4] <= finished], finished)  # from nothing: always merges
+            view = front.view_with([r for r in rows if r[4] > finished])
+            self._fronts[identity] = front
+            while len(self._fronts) > self.size:
+                self._fronts.popitem(last=False)
+        return view if view is not None else pareto_view(candidate_rows(experiment), limit)
+
+    def forget(self, experiment_id: int, generation: int | None = None) -> None:
+        """Drop the experiment's front (only if it has taken in `generation`, when given): its search
+        restarted, or a row it read was saved again."""
+        with self._lock:
+            for identity in [i for i in self._fronts if i[0] == experiment_id]:
+                if generation is None or self._fronts[identity].read_through >= generation:
+                    del self._fronts[identity]
+
+
+#: This process's running fronts (used for the chart of a generation_finished update).
+RUNNING_FRONTS = RunningFronts()
 
 
 def is_symbolic(experiment) -> bool:
@@ -268,8 +383,10 @@ def pareto_chart(view: ParetoView, baseline_fitness: float | None = None) -> Par
     )
 
 
-def experiment_chart(experiment, limit: int = DOMINATED_LIMIT) -> ParetoChart | None:
-    """The chart of a symbolic experiment, read with one query; None for a network method (ML3)."""
+def experiment_chart(experiment, limit: int = DOMINATED_LIMIT, running: bool = False) -> ParetoChart | None:
+    """The chart of a symbolic experiment, read with one query (from RUNNING_FRONTS if `running`: only
+    the rows not read before); None for a network method (ML3)."""
     if not is_symbolic(experiment):
         return None
-    return pareto_chart(pareto_view(candidate_rows(experiment), limit), experiment.baseline_fitness)
+    view = RUNNING_FRONTS.view(experiment, limit) if running else pareto_view(candidate_rows(experiment), limit)
+    return pareto_chart(view, experiment.baseline_fitness)
