@@ -18,6 +18,9 @@ Variables (all optional for development; production sets the first three):
   LFL_VISIBILITY_TIMEOUT (default 7 days: how long an unacknowledged search stays reserved),
   LFL_LOGIN_FAILURE_LIMIT (default 5) failed sign-ins for one username or from one address lock
   both out for LFL_LOGIN_COOLOFF_MINUTES (default 15).
+- One search over many workers: LFL_EVALUATION_QUEUE (default lfl.evaluation), LFL_CHUNK_LEASE_SECONDS
+  (default 60), LFL_SWEEP_SECONDS (default 5: the coordinator's period), LFL_CHUNK_DISPATCH ("celery",
+  the default, or "inline"), LFL_WORKER_MAX_TASKS_PER_CHILD (default 0: worker processes are kept).
 """
 
 import os
@@ -158,7 +161,9 @@ CELERY_TASK_TRACK_STARTED = True
 # A search keeps running when the broker connection drops (its progress goes to the database); Celery 6
 # would cancel it by default, and the message, already taken, would never come back.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
-CELERY_WORKER_MAX_TASKS_PER_CHILD = 1  # a fresh process per search gives its GPU memory back
+# A worker process stays for many chunks (it keeps the search's data and evaluator between them, and
+# empties the GPU cache when it moves to another search); set a number to recycle processes.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = int(env_number("LFL_WORKER_MAX_TASKS_PER_CHILD", 0)) or None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -183,6 +188,16 @@ LFL_DATA_DIRS = [
     Path(p).resolve() for p in (os.environ.get("LFL_DATA_DIRS") or str(BASE_DIR / "data")).split(os.pathsep) if p
 ]
 LFL_CANCEL_POLL_SECONDS = env_number("LFL_CANCEL_POLL_SECONDS", 1.0)
+# One search over many workers (experiments.fanout): the queue chunks go to, how long a worker's claim
+# on a chunk lasts without renewal (it renews every third of it; a lost worker's chunk is sent again
+# after it runs out), how often the coordinator sweeps, and "celery" or "inline" (chunks evaluated in
+# the process that made them, one after another: no broker needed).
+LFL_EVALUATION_QUEUE = os.environ.get("LFL_EVALUATION_QUEUE") or "lfl.evaluation"
+LFL_CHUNK_LEASE_SECONDS = env_number("LFL_CHUNK_LEASE_SECONDS", 60.0)
+LFL_SWEEP_SECONDS = env_number("LFL_SWEEP_SECONDS", 5.0)
+LFL_CHUNK_DISPATCH = os.environ.get("LFL_CHUNK_DISPATCH") or "celery"
+if LFL_CHUNK_DISPATCH not in ("celery", "inline"):
+    raise ValueError(f"LFL_CHUNK_DISPATCH must be 'celery' or 'inline', got {LFL_CHUNK_DISPATCH!r}")
 # The most training steps one configuration may ask for (search_engine.limits.work_estimate's total_steps;
 # 2e9 is ~800x EvoMAL's MNIST preset); 0 turns the ceiling off.
 LFL_MAX_TRAINING_STEPS = int(env_number("LFL_MAX_TRAINING_STEPS", 2e9))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
-from lfl_web.experiments import services, transfers
+from lfl_web.experiments import dispatch, fanout, services, transfers
+from lfl_web.experiments.chunks import drain, run_chunk
+from lfl_web.experiments.files import checkpoint_path
 from lfl_web.experiments.models import Experiment
 from lfl_web.experiments.runner import execute_search, run_pending_meta_test
 
@@ -18,7 +21,8 @@ logger = logging.getLogger(__name__)
 def run_experiment(self, experiment_id: int) -> str:
     """Run an experiment's search and return its final status.
 
-    An exception marks it failed with the error text; a cancel request ends it as cancelled with
+    An evolutionary search only starts here (`fanout.start`): its generations are evaluated as
+    chunks by `evaluate_chunk`, on any worker. An exception marks it failed with the error text; a cancel request ends it as cancelled with
     everything found so far. A redelivered task resumes from the experiment's checkpoint, or runs
     the meta-test again if the worker was lost after the search had succeeded; a second message for
     a search that another task runs does nothing (claim_for_worker).
@@ -35,7 +39,12 @@ def run_experiment(self, experiment_id: int) -> str:
             run_pending_meta_test(experiment_id)
         return experiment.status
     try:
-        execute_search(experiment, resume=resume)
+        if fanout.fans_out(experiment.config):
+            fanout.start(experiment, resume_file=checkpoint_path(experiment.pk) if resume else None)
+            if settings.LFL_CHUNK_DISPATCH == "inline":
+                drain()
+        else:
+            execute_search(experiment, resume=resume)
     except Exception as exc:
         logger.exception("experiment %s failed", experiment_id)
         services.mark_failed(experiment=experiment, error=f"{type(exc).__name__}: {exc}")
@@ -47,3 +56,11 @@ def run_transfer(self, transfer_id: int) -> str:
     """Meta-test a learned loss on another task (a TransferRun row); returns the run's final status.
     A redelivered message for a finished run does nothing."""
     return transfers.run_transfer(transfer_id=transfer_id, task_id=self.request.id)
+
+
+# Late acknowledgement, and a message whose worker process died goes back to the queue; a lost
+# message is sent again by the coordinator when the chunk's lease runs out (experiments.coordinator).
+@shared_task(bind=True, name=dispatch.EVALUATE_CHUNK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def evaluate_chunk(self, chunk_id: int) -> str:
+    """Evaluate one chunk of a search and move the search on (chunks.run_chunk)."""
+    return run_chunk(chunk_id, worker=self.request.hostname or "worker")

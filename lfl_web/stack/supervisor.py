@@ -58,8 +58,8 @@ class Supervisor:
         self.children: list[Child] = []
         self.kept_alive: list[KeptAlive] = []
 
-    def start(self, name: str, command: list[str]) -> Child:
-        process = subprocess.Popen(command, env=self.env, start_new_session=True)
+    def start(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> Child:
+        process = subprocess.Popen(command, env={**self.env, **(extra_env or {})}, start_new_session=True)
         child = Child(name, process)
         self.children.append(child)
         self.say(f"started {name} (pid {child.pid})")

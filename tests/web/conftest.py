@@ -8,6 +8,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 
+from lfl_web.experiments import evaluators
+from lfl_web.experiments.dispatch import inline_queue
 from lfl_web.experiments.models import Experiment
 from lfl_web.layers import MEMORY_LAYER
 from lfl_web.redis_server import EmbeddedRedis
@@ -37,12 +39,15 @@ def tiny_config(**sections) -> dict:
 
 @pytest.fixture(autouse=True)
 def isolated_web_settings(settings, tmp_path):
-    """Channel messages stay in this process; checkpoints go to a fresh folder; data files the tests
+    """Channel messages stay in this process, and so do a search's chunks; checkpoints go to a fresh folder; data files the tests
     write under tmp_path may be used by experiments."""
     settings.CHANNEL_LAYERS = {"default": MEMORY_LAYER}
     settings.LFL_CHECKPOINT_DIR = tmp_path / "checkpoints"
     settings.LFL_DATA_DIRS = [tmp_path]
     settings.LFL_CANCEL_POLL_SECONDS = 0.0
+    settings.LFL_CHUNK_DISPATCH = "inline"  # a search's chunks run in the process that made them
+    inline_queue().clear()
+    evaluators.forget_evaluator()
     settings.LFL_UPLOAD_DIR = tmp_path / "uploads"
 
 

@@ -11,6 +11,7 @@ from lfl_web.experiments.models.experiment import (
     MetaTestStatus,
     Status,
 )
+from lfl_web.experiments.models.fanout import FINISHED_CHUNKS, Chunk, ChunkStatus, Phase, StoredSearch
 from lfl_web.experiments.models.results import (
     LEADERBOARD_ORDERINGS,
     Candidate,
@@ -22,7 +23,7 @@ from lfl_web.experiments.models.results import (
 from lfl_web.experiments.models.transfer import UNFINISHED_TRANSFERS, TransferRun, TransferStatus
 
 __all__ = (
-    "LEADERBOARD_ORDERINGS", "UNFINISHED", "Candidate", "CandidateQuerySet", "Experiment", "ExperimentQuerySet",
-    "Generation", "LearnedLoss", "LearnedLossQuerySet", "MetaTestStatus", "Status",
+    "FINISHED_CHUNKS", "LEADERBOARD_ORDERINGS", "UNFINISHED", "Candidate", "Chunk", "ChunkStatus", "CandidateQuerySet", "Experiment", "ExperimentQuerySet",
+    "Generation", "LearnedLoss", "LearnedLossQuerySet", "MetaTestStatus", "Phase", "Status", "StoredSearch",
     "TransferRun", "TransferStatus", "UNFINISHED_TRANSFERS",
 )

@@ -3,9 +3,18 @@
 
 import pytest
 
-from lfl_web.experiments import runner
-from lfl_web.experiments.files import checkpoint_path
-from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, MetaTestStatus, Status
+from lfl_web.experiments import chunks, coordinator, dispatch, fanout
+from lfl_web.experiments.models import (
+    Candidate,
+    Chunk,
+    ChunkStatus,
+    Experiment,
+    Generation,
+    LearnedLoss,
+    MetaTestStatus,
+    Status,
+    StoredSearch,
+)
 from lfl_web.experiments.runner import CancelPoll
 from lfl_web.experiments.tasks import run_experiment
 
@@ -19,14 +28,14 @@ class WorkerLost(BaseException):
 
 
 def intercept_events(monkeypatch, react):
-    """Let `react(experiment_id, event)` act after each event has been recorded."""
-    real = runner.record_event
+    """Let `react(experiment_id, event)` act after each event has been recorded (and committed)."""
+    real = fanout.publish
 
-    def record_then_react(experiment_id, event):
-        real(experiment_id, event)
-        react(experiment_id, event)
+    def publish_then_react(experiment_id, data, *args):
+        real(experiment_id, data, *args)
+        react(experiment_id, data)
 
-    monkeypatch.setattr(runner, "record_event", record_then_react)
+    monkeypatch.setattr(fanout, "publish", publish_then_react)
 
 
 def test_a_search_runs_to_success_and_stores_everything(make_experiment):
@@ -40,7 +49,9 @@ def test_a_search_runs_to_success_and_stores_everything(make_experiment):
     assert list(Generation.objects.filter(experiment=experiment).values_list("index", flat=True)) == [0, 1]
     best = LearnedLoss.objects.get(experiment=experiment, rank=1)
     assert best.validation_fitness == Generation.objects.get(experiment=experiment, index=1).hall_of_fame[0]["fitness"]
-    assert checkpoint_path(experiment.pk).exists()
+    stored = StoredSearch.objects.get(experiment=experiment)  # the search's state is kept in the database
+    assert stored.generation == 2 and len(stored.state["history"]) == 2
+    assert set(Chunk.objects.filter(experiment=experiment).values_list("status", flat=True)) == {ChunkStatus.DONE}
     # the best loss is meta-tested against the baseline on paired seeds once the search has succeeded
     assert best.meta_test["expression"] == best.expression and len(best.meta_test["learned"]) == 2
     assert len(best.meta_test["baseline"]) == 2 and best.meta_test["metric"] == "error rate"
@@ -123,7 +134,7 @@ def test_a_cancel_request_stops_the_search_and_keeps_what_it_found(make_experime
     experiment = make_experiment(config=tiny_config(search={"generations": 3}))
 
     def cancel_after_first_generation(experiment_id, event):
-        if event.type == "generation_finished" and event.generation == 0:
+        if event["type"] == "generation_finished" and event["generation"] == 0:
             assert Experiment.objects.get(pk=experiment_id).request_cancel()
 
     intercept_events(monkeypatch, cancel_after_first_generation)
@@ -134,25 +145,33 @@ def test_a_cancel_request_stops_the_search_and_keeps_what_it_found(make_experime
     assert LearnedLoss.objects.filter(experiment=experiment).exists()
 
 
-def test_a_redelivered_search_resumes_from_its_checkpoint(make_experiment, monkeypatch):
+def test_a_chunk_lost_with_its_worker_is_sent_again_when_its_lease_runs_out(make_experiment, monkeypatch):
     experiment = make_experiment(config=tiny_config(search={"generations": 3}))
+    real = chunks._evaluate
 
-    def die_in_second_generation(experiment_id, event):
-        if event.type == "candidate_evaluated" and event.generation == 1:
+    def dies_in_second_generation(chunk):
+        if chunk.generation == 1:
             raise WorkerLost
+        return real(chunk)
 
-    intercept_events(monkeypatch, die_in_second_generation)
+    monkeypatch.setattr(chunks, "_evaluate", dies_in_second_generation)
     with pytest.raises(WorkerLost):
         run_experiment(experiment.pk)
-    assert Experiment.objects.get(pk=experiment.pk).status == Status.RUNNING
+    dispatch.inline_queue().clear()  # what the lost worker's process held is gone with it
+    [held] = Chunk.objects.filter(experiment=experiment, status=ChunkStatus.RUNNING)
+    assert held.generation == 1 and Experiment.objects.get(pk=experiment.pk).status == Status.RUNNING
     monkeypatch.undo()
 
-    seen = []
-    intercept_events(monkeypatch, lambda _, event: seen.append(event))
-    assert run_experiment(experiment.pk) == Status.SUCCEEDED
-    assert seen[0].type == "search_started" and seen[0].start_generation == 1  # generation 0 was not redone
+    assert not coordinator.sweep().resent  # the lease still runs: the worker may only be slow
+    Chunk.objects.filter(pk=held.pk).update(lease_until=held.lease_until.replace(year=2000))
+    assert coordinator.sweep().resent == [held.pk]
+    chunks.drain()
+    experiment.refresh_from_db()
+    assert experiment.status == Status.SUCCEEDED and experiment.meta_test_status == MetaTestStatus.SUCCEEDED
     assert list(Generation.objects.filter(experiment=experiment).values_list("index", flat=True)) == [0, 1, 2]
     assert Candidate.objects.filter(experiment=experiment).count() == 4 * 3
+    assert Chunk.objects.get(pk=held.pk).attempts == 2  # generation 0 was not redone, only the lost chunk
+    assert set(Chunk.objects.exclude(pk=held.pk).values_list("attempts", flat=True)) == {1}
 
 
 def test_a_cancelled_or_finished_experiment_is_not_run(make_experiment):

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -49,8 +50,8 @@ def compose() -> dict:
     return interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), REQUIRED)
 
 
-def test_the_four_services_exist(compose):
-    assert set(compose["services"]) == {"postgres", "redis", "web", "worker"}
+def test_the_five_services_exist(compose):
+    assert set(compose["services"]) == {"postgres", "redis", "web", "worker", "coordinator"}
 
 
 def test_web_and_worker_run_the_same_image_built_from_this_repository(compose):
@@ -67,7 +68,7 @@ def test_the_worker_reserves_an_nvidia_gpu(compose):
 def test_web_and_worker_reach_the_database_and_redis_services(compose):
     services = compose["services"]
     postgres = services["postgres"]["environment"]
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "coordinator"):
         env = services[name]["environment"]
         database, broker = urlsplit(env["DATABASE_URL"]), urlsplit(env["REDIS_URL"])
         assert (database.scheme, database.hostname, database.port) == ("postgres", "postgres", 5432)
@@ -89,6 +90,11 @@ def test_web_runs_migrations_and_daphne_and_the_worker_celery(compose):
     web, worker = " ".join(compose["services"]["web"]["command"]), compose["services"]["worker"]["command"]
     assert "manage.py migrate" in web and "daphne" in web and "lfl_web.asgi:application" in web
     assert worker[:4] == ["celery", "-A", "lfl_web", "worker"]
+    # searches and their chunks, under a name unique per container (so `--scale worker=N` works)
+    assert worker[worker.index("-Q") + 1] == f"celery,{settings.LFL_EVALUATION_QUEUE}"
+    assert worker[worker.index("-n") + 1] == "worker@%h"
+    assert compose["services"]["coordinator"]["command"] == ["python", "manage.py", "coordinate"]
+    assert "deploy" not in compose["services"]["coordinator"]  # it needs no GPU
 
 
 def test_make_test_installs_docker_compose():

@@ -1,10 +1,6 @@
 """The whole path with real processes: embedded Redis, a Celery worker subprocess sharing the test
 database file, and a websocket client on the real channels_redis layer."""
 
-import contextlib
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,10 +14,9 @@ from lfl_web.experiments.models import Candidate, Experiment, Generation, Learne
 from lfl_web.experiments.routing import websocket_urlpatterns
 from lfl_web.experiments.tasks import run_experiment
 from lfl_web.layers import redis_channel_layer
-from lfl_web.stack.supervisor import kill_group
 
 from ..conftest import tiny_config
-from ..databases import shared_database_url
+from .workers import Processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,26 +26,14 @@ DEADLINE_SECONDS = 120
 
 @pytest.fixture
 def worker(embedded_redis, tmp_path):
-    """`celery -A lfl_web worker --pool=solo` on the test database; stopped even when the test fails."""
-    env = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "lfl_web.settings", "REDIS_URL": embedded_redis.url,
-        "DATABASE_URL": shared_database_url(), "LFL_VAR_DIR": str(tmp_path / "var"),
-        "LFL_CHANNEL_LAYER": "redis",
-    }
-    log_path = tmp_path / "worker.log"
-    command = [sys.executable, "-m", "celery", "-A", "lfl_web", "worker", "--pool=solo", "--concurrency=1",
-               "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    """A solo-pool Celery worker on the test database (searches and their chunks); stopped even when
+    the test fails."""
+    processes = Processes(embedded_redis.url, tmp_path)
     try:
-        yield process, log_path
+        process = processes.worker("worker")
+        yield process, processes.log("worker")
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(15)
-        kill_group(process.pid)
-        process.wait()
+        processes.stop_all()
 
 
 async def watch_until_finished(communicator) -> list[dict]:

@@ -103,7 +103,8 @@ def test_runstack_sends_the_queued_searches_to_its_restarted_redis_again(make_ex
     settings.REDIS_URL = ""  # so it starts (and keeps alive) its embedded Redis
     queued = make_experiment()
     servers = []
-    monkeypatch.setattr(runstack, "worker_command", lambda pool, n: SLEEPER)
+    monkeypatch.setattr(runstack, "worker_command", lambda *args: SLEEPER)
+    monkeypatch.setattr(runstack, "coordinator_command", lambda: SLEEPER)  # its sweep would send them too
     monkeypatch.setattr(runstack, "daphne_command", lambda host, port: SLEEPER)
     monkeypatch.setattr(runstack.Command, "announce", lambda *args: None)  # the sleeper serves no port
     real_start = runstack.EmbeddedRedis.start

@@ -72,7 +72,7 @@ def test_runstack_serves_the_login_page_and_ctrl_c_stops_every_process(tmp_path)
         assert answers(f"http://127.0.0.1:{port}/static/admin/css/base.css")  # the admin gets its styles
         assert wait_until(lambda: any("lfl is running: open http://127.0.0.1" in line for line in lines), timeout=30)
         pids = started_pids(lines)
-        assert set(pids) == {"embedded redis", "celery worker", "daphne"}, "\n".join(lines)
+        assert set(pids) == {"embedded redis", "celery worker", "coordinator", "daphne"}, "\n".join(lines)
         password = next(line.split("password: ")[1] for line in lines if "with password: " in line)
         with sqlite3.connect(tmp_path / "db.sqlite3") as db:
             [(stored,)] = db.execute("select password from auth_user where username = 'admin'").fetchall()

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 import redis
@@ -133,14 +134,15 @@ def test_runstack_refuses_a_port_in_use(db):
 def test_runstack_stops_everything_and_fails_when_a_child_dies(db, monkeypatch, settings):
     settings.REDIS_URL = ""  # so it starts (and must stop) its embedded Redis
     started = []
-    monkeypatch.setattr(runstack, "worker_command", lambda pool, n: [sys.executable, "-c", "raise SystemExit(5)"])
+    monkeypatch.setattr(runstack, "worker_command", lambda *args: [sys.executable, "-c", "raise SystemExit(5)"])
+    monkeypatch.setattr(runstack, "coordinator_command", lambda: SLEEPER)
     monkeypatch.setattr(runstack, "daphne_command", lambda host, port: SLEEPER)
     monkeypatch.setattr(runstack.EmbeddedRedis, "start", record_start(runstack.EmbeddedRedis.start, started))
     out = io.StringIO()
     with pytest.raises(CommandError, match=r"celery worker exited unexpectedly \(code 5\)"):
         call_command("runstack", port=free_port(), stdout=out, stderr=io.StringIO())
     pids = [int(line.split("pid ")[1].split(")")[0]) for line in out.getvalue().splitlines() if "(pid " in line]
-    assert len(pids) == 3  # redis, worker, daphne
+    assert len(pids) == 4  # redis, worker, coordinator, daphne
     assert all(gone(pid) for pid in pids)
     assert started[0].process is None  # Redis was stopped
 
@@ -161,7 +163,49 @@ def test_child_env_points_every_process_at_the_same_redis(monkeypatch):
     assert runstack.child_env("redis://x")["LFL_DEBUG"] == "1"
 
 
-def test_worker_and_daphne_commands():
-    assert runstack.worker_command("solo", 2)[-4:-2] == ["--pool=solo", "--concurrency=2"]
+def test_worker_and_daphne_commands(settings):
+    command = runstack.worker_command("solo", 2, "worker3")
+    assert command[-8:-6] == ["--pool=solo", "--concurrency=2"]
+    assert command[-4:] == ["-n", "worker3@%h", "-Q", f"celery,{settings.LFL_EVALUATION_QUEUE}"]  # searches and chunks
+    assert runstack.thread_share(2, cores=2) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert runstack.thread_share(3, cores=16)["OMP_NUM_THREADS"] == "5"
+    assert runstack.thread_share(4, cores=2)["OMP_NUM_THREADS"] == "1"  # never none
     assert runstack.daphne_command("0.0.0.0", 8123)[-5:] == ["-b", "0.0.0.0", "-p", "8123", "lfl_web.asgi:application"]
     assert subprocess.run([*runstack.daphne_command("127.0.0.1", 1)[:3], "--help"], capture_output=True).returncode == 0
+
+
+def test_runstack_starts_the_workers_asked_for_each_with_its_share_of_the_cores(db, monkeypatch, settings, tmp_path):
+    settings.REDIS_URL = ""
+    seen = tmp_path / "workers"
+    seen.mkdir()
+
+    def worker(pool, concurrency, name):  # writes the threads it was given, then waits like a worker
+        report = seen / name
+        return [sys.executable, "-c", f"import os, time; open({str(report)!r}, 'w').write(os.environ['OMP_NUM_THREADS']);"
+                                      " time.sleep(60)"]
+
+    monkeypatch.setattr(runstack, "worker_command", worker)
+    monkeypatch.setattr(runstack, "coordinator_command", lambda: SLEEPER)
+    monkeypatch.setattr(runstack, "daphne_command", lambda host, port: SLEEPER)
+    monkeypatch.setattr(runstack.Command, "announce", lambda *args: None)
+    monkeypatch.setattr(runstack.os, "cpu_count", lambda: 4)
+
+    def stop_once_both_started():
+        try:
+            assert wait_until(lambda: len([p for p in seen.iterdir() if p.read_text()]) == 2, timeout=30)
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=stop_once_both_started, daemon=True)
+    helper.start()
+    out = io.StringIO()
+    call_command("runstack", port=free_port(), workers=2, stdout=out, stderr=io.StringIO())
+    helper.join(10)
+    assert {p.name: p.read_text() for p in seen.iterdir()} == {"worker1": "2", "worker2": "2"}  # 4 cores / 2
+    said = out.getvalue()
+    assert "started celery worker 1" in said and "started celery worker 2" in said and "started coordinator" in said
+
+
+def test_runstack_refuses_no_workers(db):
+    with pytest.raises(CommandError, match="LFL_WORKERS must be at least 1, got 0"):
+        call_command("runstack", port=free_port(), workers=0)

@@ -4,7 +4,9 @@ Migrates the database, starts an embedded Redis unless REDIS_URL is set, creates
 then runs daphne (HTTP + websockets) and a Celery worker until Ctrl-C or SIGTERM. If either dies,
 everything stops and the command exits non-zero. If the embedded Redis dies, it is started again on
 the same port with the same password (the worker and daphne reconnect), and the queued searches it
-lost are sent to it again from the database.
+lost are sent to it again from the database. LFL_WORKERS=N starts N evaluation workers, each with
+1/N of the cores; they share every search's chunks. A coordinator (`manage.py coordinate`) sends
+again what a lost worker or a restarted Redis lost.
 """
 
 from __future__ import annotations
@@ -26,13 +28,25 @@ from lfl_web.stack.supervisor import StopOnSignals, Supervisor, port_is_free, wa
 POOLS = ("prefork", "solo", "threads")
 
 
-def worker_command(pool: str, concurrency: int) -> list[str]:
+def worker_command(pool: str, concurrency: int, name: str = "worker1") -> list[str]:
+    """A Celery worker taking searches (the default queue) and chunks of searches (the evaluation queue)."""
     # --quiet drops the worker's start-up banner, which would otherwise bury the address and the
     # admin password printed just before it; the worker's log lines still show.
     return [
         sys.executable, "-m", "celery", "-A", "lfl_web", "--quiet", "worker", "--loglevel=INFO",
         f"--pool={pool}", f"--concurrency={concurrency}", "--without-gossip", "--without-mingle",
+        "-n", f"{name}@%h", "-Q", f"celery,{settings.LFL_EVALUATION_QUEUE}",
     ]
+
+
+def coordinator_command() -> list[str]:
+    return [sys.executable, "manage.py", "coordinate"]
+
+
+def thread_share(workers: int, cores: int | None = None) -> dict[str, str]:
+    """Each of `workers` worker processes gets an equal share of the machine's cores for its math."""
+    threads = str(max(1, (cores or os.cpu_count() or 1) // workers))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
 def daphne_command(host: str, port: int) -> list[str]:
@@ -46,7 +60,9 @@ def child_env(redis_url: str) -> dict[str, str]:
     return env
 
 
-def check_options(host: str, port: int, pool: str, concurrency: int) -> None:
+def check_options(host: str, port: int, pool: str, concurrency: int, workers: int = 1) -> None:
+    if workers < 1:
+        raise CommandError(f"LFL_WORKERS must be at least 1, got {workers}")
     if pool not in POOLS:
         raise CommandError(f"LFL_WORKER_POOL must be one of {', '.join(POOLS)}, got {pool!r}")
     if concurrency < 1:
@@ -56,30 +72,35 @@ def check_options(host: str, port: int, pool: str, concurrency: int) -> None:
 
 
 class Command(BaseCommand):
-    help = "Run lfl locally (migrations, Redis, daphne, a Celery worker) until Ctrl-C."
+    help = "Run lfl locally (migrations, Redis, daphne, Celery workers, the coordinator) until Ctrl-C."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("LFL_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=os.environ.get("LFL_PORT", "8000"))
         parser.add_argument("--pool", choices=POOLS, default=os.environ.get("LFL_WORKER_POOL", "prefork"))
         parser.add_argument("--concurrency", type=int, default=os.environ.get("LFL_WORKER_CONCURRENCY", "1"))
+        parser.add_argument("--workers", type=int, default=os.environ.get("LFL_WORKERS", "1"),
+                            help="evaluation worker processes, each with an equal share of the cores")
 
-    def handle(self, *args, host, port, pool, concurrency, **options):
-        check_options(host, port, pool, concurrency)
+    def handle(self, *args, host, port, pool, concurrency, workers, **options):
+        check_options(host, port, pool, concurrency, workers)
         call_command("migrate", interactive=False, verbosity=0)
         self.create_admin()
-        dead = self.supervise(host, port, pool, concurrency)
+        dead = self.supervise(host, port, pool, concurrency, workers)
         if dead:
             raise CommandError(f"{dead.name} exited unexpectedly (code {dead.process.returncode}); the stack was stopped")
         self.stdout.write("lfl stopped.")
 
-    def supervise(self, host: str, port: int, pool: str, concurrency: int):
+    def supervise(self, host: str, port: int, pool: str, concurrency: int, workers: int = 1):
         """Run until Ctrl-C/SIGTERM (returns None) or until a child dies (returns it); stops everything."""
         with StopOnSignals() as stop, ExitStack() as cleanup:
             redis_url, embedded = self.redis_url(cleanup)
             supervisor = Supervisor(child_env(redis_url), say=self.stdout.write)
             cleanup.callback(supervisor.stop_all)
-            supervisor.start("celery worker", worker_command(pool, concurrency))
+            for i in range(1, workers + 1):
+                name = "celery worker" if workers == 1 else f"celery worker {i}"
+                supervisor.start(name, worker_command(pool, concurrency, f"worker{i}"), thread_share(workers))
+            supervisor.start("coordinator", coordinator_command())
             supervisor.start("daphne", daphne_command(host, port))
             if embedded:
                 self.requeue(redis_url)

@@ -1,0 +1,131 @@
+"""The coordinator: a light, periodic sweep that keeps fanned-out searches moving through faults.
+
+Nothing waits on it: a search moves on by itself when its chunks finish (`fanout.advance`). The
+sweep only puts back what a fault took away, from the database's record:
+
+- a worker lost mid-chunk: its lease runs out, the chunk goes back to pending and is sent again;
+- a chunk whose message never left (the broker was down when it was made) is sent;
+- a broker that restarted empty (the embedded Redis keeps nothing; seen as our marker key gone):
+  every pending chunk is sent again (the queued searches are the stack's: `runstack` sends them);
+- a process lost between storing a chunk's outcomes and moving the search on, or a cancel request
+  while nothing of that search runs: every running search is advanced (a no-op when nothing is due).
+
+Duplicates are harmless (`Chunk.claim`, `Experiment.claim_for_worker`), so the sweep may run in
+several places at once; `manage.py coordinate` runs it every LFL_SWEEP_SECONDS (the stack starts one).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from lfl_web.experiments import dispatch, fanout
+from lfl_web.experiments.models import UNFINISHED, Chunk, ChunkStatus, Experiment, MetaTestStatus, Status
+from lfl_web.experiments.queue import BROKER_ERRORS, QueueUnavailable, broker_connection, publish_search
+
+logger = logging.getLogger(__name__)
+
+#: A key the coordinator keeps in a Redis broker: when it is gone, the broker lost its data.
+MARKER_KEY = "lfl:coordinator:broker-marker"
+
+
+@dataclass
+class SweepReport:
+    resent: list[int] = field(default_factory=list)  # chunk pks sent again
+    finished: dict[int, str] = field(default_factory=dict)  # experiment pk -> "completed" / "stopped"
+    broker_lost: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.resent or self.finished or self.broker_lost)
+
+
+def sweep(*, broker_url: str | None = None) -> SweepReport:
+    """One pass (see the module docstring); returns what it did."""
+    report = SweepReport()
+    expired = _release_expired_leases()
+    report.broker_lost = broker_lost(broker_url)
+    if report.broker_lost:
+        to_send = list(dispatch.pending().values_list("pk", flat=True))
+    else:
+        unsent = dispatch.pending().filter(sent_at__isnull=True).values_list("pk", flat=True)
+        to_send = sorted(set(expired) | set(unsent))
+    report.resent = dispatch.send(to_send, broker_url=broker_url)
+    if report.broker_lost:
+        mark_broker(broker_url)
+    for pk in Experiment.objects.filter(status=Status.RUNNING, stored_search__isnull=False).values_list("pk", flat=True):
+        finished = fanout.advance(pk)
+        if finished:
+            report.finished[pk] = finished
+            if finished == "completed":
+                _meta_test_elsewhere(pk, broker_url)
+    return report
+
+
+def _release_expired_leases() -> list[int]:
+    """Running chunks whose lease ran out go back to pending; returns their pks."""
+    now = timezone.now()
+    expired = list(Chunk.objects.lease_expired(now).filter(experiment__status__in=UNFINISHED)
+                   .values_list("pk", flat=True))
+    Chunk.objects.filter(pk__in=expired, status=ChunkStatus.RUNNING, lease_until__lt=now).update(
+        status=ChunkStatus.PENDING, lease_until=None)
+    if expired:
+        logger.warning("chunks %s: their workers stopped renewing the lease; sending them again", expired)
+    return expired
+
+
+def _meta_test_elsewhere(pk: int, broker_url: str | None) -> None:
+    """The sweep finished a search: its meta-test runs on a worker, not in the coordinator."""
+    if settings.LFL_CHUNK_DISPATCH == "inline":
+        from lfl_web.experiments.runner import run_pending_meta_test
+
+        run_pending_meta_test(pk)
+        return
+    task_id = str(uuid.uuid4())
+    Experiment.objects.filter(pk=pk, status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING).update(
+        celery_task_id=task_id)
+    try:
+        with broker_connection(broker_url) as connection:
+            publish_search(pk, connection=connection, task_id=task_id)
+    except QueueUnavailable as exc:
+        logger.warning("experiment %s: the meta-test could not be queued (%s); the stack's restart sends it", pk, exc)
+
+
+def _redis(broker_url: str | None):
+    url = broker_url or settings.CELERY_BROKER_URL
+    if settings.LFL_CHUNK_DISPATCH == "inline" or not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+
+
+def broker_lost(broker_url: str | None = None) -> bool:
+    """Whether a Redis broker has lost its data since `mark_broker` (False for other brokers, or
+    when it cannot be reached: then nothing can be sent anyway)."""
+    client = _redis(broker_url)
+    if client is None:
+        return False
+    try:
+        return not client.exists(MARKER_KEY)
+    except BROKER_ERRORS + (RedisError,) as exc:
+        logger.warning("the broker does not answer: %s", exc)
+        return False
+    finally:
+        client.close()
+
+
+def mark_broker(broker_url: str | None = None) -> None:
+    client = _redis(broker_url)
+    if client is None:
+        return
+    try:
+        client.set(MARKER_KEY, timezone.now().isoformat())
+    except BROKER_ERRORS + (RedisError,) as exc:
+        logger.warning("could not mark the broker: %s", exc)
+    finally:
+        client.close()

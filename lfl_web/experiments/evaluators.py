@@ -1,0 +1,46 @@
+"""The task and evaluator a worker process keeps for the search it is working on.
+
+Consecutive chunks of one search skip loading the data and choosing the evaluator again; moving
+to another search drops them (and empties the GPU cache). Imports torch only when first asked.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from django.conf import settings
+
+from lfl_web.experiments.runner import CancelPoll as _CancelPoll
+
+
+def CancelPoll(experiment_id: int) -> _CancelPoll:  # noqa: N802 (reads like the class it makes)
+    return _CancelPoll(experiment_id, settings.LFL_CANCEL_POLL_SECONDS)
+
+
+_cached: dict = {}
+
+
+def evaluator_for(experiment_id: int, config, saved_plan: dict | None):
+    """(task, evaluator) for this search, built once per process and search (the last one kept)."""
+    from search_engine.scoring.plan import make_evaluator
+    from search_engine.tasks.task import load_task
+
+    key = (experiment_id, json.dumps(config.to_dict(), sort_keys=True), json.dumps(saved_plan, sort_keys=True))
+    if _cached.get("key") != key:
+        forget_evaluator()
+        task = load_task(config)
+        _cached.update(key=key, value=(task, make_evaluator(task, config, saved_plan=saved_plan)))
+    return _cached["value"]
+
+
+def forget_evaluator() -> None:
+    """Drop the kept task and evaluator (and the GPU memory they held)."""
+    _cached.clear()
+    _release_device_memory()
+
+
+def _release_device_memory() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,136 @@
+"""One search as chunks (experiments.fanout), in this process: the same history as `run_search`
+whatever order, repetition or failure the chunks come back with. Real worker processes:
+tests/web/stack/test_fan_out_workers.py."""
+
+import random
+
+import pytest
+
+from lfl_web.experiments import chunks, coordinator, dispatch, fanout
+from lfl_web.experiments.models import Candidate, Chunk, ChunkStatus, Experiment, Phase, Status, StoredSearch
+from lfl_web.experiments.tasks import run_experiment
+
+from ..conftest import tiny_config
+from ..histories import reference_history, stored_history
+
+pytestmark = pytest.mark.django_db
+
+
+def chunked_config(**sections) -> dict:
+    """6 candidates per generation in chunks of 2, 3 generations."""
+    return tiny_config(search={"population_size": 6, "generations": 3},
+                       evaluation={"strategy": "batched", "max_population_chunk": 2}, **sections)
+
+
+def drain_shuffled(rng: random.Random, repeat: bool) -> None:
+    """Run the queued chunks in a random order, each (with `repeat`) twice, as redelivery would."""
+    queue = dispatch.inline_queue()
+    while queue:
+        batch = list(queue)
+        queue.clear()
+        rng.shuffle(batch)
+        for pk in batch:
+            assert chunks.run_chunk(pk, worker="w1") in ("done", "dropped")
+            if repeat:
+                assert chunks.run_chunk(pk, worker="w2") == "dropped"  # finished: nothing changes
+
+
+@pytest.mark.parametrize("local_search", [{"mode": "off"}, {"mode": "top_k", "top_k": 2, "meta_steps": 2}])
+def test_chunks_in_any_order_and_delivered_twice_give_the_history_of_run_search(make_experiment, local_search):
+    config = chunked_config(local_search=local_search)
+    experiment = make_experiment(config=config)
+    experiment.claim_for_worker("t")
+    fanout.start(experiment)
+    generation_0 = Chunk.objects.filter(experiment=experiment, generation=0, phase=Phase.EVALUATE)
+    assert [c.indices for c in generation_0] == [[0, 1], [2, 3], [4, 5]]  # by population index, from the plan
+    drain_shuffled(random.Random(7), repeat=True)
+    experiment.refresh_from_db()
+    assert experiment.status == Status.SUCCEEDED
+    assert stored_history(experiment) == reference_history(config)
+    refined = Chunk.objects.filter(experiment=experiment, phase=Phase.REFINE)
+    assert refined.exists() == (local_search["mode"] == "top_k")  # one chunk per best form not yet refined
+    assert set(Chunk.objects.filter(experiment=experiment).values_list("attempts", flat=True)) == {1}
+
+
+def test_a_chunk_that_raises_is_recorded_and_the_search_goes_on(make_experiment, monkeypatch):
+    experiment = make_experiment(config=chunked_config())
+    real = chunks._evaluate
+
+    def breaks_once(chunk):
+        if (chunk.generation, chunk.number) == (0, 1):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(chunk)
+
+    monkeypatch.setattr(chunks, "_evaluate", breaks_once)
+    assert run_experiment(experiment.pk) == Status.SUCCEEDED
+    failed = Chunk.objects.get(experiment=experiment, generation=0, number=1)
+    assert failed.status == ChunkStatus.FAILED
+    assert failed.error == "RuntimeError: CUDA error: an illegal memory access was encountered"
+    reasons = dict(Candidate.objects.filter(experiment=experiment, generation=0).values_list("index", "rejection_reason"))
+    expected = "evaluation failed: RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert reasons[2] == reasons[3] == expected and expected not in (reasons[0], reasons[1])
+    assert Candidate.objects.filter(experiment=experiment, generation=0, index__in=[2, 3], fitness=None).count() == 2
+    assert len(stored_history(experiment)) == 3
+
+
+def test_a_generation_moves_on_when_its_last_chunk_is_stored_whoever_stores_it(make_experiment):
+    experiment = make_experiment(config=chunked_config())
+    experiment.claim_for_worker("t")
+    fanout.start(experiment)
+    first, second, third = dispatch.inline_queue()
+    dispatch.inline_queue().clear()
+    for pk in (third, first):
+        assert chunks.run_chunk(pk, worker="w") == "done"
+    stored = StoredSearch.objects.get(experiment=experiment)
+    assert stored.generation == 0 and not dispatch.inline_queue()
+    # candidates are recorded as soon as the population's prefix is known: 0 and 1, not yet 4 and 5
+    assert sorted(Candidate.objects.filter(experiment=experiment).values_list("index", flat=True)) == [0, 1]
+    assert fanout.advance(experiment.pk) is None  # nothing more is due: a no-op
+    assert chunks.run_chunk(second, worker="w") == "done"
+    assert StoredSearch.objects.get(experiment=experiment).generation == 1
+    assert list(dispatch.inline_queue()) == list(Chunk.objects.filter(experiment=experiment, generation=1).values_list("pk", flat=True))
+
+
+def test_a_chunk_held_by_a_live_lease_is_not_taken_twice(make_experiment, settings):
+    experiment = make_experiment(config=chunked_config())
+    experiment.claim_for_worker("t")
+    fanout.start(experiment)
+    chunk = Chunk.objects.get(pk=dispatch.inline_queue()[0])
+    lease = chunks.Lease(chunk, "w1")
+    assert chunk.claim("w1", lease.until())
+    assert chunks.run_chunk(chunk.pk, worker="w2") == "dropped"
+    assert Chunk.objects.get(pk=chunk.pk).worker == "w1"
+
+
+def test_the_sweep_sends_chunks_the_broker_never_took(make_experiment, settings, monkeypatch):
+    from lfl_web.celery import app
+
+    experiment = make_experiment(config=chunked_config())
+    experiment.claim_for_worker("t")
+    settings.LFL_CHUNK_DISPATCH = "celery"
+
+    def broker_down(*args, **kwargs):
+        raise OSError("Connection refused")
+
+    monkeypatch.setattr(app, "send_task", broker_down)
+    fanout.start(experiment)  # the chunks are stored, their messages not sent
+    assert list(Chunk.objects.filter(experiment=experiment).values_list("sent_at", flat=True)) == [None] * 3
+    got = []
+    monkeypatch.setattr(app, "send_task", lambda name, args, **kw: got.append((name, args[0], kw["queue"])))
+    report = coordinator.sweep()
+    pks = list(Chunk.objects.filter(experiment=experiment).values_list("pk", flat=True))
+    assert report.resent == pks and got == [(dispatch.EVALUATE_CHUNK, pk, "lfl.evaluation") for pk in pks]
+    assert None not in Chunk.objects.filter(experiment=experiment).values_list("sent_at", flat=True)
+    assert not coordinator.sweep().resent  # sent once: not again while they wait in the queue
+
+
+def test_a_cancel_request_with_nothing_running_is_finished_by_the_sweep(make_experiment):
+    experiment = make_experiment(config=chunked_config())
+    experiment.claim_for_worker("t")
+    fanout.start(experiment)
+    dispatch.inline_queue().clear()  # the messages wait in a queue no worker reads
+    experiment.request_cancel()
+    report = coordinator.sweep()
+    assert report.finished == {experiment.pk: "stopped"}
+    assert Experiment.objects.get(pk=experiment.pk).status == Status.CANCELLED
+

@@ -1,0 +1,155 @@
+"""One search over real Celery worker processes on an embedded Redis: split over two workers, one
+worker SIGKILLed mid-chunk, the Redis killed and restarted, a chunk that raises. Every search must
+end with the history of the single-process `run_search` of its configuration."""
+
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from lfl_web import celery_app
+from lfl_web.experiments.models import (
+    Candidate,
+    Chunk,
+    ChunkStatus,
+    Experiment,
+    MetaTestStatus,
+    Status,
+    StoredSearch,
+)
+from lfl_web.experiments.routing import websocket_urlpatterns
+from lfl_web.experiments.tasks import run_experiment
+from lfl_web.layers import redis_channel_layer
+
+from ..conftest import tiny_config
+from ..histories import reference_history, stored_history
+from ..polling import wait_until
+from .workers import Processes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEADLINE_SECONDS = 240
+LEASE_SECONDS = "3"
+
+
+def chunked_config(steps: int = 20, **sections) -> dict:
+    """6 candidates per generation in chunks of 2, 3 generations."""
+    return tiny_config(search={"population_size": 6, "generations": 3}, training={"steps": steps},
+                       evaluation={"strategy": "batched", "max_population_chunk": 2}, **sections)
+
+
+@pytest.fixture
+def processes(embedded_redis, tmp_path):
+    running = Processes(embedded_redis.url, tmp_path, LFL_CHUNK_LEASE_SECONDS=LEASE_SECONDS)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def submit(experiment, redis_url: str) -> None:
+    with celery_app.connection_for_write(redis_url) as broker:
+        run_experiment.apply_async((experiment.pk,), connection=broker, ignore_result=True)
+
+
+def wait_for_the_end(experiment, processes: Processes) -> Experiment:
+    """The experiment once its search and meta-test are over (AssertionError with the logs if not in time)."""
+    def over():
+        row = Experiment.objects.get(pk=experiment.pk)
+        return row.is_finished and row.meta_test_status != MetaTestStatus.RUNNING
+
+    assert wait_until(over, timeout=DEADLINE_SECONDS, interval=0.2), processes.logs()
+    return Experiment.objects.get(pk=experiment.pk)
+
+
+def test_a_search_split_over_two_workers_has_the_history_of_run_search(make_experiment, processes, embedded_redis):
+    config = chunked_config()
+    experiment = make_experiment(config=config)
+    processes.worker("w1")
+    processes.worker("w2")
+    submit(experiment, embedded_redis.url)
+    experiment = wait_for_the_end(experiment, processes)
+    assert experiment.status == Status.SUCCEEDED, processes.logs()
+    assert stored_history(experiment) == reference_history(config, threads=1)
+    workers = set(Chunk.objects.filter(experiment=experiment).values_list("worker", flat=True))
+    assert {w.split("@")[0] for w in workers} == {"w1", "w2"}  # both took chunks
+    assert experiment.meta_test_status == MetaTestStatus.SUCCEEDED
+
+
+def test_a_worker_killed_mid_chunk_leaves_the_history_unchanged(make_experiment, processes, embedded_redis):
+    config = chunked_config(steps=4000, rejection={"enabled": False}, task={"model": "mlp"})
+    experiment = make_experiment(config=config)
+    processes.worker("w1")
+    processes.worker("w2")
+    processes.coordinator()
+    submit(experiment, embedded_redis.url)
+
+    def held_by_w1():
+        return Chunk.objects.filter(experiment=experiment, status=ChunkStatus.RUNNING, worker__startswith="w1@").first()
+
+    assert wait_until(lambda: held_by_w1() is not None, timeout=120, interval=0.02), processes.logs()
+    processes.kill("w1")
+    lost = Chunk.objects.get(pk=held_by_w1().pk)
+    assert lost.status == ChunkStatus.RUNNING and lost.outcomes is None  # killed mid-chunk, nothing stored
+
+    experiment = wait_for_the_end(experiment, processes)
+    assert experiment.status == Status.SUCCEEDED, processes.logs()
+    assert stored_history(experiment) == reference_history(config, threads=1)
+    lost.refresh_from_db()
+    assert lost.status == ChunkStatus.DONE and lost.attempts == 2 and lost.worker.startswith("w2@")
+
+
+def test_a_restarted_redis_loses_nothing_and_a_reconnecting_viewer_sees_the_end(
+        make_experiment, processes, embedded_redis, settings):
+    settings.CHANNEL_LAYERS = {"default": redis_channel_layer(embedded_redis.url)}
+    config = chunked_config(steps=1500, rejection={"enabled": False})
+    experiment = make_experiment(config=config)
+    processes.worker("w1")
+    processes.coordinator()
+    submit(experiment, embedded_redis.url)
+    assert wait_until(lambda: StoredSearch.objects.filter(experiment=experiment, generation__gte=1).exists(),
+                      timeout=120, interval=0.05), processes.logs()
+    embedded_redis.process.kill()  # queued chunks and the marker go with it
+    embedded_redis.process.wait()
+    time.sleep(0.5)  # the workers see the connection drop
+    embedded_redis.restart()
+
+    experiment = wait_for_the_end(experiment, processes)
+    assert experiment.status == Status.SUCCEEDED, processes.logs()
+    assert stored_history(experiment) == reference_history(config, threads=1)
+    assert "broker_lost=True" in processes.log("coordinator").read_text()
+
+    owner = experiment.owner
+
+    async def reconnect():
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/experiments/{experiment.pk}/")
+        communicator.scope["user"] = owner
+        connected, _ = await communicator.connect()
+        assert connected
+        snapshot = await communicator.receive_json_from(timeout=10)
+        await communicator.disconnect()
+        return snapshot
+
+    snapshot = async_to_sync(reconnect)()
+    assert snapshot["experiment"]["status"] == "succeeded" and snapshot["experiment"]["current_generation"] == 3
+
+
+def test_a_chunk_that_raises_in_a_worker_is_recorded_and_the_search_goes_on(make_experiment, processes, embedded_redis):
+    experiment = make_experiment(config=chunked_config())
+    processes.worker("starter", queues="celery")  # searches only: the chunks wait in their queue
+    submit(experiment, embedded_redis.url)
+    assert wait_until(lambda: Chunk.objects.filter(experiment=experiment).count() == 3, timeout=120), processes.logs()
+    broken = Chunk.objects.get(experiment=experiment, generation=0, number=1)
+    broken.items = [{**item, "expression": "frobnicate(f)"} for item in broken.items]  # a damaged record
+    broken.save()
+    processes.worker("evaluator")
+
+    experiment = wait_for_the_end(experiment, processes)
+    assert experiment.status == Status.SUCCEEDED, processes.logs()
+    broken.refresh_from_db()
+    assert broken.status == ChunkStatus.FAILED and "frobnicate" in broken.error
+    failed = Candidate.objects.filter(experiment=experiment, generation=0, index__in=broken.indices)
+    assert [c.rejection_reason.startswith("evaluation failed: ") for c in failed] == [True, True]
+    assert experiment.current_generation == 3
