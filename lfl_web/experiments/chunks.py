@@ -17,10 +17,9 @@ from django.db import connection
 from django.utils import timezone
 
 from lfl_web.experiments import fanout
-from lfl_web.experiments.dispatch import inline_queue
+from lfl_web.experiments.dispatch import inline_queue, send_meta_test
 from lfl_web.experiments.evaluators import CancelPoll, evaluator_for
 from lfl_web.experiments.models import Chunk, ChunkStatus, Phase
-from lfl_web.experiments.runner import run_pending_meta_test
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +94,8 @@ def run_chunk(chunk_id: int, *, worker: str) -> str:
             status = ChunkStatus.FAILED
         if outcomes is not None and chunk.store(status, outcomes, error):
             logger.info("%s: %s on %s in %.1f s", chunk, status, worker, time.perf_counter() - started)
-    finished = fanout.advance(experiment.pk)
-    if finished == "completed":
-        run_pending_meta_test(experiment.pk, fanout.search_config(experiment))
+    if fanout.advance(experiment.pk) == "completed":
+        send_meta_test(experiment.pk)
     return "stopped" if outcomes is None else str(status)
 
 

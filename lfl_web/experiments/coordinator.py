@@ -17,7 +17,6 @@ several places at once; `manage.py coordinate` runs it every LFL_SWEEP_SECONDS (
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -25,8 +24,8 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from lfl_web.experiments import dispatch, fanout
-from lfl_web.experiments.models import UNFINISHED, Chunk, ChunkStatus, Experiment, MetaTestStatus, Status
-from lfl_web.experiments.queue import BROKER_ERRORS, QueueUnavailable, broker_connection, publish_search
+from lfl_web.experiments.models import UNFINISHED, Chunk, ChunkStatus, Experiment, Status
+from lfl_web.experiments.queue import BROKER_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def sweep(*, broker_url: str | None = None) -> SweepReport:
         if finished:
             report.finished[pk] = finished
             if finished == "completed":
-                _meta_test_elsewhere(pk, broker_url)
+                dispatch.send_meta_test(pk, broker_url=broker_url)
     return report
 
 
@@ -76,23 +75,6 @@ def _release_expired_leases() -> list[int]:
     if expired:
         logger.warning("chunks %s: their workers stopped renewing the lease; sending them again", expired)
     return expired
-
-
-def _meta_test_elsewhere(pk: int, broker_url: str | None) -> None:
-    """The sweep finished a search: its meta-test runs on a worker, not in the coordinator."""
-    if settings.LFL_CHUNK_DISPATCH == "inline":
-        from lfl_web.experiments.runner import run_pending_meta_test
-
-        run_pending_meta_test(pk)
-        return
-    task_id = str(uuid.uuid4())
-    Experiment.objects.filter(pk=pk, status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING).update(
-        celery_task_id=task_id)
-    try:
-        with broker_connection(broker_url) as connection:
-            publish_search(pk, connection=connection, task_id=task_id)
-    except QueueUnavailable as exc:
-        logger.warning("experiment %s: the meta-test could not be queued (%s); the stack's restart sends it", pk, exc)
 
 
 def _redis(broker_url: str | None):

@@ -21,12 +21,14 @@ from django.template.loader import render_to_string
 from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, loss_shape_for
 from lfl_web.experiments.models import Experiment, MetaTestStatus
 from lfl_web.experiments.pareto import RUNNING_FRONTS, ParetoChart, experiment_chart
+from lfl_web.experiments.workers_panel import WorkersView, workers_view
 
 #: Panel id (the id of the fragment's root element) -> its partial.
 PANEL_TEMPLATES = {
     "status": "experiments/_status.html",
     "error": "experiments/_error.html",
     "progress-panel": "experiments/_progress.html",
+    "workers-panel": "experiments/_workers.html",
     "best-panel": "experiments/_best.html",
     "pareto-panel": "experiments/_pareto.html",
     "hall-of-fame-panel": "experiments/_hall_of_fame.html",
@@ -38,20 +40,24 @@ PANEL_IDS = tuple(PANEL_TEMPLATES)
 
 #: What a change of the experiment's row (status, cancel request, error, meta-test state) can change
 #: (the candidates say whether their generation is still being evaluated; the Pareto front takes in
-#: the candidates of a generation that a stop left unfinished).
-STATUS_PANELS = ("status", "error", "progress-panel", "hall-of-fame-panel", "candidates-panel", "loss-shape-panel",
-                 "meta-test-panel", "pareto-panel")
+#: the candidates of a generation that a stop left unfinished; the workers panel stops refreshing).
+STATUS_PANELS = ("status", "error", "progress-panel", "workers-panel", "hall-of-fame-panel", "candidates-panel",
+                 "loss-shape-panel", "meta-test-panel", "pareto-panel")
 
 #: Event type -> the panels it changes. Candidates re-render only their (latest) generation's table;
 #: a generation re-renders the counters, the best loss, the hall of fame, the candidates header and
 #: the Pareto front. The front is redrawn once per generation, never per candidate, from the rows
 #: that generation added to the process's running front: every event costs the same after a
-#: thousand generations as after one (the page and the snapshot read every row, once).
+#: thousand generations as after one (the page and the snapshot read every row, once). The workers
+#: panel follows every step of a fanned-out search: its chunks are stored with search_started and
+#: generation_finished, and a candidate is recorded once its chunk is (workers taking chunks send no
+#: event: the page fetches that panel again while the search runs, see workers_panel).
 PANELS_BY_EVENT = {
-    "search_started": ("progress-panel", "best-panel"),  # totals, baseline, evaluation plan, metric
-    "candidate_evaluated": ("candidates-panel",),
-    "candidate_refined": ("candidates-panel",),
-    "generation_finished": ("progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel", "pareto-panel"),
+    "search_started": ("progress-panel", "best-panel", "workers-panel"),  # totals, baseline, plan, metric, chunks
+    "candidate_evaluated": ("candidates-panel", "workers-panel"),
+    "candidate_refined": ("candidates-panel", "workers-panel"),
+    "generation_finished": ("progress-panel", "workers-panel", "best-panel", "hall-of-fame-panel", "candidates-panel",
+                            "pareto-panel"),
     # record_event follows search_finished with an experiment_status message: that one carries its panels
     "search_finished": (),
     "experiment_status": STATUS_PANELS,
@@ -111,6 +117,12 @@ class Dashboard:
         if self.running:
             return experiment_chart(self.experiment, running=True)
         return experiment_chart(self.experiment)
+
+    @cached_property
+    def workers(self) -> WorkersView | None:
+        """The chunks of the generation being evaluated (None: the search does not fan out, or has
+        not been prepared yet)."""
+        return workers_view(self.experiment)
 
     @cached_property
     def loss_shape(self) -> dict | None:

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import deque
 
 from django.conf import settings
 from django.utils import timezone
 
 from lfl_web.celery import app as celery_app
-from lfl_web.experiments.models import UNFINISHED, Chunk, ChunkStatus
-from lfl_web.experiments.queue import BROKER_ERRORS, RETRY_POLICY, broker_connection
+from lfl_web.experiments.models import UNFINISHED, Chunk, ChunkStatus, Experiment, MetaTestStatus, Status
+from lfl_web.experiments.queue import (
+    BROKER_ERRORS,
+    RETRY_POLICY,
+    QueueUnavailable,
+    broker_connection,
+    publish_search,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +84,22 @@ def send_pending(experiment_id: int | None = None, *, broker_url: str | None = N
     """Send every pending chunk again (after the broker lost its queue); returns the pks sent."""
     return send(pending(experiment_id).values_list("pk", flat=True), broker_url=broker_url)
 
+
+
+def send_meta_test(experiment_id: int, *, broker_url: str | None = None) -> None:
+    """Meta-test a search that has just completed, as a task of its own (the experiment's task, under
+    a new id written on the row first, see tasks.run_experiment): a worker lost in the middle has it
+    delivered again. Inline, it runs here and now."""
+    if settings.LFL_CHUNK_DISPATCH == "inline":
+        from lfl_web.experiments.runner import run_pending_meta_test
+
+        run_pending_meta_test(experiment_id)
+        return
+    task_id = str(uuid.uuid4())
+    Experiment.objects.filter(pk=experiment_id, status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING
+                              ).update(celery_task_id=task_id)
+    try:
+        with broker_connection(broker_url) as connection:
+            publish_search(experiment_id, connection=connection, task_id=task_id)
+    except QueueUnavailable as exc:  # the next stack start sends it (services.requeue_unfinished)
+        logger.warning("experiment %s: the meta-test could not be queued: %s", experiment_id, exc)

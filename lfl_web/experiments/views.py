@@ -10,9 +10,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from lfl_web.experiments.dashboard import chart_series, panels_context, snapshot_message
+from lfl_web.experiments.dashboard import chart_series, panels_context, render_panels, snapshot_message
 from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, export_file
 from lfl_web.experiments.estimate import estimate_context
 from lfl_web.experiments.form_layout import initial_values, presets
@@ -105,6 +106,15 @@ def experiment_results(request, pk):
     and the chart's data."""
     experiment = get_object_or_404(Experiment.objects.visible_to(request.user).select_related("owner"), pk=pk)
     return JsonResponse(snapshot_message(experiment))
+
+
+@login_required
+@never_cache
+def experiment_workers(request, pk):
+    """The workers panel's fragment alone: the dashboard fetches it again while the search runs (a
+    worker taking a chunk sends no event)."""
+    experiment = get_object_or_404(Experiment.objects.visible_to(request.user), pk=pk)
+    return HttpResponse(render_panels(experiment, ("workers-panel",))["workers-panel"])
 
 
 @login_required
