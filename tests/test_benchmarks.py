@@ -57,3 +57,16 @@ def test_live_updates_smoke_reaches_every_viewer():
     assert [cells[0].strip() for cells in rows] == ["0", "1", "2"]
     assert all(cells[4].strip() == "0" and float(cells[6]) > 0 for cells in rows)  # no drop; a message arrived
     assert "total drops 0; viewers lost 0 of 5" in result.stdout
+
+
+def test_scale_out_smoke_runs_one_search_on_one_and_on_two_workers():
+    """The scale-out benchmark on its own stacks (Redis, SQLite, coordinator, 1 then 2 real workers):
+    both searches succeed with identical histories, and the table has a row per generation (the
+    speed-up is not asserted)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LFL_TEST_DATABASE_URL", "REDIS_URL")}
+    result = subprocess.run([sys.executable, "-m", "benchmarks.scale_out", "--smoke"], cwd=Path(__file__).parents[1],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [cells[0].strip() for cells in rows] == ["0", "1"]
+    assert "histories identical (without seconds): yes" in result.stdout

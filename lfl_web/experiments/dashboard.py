@@ -56,8 +56,8 @@ PANELS_BY_EVENT = {
     "search_started": ("progress-panel", "best-panel", "workers-panel"),  # totals, baseline, plan, metric, chunks
     "candidate_evaluated": ("candidates-panel", "workers-panel"),
     "candidate_refined": ("candidates-panel", "workers-panel"),
-    "generation_finished": ("progress-panel", "workers-panel", "best-panel", "hall-of-fame-panel", "candidates-panel",
-                            "pareto-panel"),
+    "generation_finished": ("progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel", "pareto-panel",
+                            "workers-panel"),
     # record_event follows search_finished with an experiment_status message: that one carries its panels
     "search_finished": (),
     "experiment_status": STATUS_PANELS,

@@ -6,6 +6,10 @@
  * one, and is read out only when something changed). Swaps wait for the next animation frame, where
  * only the newest HTML of each panel counts. The status badge's data attributes then drive what the
  * page keeps outside the panels: the cancel and delete forms and the new-experiment form's notice.
+ *
+ * A panel with data-refresh-url (the workers panel: a worker taking a chunk sends no event) is also
+ * fetched again every data-refresh-seconds while the page expects news and is visible; it stops once
+ * the server renders it without that attribute, or answers with anything but the fragment.
  */
 (function () {
   "use strict";
@@ -46,7 +50,44 @@
     pending.clear();
     charts.splice(0).forEach(([data, complete]) => dashboard.chart.applySeries(data, complete));
     followStatus();
+    refreshPanels();
     root.dispatchEvent(new CustomEvent("lfl:panels"));
+  }
+
+  const refreshing = new Set(); // ids of the panels with a fetch scheduled or under way
+
+  // Schedule a fetch of every panel that asks for one and has none scheduled.
+  function refreshPanels() {
+    root.querySelectorAll("[data-panel][data-refresh-url]").forEach((node) => {
+      if (refreshing.has(node.id)) return;
+      refreshing.add(node.id);
+      refreshLater(node);
+    });
+  }
+
+  function refreshLater(node) {
+    const seconds = Number(node.dataset.refreshSeconds) || 3;
+    setTimeout(() => refresh(node.id), seconds * 1000);
+  }
+
+  async function refresh(id) {
+    const node = document.getElementById(id);
+    if (!node || !node.dataset.refreshUrl || !expectsNews()) return refreshing.delete(id);
+    if (!document.hidden) {
+      let html = null;
+      try {
+        // a redirect (signed out) is not followed: the sign-in page is no panel
+        const response = await fetch(node.dataset.refreshUrl, { credentials: "same-origin", redirect: "manual" });
+        if (response.type === "opaqueredirect" || (response.status >= 400 && response.status < 500)) {
+          return refreshing.delete(id); // signed out, or no longer allowed: the socket says which
+        }
+        if (response.ok) html = await response.text();
+      } catch (error) {
+        // the server is out of reach: try again at the next turn
+      }
+      if (html !== null) receive({ type: "refresh", panels: { [id]: html } });
+    }
+    refreshLater(node);
   }
 
   /** Take a socket message: {type, panels: {id: html}, chart} (a snapshot has every panel and point). */
@@ -89,5 +130,6 @@
   decorate(root);
   dashboard.chart.applySeries(JSON.parse(document.getElementById("chart-data").textContent), true);
   followStatus();
+  refreshPanels();
   dashboard.panels = { receive, expectsNews };
 })();

@@ -80,8 +80,8 @@ def test_snapshot_first_then_every_live_event_then_leaves_the_group(make_experim
     assert [m["type"] for m in live] == ["candidate_evaluated", "generation_finished", "search_finished",
                                          "experiment_status"]
     assert [tuple(m["panels"]) for m in live[:3]] == [
-        ("candidates-panel",),
-        ("progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel", "pareto-panel"), ()]
+        ("candidates-panel", "workers-panel"),
+        ("progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel", "pareto-panel", "workers-panel"), ()]
     assert live[1]["best_fitness"] == 0.25
     assert live[1]["chart"]["points"] == [{"generation": 0, "best": 0.25, "mean": 0.25}]
     assert live[3]["experiment"]["status"] == "succeeded" and tuple(live[3]["panels"]) == STATUS_PANELS

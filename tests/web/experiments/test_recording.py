@@ -74,7 +74,7 @@ def test_record_event_saves_before_it_announces(make_experiment, monkeypatch):
     assert group == f"experiment_{experiment.pk}"
     assert message == {"type": UPDATE_MESSAGE, "event": sent}
     assert sent["type"] == "candidate_evaluated" and sent["index"] == 3
-    assert list(sent["panels"]) == ["candidates-panel"], "rendered from the row just saved"
+    assert list(sent["panels"]) == ["candidates-panel", "workers-panel"], "rendered from the row just saved"
 
 
 def test_a_watcher_of_the_group_receives_the_stored_event(make_experiment):
@@ -194,7 +194,8 @@ def test_a_candidate_event_carries_the_candidates_table_of_its_generation(make_e
     received = watch_group(experiment.pk)
     record_event(experiment.pk, candidate(index=1, fitness=None))
     [message] = received()
-    assert (message["type"], list(message["panels"]), message["chart"]) == ("candidate_evaluated", ["candidates-panel"], None)
+    assert (message["type"], list(message["panels"]), message["chart"]) == (
+        "candidate_evaluated", ["candidates-panel", "workers-panel"], None)
     table = message["panels"]["candidates-panel"]
     assert table.count(">sub(f, y)</span>") == 2  # the one stored before and the new one
     assert "0.2000" in table and "rejected: diverged" in table
@@ -206,7 +207,7 @@ def test_a_generation_event_carries_the_counters_best_hall_of_fame_and_its_chart
     record_event(experiment.pk, generation())
     [message] = received()
     assert set(message["panels"]) == {"progress-panel", "best-panel", "hall-of-fame-panel", "candidates-panel",
-                                      "pareto-panel"}
+                                      "pareto-panel", "workers-panel"}
     assert 'id="generation-counter">1 / 2<' in message["panels"]["progress-panel"]
     assert 'data-latex="-y \\log f"' in message["panels"]["best-panel"] and "0.1200" in message["panels"]["best-panel"]
     assert ENTRY.expression in message["panels"]["hall-of-fame-panel"]
