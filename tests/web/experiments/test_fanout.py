@@ -134,3 +134,33 @@ def test_a_cancel_request_with_nothing_running_is_finished_by_the_sweep(make_exp
     assert report.finished == {experiment.pk: "stopped"}
     assert Experiment.objects.get(pk=experiment.pk).status == Status.CANCELLED
 
+
+
+def test_a_worker_keeps_one_evaluator_for_all_its_chunks_of_a_search(make_experiment, monkeypatch):
+    import search_engine.tasks.task
+
+    loads = []
+    real = search_engine.tasks.task.load_task
+    monkeypatch.setattr(search_engine.tasks.task, "load_task", lambda config: loads.append(1) or real(config))
+    experiment = make_experiment(config=chunked_config())
+    assert run_experiment(experiment.pk) == Status.SUCCEEDED
+    assert Chunk.objects.filter(experiment=experiment).count() > 3
+    assert len(loads) == 2  # the start's, kept for every chunk; then the meta-test's own
+
+
+def test_the_sweep_moves_on_a_search_whose_last_chunk_was_stored_by_a_process_lost_before_advancing(make_experiment):
+    experiment = make_experiment(config=chunked_config())
+    experiment.claim_for_worker("t")
+    fanout.start(experiment)
+    queued = list(dispatch.inline_queue())
+    dispatch.inline_queue().clear()
+    for pk in queued:  # outcomes stored, as a worker would, but nobody advanced
+        chunk = Chunk.objects.get(pk=pk)
+        assert chunk.claim("lost", chunk.sent_at)
+        chunk.store(ChunkStatus.DONE, chunks._evaluate(chunk))
+    assert StoredSearch.objects.get(experiment=experiment).generation == 0
+    coordinator.sweep()
+    assert StoredSearch.objects.get(experiment=experiment).generation == 1
+    assert Candidate.objects.filter(experiment=experiment, generation=0).count() == 6
+    chunks.drain()
+    assert Experiment.objects.get(pk=experiment.pk).status == Status.SUCCEEDED
