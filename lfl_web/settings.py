@@ -17,7 +17,8 @@ Variables (all optional for development; production sets the first three):
   LFL_CANCEL_POLL_SECONDS (default 1: how often a running search reads its cancel flag),
   LFL_VISIBILITY_TIMEOUT (default 7 days: how long an unacknowledged search stays reserved),
   LFL_LOGIN_FAILURE_LIMIT (default 5) failed sign-ins for one username or from one address lock
-  both out for LFL_LOGIN_COOLOFF_MINUTES (default 15).
+  both out for LFL_LOGIN_COOLOFF_MINUTES (default 15); LFL_TRUSTED_PROXIES (default 0): reverse
+  proxies in front of the web server, whose X-Forwarded-For gives the address sign-ins are counted for.
 - One search over many workers: LFL_EVALUATION_QUEUE (default lfl.evaluation), LFL_CHUNK_LEASE_SECONDS
   (default 60), LFL_SWEEP_SECONDS (default 5: the coordinator's period), LFL_CHUNK_DISPATCH ("celery",
   the default, or "inline"), LFL_WORKER_MAX_TASKS_PER_CHILD (default 0: worker processes are kept).
@@ -130,6 +131,11 @@ if AXES_COOLOFF_TIME <= timedelta(0):
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "lfl_web.signin.locked_out"
+# Reverse proxies in front of the web server (each appends to X-Forwarded-For); 0: reached directly.
+LFL_TRUSTED_PROXIES = int(env_number("LFL_TRUSTED_PROXIES", 0))
+if LFL_TRUSTED_PROXIES < 0:
+    raise ValueError(f"LFL_TRUSTED_PROXIES must be 0 or more, got {LFL_TRUSTED_PROXIES}")
+AXES_CLIENT_IP_CALLABLE = "lfl_web.signin.client_address"
 AXES_DISABLE_ACCESS_LOG = True  # failures are what it is for; no row for every successful sign-in
 AXES_VERBOSE = False
 

@@ -143,3 +143,34 @@ def test_the_lockout_page_comes_through_the_async_stack_too(async_client, user):
     for password in ("wrong password", PASSWORD):
         response = post(password)
         assert response.status_code == 429 and LOCKED in response.content.decode()
+
+
+def through_proxy(client, username, password, client_ip, proxy_ip="192.168.0.9", claimed=""):
+    """A sign-in through one reverse proxy: it appends the address it was reached from."""
+    forwarded = f"{claimed}, {client_ip}" if claimed else client_ip
+    return client.post(reverse("login"), {"username": username, "password": password},
+                       REMOTE_ADDR=proxy_ip, HTTP_X_FORWARDED_FOR=forwarded)
+
+
+def test_behind_a_trusted_proxy_one_clients_failures_do_not_lock_the_others(client, user, other_user, settings):
+    settings.LFL_TRUSTED_PROXIES = 1
+    for _ in range(5):
+        through_proxy(client, "mallory", "wrong password", "203.0.113.5")
+    assert through_proxy(client, "mallory", "wrong password", "203.0.113.5").status_code == 429
+    response = through_proxy(client, "grace", PASSWORD, "198.51.100.7")  # another client, same proxy
+    assert response.status_code == 302 and signed_in(client)
+
+
+def test_behind_a_trusted_proxy_a_client_cannot_escape_by_writing_its_own_forwarded_header(client, user, settings):
+    settings.LFL_TRUSTED_PROXIES = 1
+    for n in range(5):  # a new made-up address each time, left of what the proxy appended
+        through_proxy(client, f"user{n}", "wrong password", "203.0.113.5", claimed=f"10.9.9.{n}")
+    assert through_proxy(client, "ada", PASSWORD, "203.0.113.5", claimed="10.9.9.99").status_code == 429
+
+
+def test_reached_directly_the_forwarded_header_is_ignored(client, user, settings):
+    settings.LFL_TRUSTED_PROXIES = 0
+    for n in range(5):
+        client.post(reverse("login"), {"username": f"user{n}", "password": "x"}, REMOTE_ADDR="10.0.0.1",
+                    HTTP_X_FORWARDED_FOR=f"10.9.9.{n}")
+    assert sign_in(client, "ada", PASSWORD, ip="10.0.0.1").status_code == 429  # the address is locked
