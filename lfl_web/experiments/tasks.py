@@ -51,7 +51,8 @@ def run_experiment(self, experiment_id: int) -> str:
     return Experiment.objects.filter(pk=experiment_id).values_list("status", flat=True).first() or "missing"
 
 
-@shared_task(bind=True, name=transfers.RUN_TRANSFER, ignore_result=True)
+# A message whose worker process died goes back to the queue under the same id, and takes the run over.
+@shared_task(bind=True, name=transfers.RUN_TRANSFER, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def run_transfer(self, transfer_id: int) -> str:
     """Meta-test a learned loss on another task (a TransferRun row); returns the run's final status.
     A redelivered message for a finished run does nothing."""

@@ -132,6 +132,25 @@ def _send_or_withdraw(run: TransferRun, previous: dict | None) -> None:
         raise QueueUnavailable(NOT_SAVED_QUEUE_DOWN) from exc
 
 
+def resend_unfinished(*, broker_url: str, running_too: bool) -> list[int]:
+    """Send the transfers a broker lost to it again, from their rows: the queued ones and, with
+    `running_too` (the stack restarted, so no worker runs them any more), the running ones, under
+    their own task ids so that the redelivered task takes them over (TransferRun.claim). Returns
+    the pks sent, in order."""
+    statuses = (TransferStatus.QUEUED, TransferStatus.RUNNING) if running_too else (TransferStatus.QUEUED,)
+    runs = TransferRun.objects.filter(status__in=statuses).order_by("pk")
+    sent = []
+    with broker_connection(broker_url) as connection:
+        for run in runs:
+            if not run.celery_task_id:  # a run stored before task ids were kept: give it one
+                run.celery_task_id = uuid()
+                TransferRun.objects.filter(pk=run.pk).update(celery_task_id=run.celery_task_id)
+            celery_app.send_task(RUN_TRANSFER, args=(run.pk,), task_id=run.celery_task_id, connection=connection,
+                                 ignore_result=True, retry=True, retry_policy=RETRY_POLICY)
+            sent.append(run.pk)
+    return sent
+
+
 # ----------------------------------------------------------------------------- from the worker
 
 

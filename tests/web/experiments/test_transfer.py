@@ -156,3 +156,19 @@ def test_the_leaderboard_ranks_by_the_result_on_the_chosen_task_wherever_the_los
     assert form.index("csrfmiddlewaretoken") < form.index("</form>")  # rendered for this request: its token
     half = signed_in.get(reverse("leaderboard"), {"tested_dataset": "digits"}, follow=True).content.decode()
     assert "needs a known dataset and a known model" in half and ">untested</a>" in half
+
+
+def test_a_restarted_stack_sends_unfinished_transfers_again_under_their_own_task_ids(make_experiment, monkeypatch):
+    loss = make_loss(make_experiment)
+    waiting = queued(loss, status=TransferStatus.QUEUED, celery_task_id="task-a")
+    lost = queued(loss, model="lenet5", dataset="digits28", status=TransferStatus.RUNNING, celery_task_id="task-b")
+    queued(loss, model="logistic", status=TransferStatus.SUCCEEDED, celery_task_id="task-c")
+    got = []
+    monkeypatch.setattr(transfers.celery_app, "send_task",
+                        lambda name, args=None, task_id=None, **options: got.append((name, args[0], task_id)))
+    assert transfers.resend_unfinished(broker_url="memory://", running_too=False) == [waiting.pk]
+    got.clear()
+    assert transfers.resend_unfinished(broker_url="memory://", running_too=True) == [waiting.pk, lost.pk]
+    assert got == [(transfers.RUN_TRANSFER, waiting.pk, "task-a"), (transfers.RUN_TRANSFER, lost.pk, "task-b")]
+    lost.refresh_from_db()
+    assert lost.claim("task-b") and lost.status == TransferStatus.RUNNING  # the redelivered task takes it over

@@ -138,18 +138,27 @@ class Command(BaseCommand):
 
     def requeue(self, redis_url: str) -> None:
         from lfl_web.experiments.services import requeue_unfinished
+        from lfl_web.experiments.transfers import resend_unfinished
 
         pks = requeue_unfinished(broker_url=redis_url)
         if pks:
             self.stdout.write(f"sent {len(pks)} unfinished experiment(s) to the worker again: {pks}")
+        runs = resend_unfinished(broker_url=redis_url, running_too=True)
+        if runs:
+            self.stdout.write(f"sent {len(runs)} unfinished transfer(s) to the worker again: {runs}")
 
     def resend_queued(self, redis_url: str) -> None:
         """The restarted Redis is empty: send the queued searches again (the running ones go on)."""
         from lfl_web.experiments.services import requeue_queued
 
         close_old_connections()  # this process has been waiting, not serving requests
+        from lfl_web.experiments.transfers import resend_unfinished
+
         pks = requeue_queued(broker_url=redis_url)
         self.stdout.write(f"sent {len(pks)} queued experiment(s) to the restarted redis again: {pks}")
+        runs = resend_unfinished(broker_url=redis_url, running_too=False)
+        if runs:
+            self.stdout.write(f"sent {len(runs)} queued transfer(s) to the restarted redis again: {runs}")
 
     def announce(self, host: str, port: int, alive) -> None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
