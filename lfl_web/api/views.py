@@ -73,14 +73,16 @@ def experiment(request, pk: int):
 
 @api_endpoint("POST")
 def cancel_experiment(request, pk: int):
-    """Ask a search to stop (a queued one stops at once): owner or staff only; 409 once finished."""
+    """Ask a search to stop (a queued one stops at once), or the meta-test that follows its success
+    (the search stays succeeded): owner or staff only; 409 once both are over."""
     experiment = visible_experiment(request.user, pk)
     try:
         asked = services.cancel_experiment(experiment=experiment, user=request.user)
     except PermissionDenied as exc:
         raise ApiError(403, str(exc)) from None
-    if not asked and experiment.is_finished:  # asked already and still stopping: not an error
-        raise ApiError(409, f"experiment {pk} has already finished ({experiment.status})")
+    if not asked and not experiment.has_work_to_stop:  # asked already and still stopping: not an error
+        raise ApiError(409, f"experiment {pk} has already finished ({experiment.status}) and is not "
+                            "being meta-tested: there is nothing to stop")
     return JsonResponse(experiment_summary(request, experiment))
 
 

@@ -1,9 +1,18 @@
 """The admin: start experiments, watch rows, ask a search to stop. Results are read-only."""
 
+from functools import partial
+
 from django.contrib import admin, messages
+from django.db import transaction
+from django.http import HttpResponseRedirect
 
 from lfl_web.experiments.models import Experiment, Generation, LearnedLoss
-from lfl_web.experiments.services import cancel_experiment, remove_experiment, send_to_worker
+from lfl_web.experiments.services import (
+    QueueUnavailable,
+    cancel_experiment,
+    remove_experiment,
+    send_to_worker,
+)
 
 EDITABLE_AFTER_START = ("name", "description", "private")
 
@@ -47,12 +56,28 @@ class ExperimentAdmin(admin.ModelAdmin):
         return f"{obj.current_generation} / {obj.total_generations}"
 
     def save_model(self, request, obj, form, change):
-        """A new experiment belongs to whoever created it and goes to a worker straight away."""
+        """A new experiment belongs to whoever created it and goes to a worker straight away (once
+        the admin's transaction commits; a task queue that does not take it withdraws it, see add_view)."""
         if not change:
             obj.owner = request.user
         super().save_model(request, obj, form, change)
         if not change:
             send_to_worker(experiment=obj)
+
+    def log_addition(self, request, obj, message):
+        """Logged once the task queue has taken the new search (on commit, after send_to_worker's
+        callback): a withdrawn experiment leaves no "added" entry in the admin's history."""
+        transaction.on_commit(partial(super().log_addition, request, obj, message))
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """The add form; when the task queue is unreachable, the new experiment is withdrawn
+        (services.send_to_worker): say so (NOT_SAVED_QUEUE_DOWN) and go back to the form."""
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except QueueUnavailable as exc:
+            drop_success_messages(request)  # "… was added successfully" no longer holds
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def delete_model(self, request, obj):
         """Deleting in the admin removes the checkpoint and the uploaded data file too."""
@@ -66,6 +91,13 @@ class ExperimentAdmin(admin.ModelAdmin):
     def request_cancel(self, request, queryset):
         asked = [e for e in queryset if cancel_experiment(experiment=e, user=request.user)]
         self.message_user(request, f"Asked {len(asked)} search(es) to stop.", messages.SUCCESS)
+
+
+def drop_success_messages(request) -> None:
+    """Forget the success messages queued for `request`, keeping the others."""
+    kept = [m for m in messages.get_messages(request) if m.level != messages.SUCCESS]  # iterating marks all read
+    for message in kept:
+        messages.add_message(request, message.level, message.message, extra_tags=message.extra_tags)
 
 
 @admin.register(LearnedLoss)

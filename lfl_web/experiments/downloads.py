@@ -33,6 +33,7 @@ def spec_for(loss: LearnedLoss):
         expression=loss.expression, weights=loss.weights, kind=kind, dataset=loss.dataset, model=loss.model,
         fitness=loss.validation_fitness, baseline_loss=experiment.baseline_loss or catalog.baseline_name(kind),
         baseline_fitness=loss.baseline_fitness, metric=loss.metric, meta_test=summary, network=loss.network,
+        method=loss.method,
     )
 
 

@@ -22,10 +22,12 @@ logger = logging.getLogger(__name__)
 
 
 class CancelPoll:
-    """`should_stop` for run_search: True once the experiment's cancel flag is set (or the row is gone).
+    """`should_stop` for run_search and the meta-test: True once the experiment's cancel flag is set
+    (or the row is gone).
 
-    The search asks between every evaluation; the database is read at most once per `interval`
-    seconds, and the answer stays True once it has become True.
+    The search asks between every evaluation, and `interrupt.check` every few training steps; the
+    database is read at most once per `interval` seconds, and the answer stays True once it has
+    become True.
     """
 
     def __init__(self, experiment_id: int, interval: float, clock: Callable[[], float] = time.monotonic):
@@ -71,17 +73,26 @@ def execute_search(experiment: Experiment, *, resume: bool) -> str:
 
 def run_pending_meta_test(experiment_id: int, config=None) -> None:
     """Meta-test the experiment's best loss if its success left it waiting for one (see
-    `Experiment.mark_finished`). A failure is recorded on the experiment and shown on its page;
-    the search itself succeeded and stays so."""
+    `Experiment.mark_finished`). A failure, or a stop its owner asked for (`request_cancel`, noticed
+    within a few training steps), is recorded on the experiment and shown on its page; the search
+    itself succeeded and stays so."""
+    from search_engine.runtime import interrupt
+
     experiment = Experiment.objects.waiting_for_meta_test().filter(pk=experiment_id).first()
     if experiment is None:
         return
     try:
-        if config is None:  # a redelivered task: the search is done, only the meta-test is left
-            from search_engine.config import load_config
+        if experiment.cancel_requested:  # asked to stop before a worker took it (or late in the search)
+            raise interrupt.Stopped
+        with interrupt.watching(CancelPoll(experiment_id, settings.LFL_CANCEL_POLL_SECONDS)):
+            if config is None:  # a redelivered task: the search is done, only the meta-test is left
+                from search_engine.config import load_config
 
-            config = load_config(experiment.config, check_data=True)
-        meta_test_best(experiment, config)
+                config = load_config(experiment.config, check_data=True)
+            meta_test_best(experiment, config)
+    except interrupt.Stopped:
+        logger.info("experiment %s: the meta-test was stopped by request", experiment_id)
+        services.stop_meta_test(experiment=experiment)
     except Exception as exc:
         logger.exception("experiment %s: meta-testing the best loss failed", experiment_id)
         services.fail_meta_test(experiment=experiment, error=f"{type(exc).__name__}: {exc}")

@@ -118,10 +118,11 @@ def _send_or_withdraw(experiment: Experiment) -> None:
 
 
 def cancel_experiment(*, experiment: Experiment, user) -> bool:
-    """Ask the search to stop (a queued one is cancelled at once) and tell its watchers.
+    """Ask the search to stop (a queued one is cancelled at once), or the meta-test that follows its
+    success (the search stays succeeded), and tell its watchers.
 
-    False if there was nothing to ask (finished, or asked already); PermissionDenied unless `user`
-    is the owner or staff.
+    False if there was nothing to ask (finished and meta-tested, or asked already); PermissionDenied
+    unless `user` is the owner or staff.
     """
     if not experiment.can_be_managed_by(user):
         raise PermissionDenied("only the experiment's owner (or staff) may cancel it")
@@ -157,9 +158,12 @@ def remove_experiment(*, experiment: Experiment) -> None:
 def requeue_unfinished(*, broker_url: str) -> list[int]:
     """Send what a stopped stack left unfinished to the worker again, through a broker that kept
     nothing (such as the embedded Redis): searches resume from their checkpoints, meta-tests run
-    again, and a search that was asked to stop ends cancelled. Returns the pks sent, in order."""
+    again, and a search or a meta-test that was asked to stop ends cancelled (the meta-test's search
+    stays succeeded). Returns the pks sent, in order."""
     for experiment in Experiment.objects.asked_to_stop():
         end_cancelled(experiment=experiment)
+    for experiment in Experiment.objects.meta_tests_asked_to_stop():
+        stop_meta_test(experiment=experiment)
     pks = Experiment.objects.reset_unfinished()
     meta_tests = list(Experiment.objects.waiting_for_meta_test().order_by("pk").values_list("pk", flat=True))
     with broker_connection(broker_url) as connection:
@@ -226,3 +230,10 @@ def fail_meta_test(*, experiment: Experiment, error: str) -> None:
     """Record why the meta-test failed (the search itself stays succeeded) and say so."""
     experiment.mark_meta_test_failed(error)
     broadcast_status(experiment.pk)
+
+
+def stop_meta_test(*, experiment: Experiment) -> None:
+    """Record that the running meta-test was stopped by request (the search stays succeeded, its
+    losses downloadable) and say so; nothing if none was running."""
+    if experiment.mark_meta_test_stopped():
+        broadcast_status(experiment.pk)

@@ -122,7 +122,10 @@ def experiment_workers(request, pk):
 def experiment_cancel(request, pk):
     experiment = managed_experiment(request, pk)
     if cancel_experiment(experiment=experiment, user=request.user):
-        messages.success(request, "Asked the search to stop; it keeps what it has found so far.")
+        if experiment.is_meta_testing:
+            messages.success(request, "Asked the meta-test to stop; the search's losses stay as they are.")
+        else:
+            messages.success(request, "Asked the search to stop; it keeps what it has found so far.")
     else:
         messages.info(request, "This search has already finished; there is nothing to stop.")
     return redirect(experiment)

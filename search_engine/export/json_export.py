@@ -2,7 +2,8 @@
 
 An expression loss carries its prefix `expression`, its `tree` and its `weights`; a network loss
 carries `network` (the `expr.network.NetworkLoss` JSON form), its description as `expression`,
-and null `tree` and `weights`.
+and null `tree` and `weights`. `method` names the method that learned it; an export written before
+it was recorded has none (see `LearnedLossSpec.method`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def to_json_export(spec: LearnedLossSpec) -> dict[str, Any]:
         "fitness": spec.fitness,
         "baseline": {"loss": spec.baseline_loss, "fitness": spec.baseline_fitness},
         "meta_test": spec.meta_test,
+        "method": spec.method,
     }
 
 
@@ -68,6 +70,7 @@ def from_json_export(data: Any) -> LearnedLossSpec:
         metric=required_field(data, "metric", str),
         meta_test=data.get("meta_test"),
         network=network,
+        method=data.get("method") or "",
     )
 
 

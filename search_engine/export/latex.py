@@ -110,7 +110,7 @@ def latex_document(spec: LearnedLossSpec) -> str:
     if spec.network is not None:
         return _network_document(spec)
     lines = _opening(spec, [
-        "% Learned loss exported by lfl (EvoMAL symbolic loss search); compile with pdflatex.",
+        f"% Learned loss exported by lfl, learned by {spec.method_label}; compile with pdflatex.",
         f"% expression: {spec.expression}",
         f"% weights: {'none' if spec.weights is None else json.dumps(list(spec.weights))}",
     ], ("amsmath",))
@@ -141,7 +141,7 @@ def _network_document(spec: LearnedLossSpec) -> str:
     pair = ("$f_i$ the softmax probability of class $i$, $y_i$ its one-hot target entry"
             if spec.kind == "classification" else "$f_i$ the prediction of output $i$, $y_i$ its target")
     lines = _opening(spec, [
-        "% Learned loss exported by lfl (a network loss learned by meta-gradients, ML3); compile with pdflatex.",
+        f"% Learned loss exported by lfl, a network loss learned by {spec.method_label}; compile with pdflatex.",
         f"% expression: {spec.expression}",
         f"% weights: {net.n_weights}, in the torch and JSON exports",
     ], ("amsmath", "amssymb"))

@@ -18,6 +18,7 @@ from search_engine.export.torch_source import (
     INIT_SOURCE,
     REDUCE_SOURCE,
     docstring_footer,
+    method_line,
 )
 from search_engine.expr.network import NetworkLoss
 
@@ -43,7 +44,8 @@ def network_docstring(spec: LearnedLossSpec) -> str:
     """The generated file's docstring: architecture, formula, task, fitness, meta-test, usage."""
     net: NetworkLoss = spec.network
     summed = "classes" if spec.kind == "classification" else "outputs"
-    return f"""Learned loss function, exported by lfl (a network loss learned by meta-gradients, ML3).
+    return f"""Learned loss function, exported by lfl: a network loss learned by {spec.method_label}.
+{method_line(spec)}
 
 Loss: a small network applied to every pair (f_i, y_i) of a sample, summed over its {summed},
 then averaged over the batch (reduction "mean").

@@ -8,6 +8,9 @@ JSON export (`export.json_export.from_json_export`). A loss has one of two forms
   its parent uses it. Without weights (None) the loss is exactly the symbolic tree;
 - a network loss (`network`, an `expr.network.NetworkLoss`): its `expression` is the network's
   description, it has no tree and no edge weights. Exporters branch on ``spec.network is None``.
+
+`method` names the method that learned it (a key of `catalog.METHODS`); files written before it
+was recorded are read as EvoMAL's (an expression) or ML3's (a network), the only methods then.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class LearnedLossSpec:
     `expression` is stored in the canonical prefix form of `to_prefix`; `weights` as a tuple of
     floats (one per edge) or None for the plain symbolic loss. With `network` (a NetworkLoss or
     its JSON dict), `expression` becomes the network's description and `weights` must be None.
+    `method` left empty becomes "evomal" for an expression and "ml3" for a network.
     """
 
     expression: str
@@ -80,6 +84,7 @@ class LearnedLossSpec:
     metric: str  # "error rate" or "MSE"
     meta_test: str | None = None  # one-line meta-test summary, when the result was meta-tested
     network: NetworkLoss | None = None  # a network loss instead of an expression tree
+    method: str = ""  # the method that learned it, a key of catalog.METHODS
 
     def __post_init__(self) -> None:
         _check_str("expression", self.expression)
@@ -95,6 +100,7 @@ class LearnedLossSpec:
             _check_str(name, getattr(self, name))
         if self.meta_test is not None:
             _check_str("meta_test", self.meta_test)
+        self._check_method()
         object.__setattr__(self, "fitness", _optional_float("fitness", self.fitness))
         object.__setattr__(
             self, "baseline_fitness", _optional_float("baseline_fitness", self.baseline_fitness)
@@ -110,6 +116,18 @@ class LearnedLossSpec:
             raise ValueError("weights must be null for a network loss (its weights are in 'network')")
         object.__setattr__(self, "network", network)
         object.__setattr__(self, "expression", network.expression)
+
+    def _check_method(self) -> None:
+        """An empty method (not recorded) is EvoMAL's for an expression, ML3's for a network."""
+        method = self.method or ("ml3" if self.network is not None else "evomal")
+        if not isinstance(method, str) or method not in catalog.METHODS:
+            raise ValueError(f"method must be one of {', '.join(catalog.METHODS)}, got {method!r}")
+        object.__setattr__(self, "method", method)
+
+    @property
+    def method_label(self) -> str:
+        """The catalogue's name of the method that learned the loss ("TaylorGLO")."""
+        return catalog.METHODS[self.method].label
 
     @property
     def tree(self) -> Node:
@@ -153,7 +171,8 @@ class LearnedLossSpec:
         if not isinstance(entry, dict):
             raise ValueError(f"hall_of_fame[{rank - 1}] must be an object")
         expression = required_field(entry, "expression", str, f"hall_of_fame[{rank - 1}]")
-        task = required_field(required_field(result, "config", dict), "task", dict, "config")
+        config = required_field(result, "config", dict)
+        task = required_field(config, "task", dict, "config")
         baseline = required_field(result, "baseline_loss", str)
         kind = catalog.kind_of_baseline(baseline)  # ValueError naming the known baselines
         meta = result.get("meta_test")
@@ -174,6 +193,7 @@ class LearnedLossSpec:
             metric=(meta or {}).get("metric") or catalog.metric_name(kind),
             meta_test=summary,
             network=entry.get("network"),
+            method=config.get("method") or "",
         )
 
 

@@ -17,6 +17,7 @@ import importlib.util
 import io
 import sys
 import tempfile
+import textwrap
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from search_engine import catalog
 from search_engine.export.latex import weighted_latex
 from search_engine.expr import primitives as P
 from search_engine.expr.symbolic import to_latex
@@ -216,7 +218,8 @@ def module_docstring(spec: LearnedLossSpec) -> str:
         )
     else:
         symbols = "y is the target and f(x) the model's prediction; the loss is summed over outputs"
-    return f"""Learned loss function, exported by lfl (EvoMAL symbolic loss search).
+    return f"""Learned loss function, exported by lfl: learned by {spec.method_label}.
+{method_line(spec)}
 
 Formula (prefix):
     {spec.expression}
@@ -229,6 +232,12 @@ and averaged over the batch (reduction "mean"). Protected operations, as in the 
 log|a| = log(max(|a|, {_EPS})), sqrt|a| = sqrt(max(|a|, {_EPS})), div(a, b) = a / sqrt(1 + b^2).
 
 {docstring_footer(spec)}"""
+
+
+def method_line(spec: LearnedLossSpec) -> str:
+    """What the method that learned the loss does, from the catalogue, wrapped for a docstring."""
+    method = catalog.METHODS[spec.method]
+    return textwrap.fill(f"{method.label}: {method.description}.", width=96)
 
 
 def docstring_footer(spec: LearnedLossSpec) -> str:

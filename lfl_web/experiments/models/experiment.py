@@ -31,7 +31,11 @@ class MetaTestStatus(models.TextChoices):
     RUNNING = "running", "Running"  # set together with the search's success: the worker goes on with it
     SUCCEEDED = "succeeded", "Succeeded"  # the numbers are in the best learned loss's `meta_test`
     FAILED = "failed", "Failed"  # `meta_test_error` says why; the search's results stay valid
+    CANCELLED = "cancelled", "Cancelled"  # stopped by its owner (or staff); the search stays succeeded
 
+
+#: `meta_test_error` of a meta-test that was stopped by request.
+META_TEST_STOPPED = "stopped by request"
 
 
 def iso(moment) -> str | None:
@@ -79,6 +83,10 @@ class ExperimentQuerySet(models.QuerySet):
         """Succeeded searches whose meta-test has not finished (a worker lost with a stopped stack)."""
         return self.filter(status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING)
 
+    def meta_tests_asked_to_stop(self):
+        """Meta-tests asked to stop that no worker has ended (it was lost with a stopped stack)."""
+        return self.waiting_for_meta_test().filter(cancel_requested=True)
+
 
 class Experiment(models.Model):
     """One search: who asked for it, its configuration, and where it stands."""
@@ -122,6 +130,16 @@ class Experiment(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status not in UNFINISHED
+
+    @property
+    def is_meta_testing(self) -> bool:
+        """The search succeeded and a worker is meta-testing its best loss."""
+        return self.status == Status.SUCCEEDED and self.meta_test_status == MetaTestStatus.RUNNING
+
+    @property
+    def has_work_to_stop(self) -> bool:
+        """What a cancel can stop: an unfinished search, or the meta-test that follows a success."""
+        return not self.is_finished or self.is_meta_testing
 
     def can_be_viewed_by(self, user) -> bool:
         return Experiment.objects.visible_to(user).filter(pk=self.pk).exists()
@@ -196,8 +214,11 @@ class Experiment(models.Model):
         )
 
     def request_cancel(self) -> bool:
-        """Ask the search to stop (a queued one is cancelled at once); False if there is nothing to stop."""
-        asked = self._update_if(Q(status__in=UNFINISHED, cancel_requested=False), cancel_requested=True)
+        """Ask the search, or the meta-test of a succeeded one, to stop (a queued search is cancelled
+        at once); False if there is nothing to stop or it was asked already. The search stays
+        succeeded when its meta-test is stopped (see mark_meta_test_stopped)."""
+        stoppable = Q(status__in=UNFINISHED) | Q(status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING)
+        asked = self._update_if(stoppable & Q(cancel_requested=False), cancel_requested=True)
         if asked:
             self._update_if(Q(status=Status.QUEUED), status=Status.CANCELLED, finished_at=timezone.now())
         return asked
@@ -236,14 +257,25 @@ class Experiment(models.Model):
     def mark_meta_test_failed(self, error: str) -> None:
         self._update_if(Q(), meta_test_status=MetaTestStatus.FAILED, meta_test_error=error)
 
+    def mark_meta_test_stopped(self) -> bool:
+        """End a running meta-test stopped by request; False if none was running (or the row is gone)."""
+        changed = Experiment.objects.filter(pk=self.pk, meta_test_status=MetaTestStatus.RUNNING).update(
+            meta_test_status=MetaTestStatus.CANCELLED, meta_test_error=META_TEST_STOPPED)
+        if changed:
+            self.refresh_from_db()
+        return bool(changed)
+
     def meta_test_view(self, best) -> str:
         """What the dashboard's meta-test panel shows for `best` (the rank-1 learned loss or None):
-        "results", "running", "failed", "not_run" (succeeded without one), "cancelled", or "" (no panel).
-        The page and the live updates both render the panel from this (templates/experiments/_meta_test.html)."""
+        "results", "running", "failed", "stopped" (its meta-test was stopped by request), "not_run"
+        (succeeded without one), "cancelled" (the search was), or "" (no panel). The page and the live
+        updates both render the panel from this (templates/experiments/_meta_test.html)."""
         if best is not None and best.meta_test:
             return "results"
         if self.meta_test_status in (MetaTestStatus.RUNNING, MetaTestStatus.FAILED):
             return self.meta_test_status
+        if self.meta_test_status == MetaTestStatus.CANCELLED:
+            return "stopped"
         if best is None:
             return ""
         return {Status.SUCCEEDED: "not_run", Status.CANCELLED: "cancelled"}.get(self.status, "")

@@ -5,7 +5,8 @@
  * panel is swapped only when its HTML changed, and the element itself stays (so a live region stays
  * one, and is read out only when something changed). Swaps wait for the next animation frame, where
  * only the newest HTML of each panel counts. The status badge's data attributes then drive what the
- * page keeps outside the panels: the cancel and delete forms and the new-experiment form's notice.
+ * page keeps outside the panels: the cancel and delete forms and the new-experiment form's notice
+ * (the meta-test panel's data-meta-testing keeps the cancel form for a running meta-test).
  *
  * A panel with data-refresh-url (the workers panel: a worker taking a chunk sends no event) is also
  * fetched again every data-refresh-seconds while the page expects news and is visible; it stops once
@@ -102,14 +103,23 @@
   /** Whether the server says more is to come (the page keeps its socket open as long as it does). */
   function expectsNews() { return status().expectsNews === "true"; }
 
+  /** Whether the meta-test panel says the best loss is being meta-tested (the cancel form stops that too). */
+  function metaTesting() {
+    const panel = document.getElementById("meta-test");
+    return Boolean(panel) && panel.dataset.metaTesting === "true";
+  }
+
   function followStatus() {
     const { finished, cancelRequested } = status(), stopping = cancelRequested === "true";
     const cancel = document.getElementById("cancel-form"), remove = document.getElementById("delete-form");
     if (cancel) {
-      cancel.hidden = finished === "true";
+      const testing = metaTesting();
+      cancel.hidden = finished === "true" && !testing;
       cancel.querySelector("button").disabled = stopping;
       cancel.querySelector("[data-if-stopping]").hidden = !stopping;
       cancel.querySelector("[data-unless-stopping]").hidden = stopping;
+      cancel.querySelector("[data-search-phase]").hidden = testing;
+      cancel.querySelector("[data-meta-test-phase]").hidden = !testing;
     }
     if (remove) remove.hidden = finished !== "true";
     if (status().status !== "queued") dismissQueuedNotice();

@@ -73,6 +73,13 @@ def test_torch_source_compiles_and_defines_the_module(signed_in, learned):
     assert "class LearnedLoss" in source
 
 
+def test_the_torch_source_names_the_method_that_learned_the_loss(signed_in, learned):
+    loss = learned(config=tiny_config(method="taylorglo"))
+    assert loss.method == "taylorglo" and spec_for(loss).method == "taylorglo"
+    source = download(signed_in, loss, "torch").content.decode()
+    assert source.startswith('r"""Learned loss function, exported by lfl: learned by TaylorGLO.') and "EvoMAL" not in source
+
+
 def test_json_round_trips_through_the_engine(signed_in, learned):
     loss = learned()
     response = download(signed_in, loss, "json")
