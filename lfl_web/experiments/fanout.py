@@ -172,7 +172,7 @@ class Step:
             evaluate = list(Chunk.objects.of_step(self.experiment_id, generation, Phase.EVALUATE))
             before = len(self.events)
             self.events += steps.apply_outcomes(state, _outcomes(c for c in evaluate if c.is_finished))
-            self.changed |= len(self.events) > before or _progressed(state)
+            self.changed |= len(self.events) > before  # outcomes alone are in their chunks' rows already
             if stop:
                 return self.finish(state, "stopped")
             if any(not c.is_finished for c in evaluate):
@@ -234,10 +234,6 @@ def _chunk_size(state) -> int:
     """The plan's chunk size, read from the stored plan record (every worker builds the same)."""
     plan = state.plan or {}
     return int(plan.get("chunk") or 1) if plan.get("strategy") == "batched" else 1
-
-
-def _progressed(state) -> bool:
-    return state.progress is not None and state.progress.reported > 0
 
 
 def _outcomes(finished_chunks) -> dict:
