@@ -95,8 +95,11 @@ class EmbeddedRedis:
 
     def _spawn(self) -> None:
         with (Path(self._workdir.name) / STDERR).open("wb") as stderr:
+            # Its own session, like the stack's other children: a terminal's Ctrl-C reaches only the
+            # supervisor, which stops the workers (still writing to Redis) before it stops Redis.
             self.process = subprocess.Popen(
                 self._command(), cwd=self._workdir.name, stdout=subprocess.DEVNULL, stderr=stderr,
+                start_new_session=True,
             )
 
     def _command(self) -> list[str]:

@@ -215,8 +215,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"without_traceback": {"()": "lfl_web.log_filters.WithoutTraceback"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "one_line": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["without_traceback"]},
+    },
     "loggers": {
+        # A foreign Host header is refused with a 400 page: one line in the log, not a traceback.
+        "django.security.DisallowedHost": {"handlers": ["one_line"], "level": "ERROR", "propagate": False},
         "lfl_web": {"handlers": ["console"], "level": "INFO", "propagate": False},
         # With DEBUG off Django prints nothing of a 500; its traceback belongs in the server's log.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},

@@ -42,6 +42,17 @@ class SweepReport:
     def __bool__(self) -> bool:
         return bool(self.resent or self.finished or self.broker_lost)
 
+    def describe(self, first_sweep: bool = False) -> str:
+        """What the sweep did, for the log ("" when nothing). A broker without the marker at the first
+        sweep is most likely a new one, not a lost one: said so."""
+        parts = []
+        if self.broker_lost:
+            parts.append("marked the broker" if first_sweep else "the broker lost its data (its marker is gone)")
+        if self.resent:
+            parts.append(f"sent chunks {self.resent} again")
+        parts += [f"experiment {pk} {how}" for pk, how in self.finished.items()]
+        return "; ".join(parts)
+
 
 def sweep(*, broker_url: str | None = None) -> SweepReport:
     """One pass (see the module docstring); returns what it did."""

@@ -146,3 +146,21 @@ def test_daphne_as_make_run_starts_it_serves_plain_error_pages(tmp_path, monkeyp
         status, page = raw_get(port, "/accounts/login/", host="evil.example")
         assert status == 400 and "Bad request" in page and shows_no_debug_detail(page)
         assert raw_get(port, "/static/css/lfl.css")[0] == 200
+
+
+def test_a_foreign_host_is_one_line_in_the_server_log_not_a_traceback(client, db):
+    import io
+    import logging
+
+    handlers = logging.getLogger("django.security.DisallowedHost").handlers
+    [handler] = [h for h in handlers if isinstance(h, logging.StreamHandler) and h.filters]  # the server's
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        response = client.get("/", HTTP_HOST="evil.example")
+    finally:
+        handler.setStream(previous)
+    said = stream.getvalue()
+    assert response.status_code == 400
+    assert "Invalid HTTP_HOST header: 'evil.example'" in said and "Traceback" not in said
+    assert len(said.strip().splitlines()) == 1

@@ -164,3 +164,10 @@ def test_the_sweep_moves_on_a_search_whose_last_chunk_was_stored_by_a_process_lo
     assert Candidate.objects.filter(experiment=experiment, generation=0).count() == 6
     chunks.drain()
     assert Experiment.objects.get(pk=experiment.pk).status == Status.SUCCEEDED
+
+
+def test_the_sweep_report_says_what_it_did():
+    assert coordinator.SweepReport().describe() == ""
+    assert coordinator.SweepReport(broker_lost=True).describe(first_sweep=True) == "marked the broker"
+    lost = coordinator.SweepReport(resent=[4, 5], finished={9: "stopped"}, broker_lost=True)
+    assert lost.describe() == "the broker lost its data (its marker is gone); sent chunks [4, 5] again; experiment 9 stopped"

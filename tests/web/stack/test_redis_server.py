@@ -1,6 +1,7 @@
 """The embedded redis-server: a password it cannot misread, a fresh draw on every retry, and its own
 words when it fails to start."""
 
+import os
 import re
 
 import pytest
@@ -48,3 +49,11 @@ def test_a_start_that_fails_says_what_redis_server_said(monkeypatch):
     message = str(failure.value)
     assert "exited with code 1" in message
     assert "--bad" in message or "argument" in message.lower()  # redis-server's own complaint, from its stderr
+
+
+def test_the_embedded_redis_has_its_own_session_so_ctrl_c_does_not_stop_it_before_the_workers():
+    server = EmbeddedRedis().start()
+    try:
+        assert os.getsid(server.pid) == server.pid != os.getsid(0)
+    finally:
+        server.stop()

@@ -26,6 +26,7 @@ class Command(BaseCommand):
         if interval <= 0:
             self.stderr.write(f"--interval must be more than 0, got {interval:g}")
             raise SystemExit(2)
+        first = True
         with StopOnSignals() as stop:
             while True:
                 close_old_connections()
@@ -34,7 +35,9 @@ class Command(BaseCommand):
                 except Exception as exc:  # the database or broker is away: try again next time
                     self.stderr.write(f"sweep failed: {type(exc).__name__}: {exc}")
                 else:
-                    if report:
-                        self.stdout.write(f"sweep: {report}")
+                    said = report.describe(first_sweep=first)
+                    if said:
+                        self.stdout.write(f"coordinator: {said}")
+                    first = False
                 if once or stop.wait(interval):
                     return
