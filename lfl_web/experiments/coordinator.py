@@ -76,6 +76,15 @@ def sweep(*, broker_url: str | None = None) -> SweepReport:
     return report
 
 
+def release_every_lease() -> list[int]:
+    """Every running chunk back to pending, whatever its lease says; returns their pks. Only for a
+    stack starting with its own, new broker (the embedded Redis): no worker of the previous run can
+    still be holding a chunk, so none need wait for its lease to run out."""
+    held = list(Chunk.objects.filter(status=ChunkStatus.RUNNING).values_list("pk", flat=True))
+    Chunk.objects.filter(pk__in=held, status=ChunkStatus.RUNNING).update(status=ChunkStatus.PENDING, lease_until=None)
+    return held
+
+
 def _release_expired_leases() -> list[int]:
     """Running chunks whose lease ran out go back to pending; returns their pks."""
     now = timezone.now()

@@ -4,7 +4,7 @@ who holds each and for how long (templates/experiments/_workers.html).
 One query, whatever the search's length: the stored search's row joined to the chunks of its
 current generation only (a LEFT JOIN, so a generation without chunks still names itself). An
 experiment without a stored search (a method that runs in one task, or a search not prepared yet)
-has no panel. A worker taking a chunk sends no event, so while the experiment runs the panel carries
+has no panel; a completed search shows its last generation's chunks (a second query, once finished). A worker taking a chunk sends no event, so while the experiment runs the panel carries
 the address of its own fragment (`views.experiment_workers`) for the page to fetch again.
 """
 
@@ -16,7 +16,7 @@ from datetime import datetime
 from django.db.models import F, FilteredRelation, Q
 from django.utils import timezone
 
-from lfl_web.experiments.models import ChunkStatus, Experiment, Phase, StoredSearch
+from lfl_web.experiments.models import Chunk, ChunkStatus, Experiment, Phase, StoredSearch
 
 #: Seconds between two fetches of the panel while the experiment runs.
 REFRESH_SECONDS = 3
@@ -91,7 +91,12 @@ def workers_view(experiment: Experiment, now: datetime | None = None) -> Workers
         return None
     rows = tuple(chunk_row(dict(zip(CHUNK_FIELDS, values[1:], strict=True)), now)
                  for values in found if values[1] is not None)  # None: the generation has no chunk
-    return WorkersView(generation=found[0][0], rows=rows, refreshes=not experiment.is_finished)
+    generation = found[0][0]
+    if not rows and experiment.is_finished and generation > 0:  # a completed search: its last generation's
+        generation -= 1
+        rows = tuple(chunk_row(chunk, now) for chunk in Chunk.objects.filter(
+            experiment_id=experiment.pk, generation=generation).order_by("phase", "number").values(*CHUNK_FIELDS))
+    return WorkersView(generation=generation, rows=rows, refreshes=not experiment.is_finished)
 
 
 def chunk_row(chunk: dict, now: datetime) -> ChunkRow:

@@ -3,8 +3,10 @@ whatever order, repetition or failure the chunks come back with. Real worker pro
 tests/web/stack/test_fan_out_workers.py."""
 
 import random
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from lfl_web.experiments import chunks, coordinator, dispatch, fanout
 from lfl_web.experiments.models import Candidate, Chunk, ChunkStatus, Experiment, Phase, Status, StoredSearch
@@ -171,3 +173,16 @@ def test_the_sweep_report_says_what_it_did():
     assert coordinator.SweepReport(broker_lost=True).describe(first_sweep=True) == "marked the broker"
     lost = coordinator.SweepReport(resent=[4, 5], finished={9: "stopped"}, broker_lost=True)
     assert lost.describe() == "the broker lost its data (its marker is gone); sent chunks [4, 5] again; experiment 9 stopped"
+
+
+def test_a_stack_starting_again_releases_the_chunks_its_previous_workers_held(make_experiment):
+    experiment = make_experiment(config=chunked_config())
+    experiment.claim_for_worker("t")
+    fanout.start(experiment)
+    first, *others = dispatch.inline_queue()
+    dispatch.inline_queue().clear()
+    chunk = Chunk.objects.get(pk=first)
+    assert chunk.claim("old-worker", timezone.now() + timedelta(hours=1))  # a lease that would hold for long
+    assert coordinator.release_every_lease() == [first]
+    assert Chunk.objects.get(pk=first).status == ChunkStatus.PENDING
+    assert dispatch.send_pending(experiment.pk) == [first, *others]

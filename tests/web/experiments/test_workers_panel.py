@@ -137,8 +137,11 @@ def test_the_panel_asks_for_refreshes_only_while_the_experiment_runs(running):
     StoredSearch.objects.filter(experiment=running).update(generation=4)  # the search completed
     Experiment.objects.filter(pk=running.pk).update(status=Status.SUCCEEDED, finished_at=timezone.now())
     html = panel(running)
-    assert "data-refresh-url" not in html and "<table" not in html
-    assert "No chunk is out: the search has ended." in html
+    assert "data-refresh-url" not in html
+    assert "generation 3" in html and "<table" in html and "w1" in html  # who did the last generation's chunks
+    Chunk.objects.filter(experiment=running).delete()
+    html = panel(running)
+    assert "<table" not in html and "No chunk is out: the search has ended." in html
 
 
 def test_a_generation_without_chunks_yet_says_so(make_experiment):

@@ -137,9 +137,13 @@ class Command(BaseCommand):
         return server.url, server
 
     def requeue(self, redis_url: str) -> None:
+        from lfl_web.experiments.coordinator import release_every_lease
         from lfl_web.experiments.services import requeue_unfinished
         from lfl_web.experiments.transfers import resend_unfinished
 
+        held = release_every_lease()  # their workers stopped with the previous run of the stack
+        if held:
+            self.stdout.write(f"{len(held)} chunk(s) held by the previous run's workers will be sent again: {held}")
         pks = requeue_unfinished(broker_url=redis_url)
         if pks:
             self.stdout.write(f"sent {len(pks)} unfinished experiment(s) to the worker again: {pks}")
