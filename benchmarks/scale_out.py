@@ -65,7 +65,7 @@ def run_once(config: dict, workers: int, timeout: float) -> dict:
                                     "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
                                     "-n", f"w{i}@%h", "-Q", "celery,lfl.evaluation"], env, log))
             _wait(lambda log=log: "ready." in log.read_text(), 120, f"worker {i} did not start: {log}")
-        processes.append(start([sys.executable, "manage.py", "coordinate", "--interval", "1"], env,
+        processes.append(start([sys.executable, "manage.py", "coordinate"], env,
                                folder / "coordinator.log"))
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", SUBMIT_AND_WAIT, json.dumps(config), str(timeout)], cwd=ROOT,

@@ -20,11 +20,12 @@ import logging
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from lfl_web.experiments import dispatch, fanout
-from lfl_web.experiments.models import UNFINISHED, Chunk, ChunkStatus, Experiment, Status
+from lfl_web.experiments.models import FINISHED_CHUNKS, UNFINISHED, Chunk, ChunkStatus, Experiment, Status
 from lfl_web.experiments.queue import BROKER_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -67,13 +68,23 @@ def sweep(*, broker_url: str | None = None) -> SweepReport:
     report.resent = dispatch.send(to_send, broker_url=broker_url)
     if report.broker_lost:
         mark_broker(broker_url)
-    for pk in Experiment.objects.filter(status=Status.RUNNING, stored_search__isnull=False).values_list("pk", flat=True):
+    for pk in due_for_advance():
         finished = fanout.advance(pk)
         if finished:
             report.finished[pk] = finished
             if finished == "completed":
                 dispatch.send_meta_test(pk, broker_url=broker_url)
     return report
+
+
+def due_for_advance() -> list[int]:
+    """Running fanned-out searches that a sweep should advance: asked to stop, or with no chunk of
+    their current generation still out (its last chunk's process was lost before it advanced). A
+    search whose chunks are still out is moved on by them, so it costs the sweep nothing but this query."""
+    out = Chunk.objects.filter(experiment=OuterRef("pk"), generation=OuterRef("stored_search__generation")
+                               ).exclude(status__in=FINISHED_CHUNKS)
+    return list(Experiment.objects.filter(status=Status.RUNNING, stored_search__isnull=False)
+                .filter(Q(cancel_requested=True) | ~Exists(out)).order_by("pk").values_list("pk", flat=True))
 
 
 def release_every_lease() -> list[int]:

@@ -186,3 +186,15 @@ def test_a_stack_starting_again_releases_the_chunks_its_previous_workers_held(ma
     assert coordinator.release_every_lease() == [first]
     assert Chunk.objects.get(pk=first).status == ChunkStatus.PENDING
     assert dispatch.send_pending(experiment.pk) == [first, *others]
+
+
+def test_the_sweep_advances_only_searches_with_nothing_out_or_asked_to_stop(make_experiment):
+    busy, idle, stopping = (make_experiment(config=chunked_config()) for _ in range(3))
+    for experiment in (busy, idle, stopping):
+        experiment.claim_for_worker("t")
+        fanout.start(experiment)
+    dispatch.inline_queue().clear()
+    for chunk in Chunk.objects.filter(experiment=idle):  # stored, but nobody advanced
+        chunk.store(ChunkStatus.DONE, chunks._evaluate(chunk))
+    stopping.request_cancel()
+    assert coordinator.due_for_advance() == [idle.pk, stopping.pk]
