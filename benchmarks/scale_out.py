@@ -1,9 +1,9 @@
 """One search over 1 and over 2 evaluation workers: seconds per generation side by side.
 
-    python -m benchmarks.scale_out [--generations 3] [--population 12] [--chunk 3] [--smoke]
+    python -m benchmarks.scale_out [--generations 5] [--population 25] [--chunk 1] [--smoke]
 
-The search is the MNIST/LeNet-5 preset (configs/mnist_lenet5.json) on the bundled digits28 data,
-shrunk to a few generations with fewer training and meta steps. Each run gets a fresh SQLite
+The search is the MNIST/LeNet-5 preset (configs/mnist_lenet5.json, population 25) on the bundled
+digits28 data, shrunk to a few generations with fewer training and meta steps. Each run gets a fresh SQLite
 database, an embedded Redis, a coordinator and N real Celery worker processes (solo pool, one
 torch thread each: on this 2-core machine, two workers use both cores). Prints each generation's
 seconds with 1 and with 2 workers, the generations per hour of each and their ratio, and whether
@@ -125,7 +125,7 @@ def without_seconds(history: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=5)
-    parser.add_argument("--population", type=int, default=16)
+    parser.add_argument("--population", type=int, default=25, help="the preset's own population (25)")
     parser.add_argument("--chunk", type=int, default=1, help="candidates per chunk (evaluation.max_population_chunk)")
     parser.add_argument("--steps", type=int, default=150, help="training steps per candidate")
     parser.add_argument("--meta-steps", type=int, default=10, help="local search meta steps per candidate")
