@@ -65,11 +65,15 @@ def wait_for_the_end(experiment, processes: Processes) -> Experiment:
 
 
 def test_a_search_split_over_two_workers_has_the_history_of_run_search(make_experiment, processes, embedded_redis):
+    """...and it goes on when the coordinator is lost: chunks move the search on by themselves."""
     config = chunked_config()
     experiment = make_experiment(config=config)
     processes.worker("w1")
     processes.worker("w2")
+    processes.coordinator()
     submit(experiment, embedded_redis.url)
+    assert wait_until(lambda: Chunk.objects.filter(experiment=experiment).exists(), timeout=120), processes.logs()
+    processes.kill("coordinator")
     experiment = wait_for_the_end(experiment, processes)
     assert experiment.status == Status.SUCCEEDED, processes.logs()
     assert stored_history(experiment) == reference_history(config, threads=1)
