@@ -170,8 +170,12 @@ def _rss_kib(field: str) -> int:
 # ------------------------------------------------------------------ the measurements
 
 
+#: torch threads of every measured configuration (--threads; load_task sets a configuration's own).
+THREADS = 2
+
+
 def _config(dataset: str, model: str, **training) -> ExperimentConfig:
-    return load_config({"task": {"dataset": dataset, "model": model},
+    return load_config({"task": {"dataset": dataset, "model": model}, "evaluation": {"threads": THREADS},
                         "training": {"batch_size": 128, "lr": 0.01, **training}, "device": "auto"})
 
 
@@ -227,7 +231,8 @@ def candidate_rows(quick: bool) -> tuple[list[list[str]], tuple[float, float, fl
     meta, steps = (10, 40) if quick else (250, 500)
     full = lenet_preset(local=True)
     config = load_config({**full, "training": {**full["training"], "steps": steps},
-                          "local_search": {**full["local_search"], "meta_steps": meta}})
+                          "local_search": {**full["local_search"], "meta_steps": meta},
+                          "evaluation": {**full.get("evaluation", {}), "threads": THREADS}})
     task = load_task(config)
     seq = SequentialEvaluator(task, config)
     bat = BatchedEvaluator(task, config, Plan(len(LOSSES), 2, "benchmark"))
@@ -265,7 +270,7 @@ def search_generation(config: str | dict, strategy: str, generations: int = 1) -
     baseline excluded), the generations' events and the evaluation plan."""
     cfg = load_config(config)
     cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, generations=generations),
-                              evaluation=dataclasses.replace(cfg.evaluation, strategy=strategy))
+                              evaluation=dataclasses.replace(cfg.evaluation, strategy=strategy, threads=THREADS))
     events = []
     result = run_search(cfg, events.append)
     gens = [e for e in events if isinstance(e, GenerationFinished)]
@@ -287,7 +292,7 @@ def lenet_search_preset(quick: bool) -> dict:
 
 def evaluate_seconds(config: dict, strategy: str) -> tuple[float, str]:
     """Seconds of one `evaluate` call on the six benchmark losses (all pass the screen): one generation's work."""
-    cfg = load_config({**config, "evaluation": {"strategy": strategy}})
+    cfg = load_config({**config, "evaluation": {"strategy": strategy, "threads": THREADS}})
     task = load_task(cfg)
     ev = make_evaluator(task, cfg)
     sync(task.device)
@@ -363,6 +368,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--skip-generations", action="store_true", help="leave out the run_search rows")
     args = parser.parse_args(argv)
+    global THREADS
+    THREADS = args.threads
     torch.set_num_threads(args.threads)
     tuned = keep_freed_memory()  # as run_search does, for both paths alike
     device = load_task(_config("digits", "logistic")).device

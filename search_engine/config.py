@@ -122,6 +122,10 @@ class EvaluationConfig:
 
     strategy: str = "auto"  # "auto" (fixed rule: scoring.plan), "measure" (time it), "sequential", "batched"
     max_population_chunk: int = 25  # most candidates trained together in one program
+    # torch's threads for the search's math on a CPU. A thread count changes float rounding (a matrix
+    # product splits its sums by thread), so it is part of the configuration, not of the machine or of
+    # how many workers share it: every process that evaluates for the search uses this many.
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,7 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
          f"must be one of {', '.join(EVALUATION_STRATEGIES)}, got {ev.strategy!r}")
     need(ev.max_population_chunk >= 1, "evaluation.max_population_chunk",
          f"must be at least 1, got {ev.max_population_chunk}")
+    need(ev.threads >= 1, "evaluation.threads", f"must be at least 1, got {ev.threads}")
     need(m.steps >= 1, "meta_test.steps", f"must be at least 1, got {m.steps}")
     need(m.seeds >= 1, "meta_test.seeds", f"must be at least 1, got {m.seeds}")
     ms = m.lr_milestones

@@ -44,6 +44,7 @@ UPPER_BOUNDS: dict[str, int] = {
     "meta_test.lr_milestones": 1_000_000,  # step numbers of the meta-test's schedule: at most meta_test.steps
     "meta_test.seeds": 1_000,  # EvoMAL reports 10; a paired t-test needs no more than hundreds
     "evaluation.max_population_chunk": MAX_POPULATION,  # a chunk never holds more than the population
+    "evaluation.threads": 256,  # beyond any CPU a worker has; more threads than cores only slow it down
     "ml3.meta_steps": 100_000,  # as local_search.meta_steps (the reference: 250)
     "ml3.inner_steps": 100,  # unrolled, as local_search.inner_steps (the reference: 1)
     "ml3.hidden_units": 4_096,  # the loss network sees two numbers per class; the reference uses 50

@@ -50,6 +50,7 @@ FIELD_PATHS = {
     "meta_test_lr_milestones": "meta_test.lr_milestones", "meta_test_lr_gamma": "meta_test.lr_gamma",
     "meta_test_tune_lr": "meta_test.tune_lr",
     "evaluation_strategy": "evaluation.strategy", "max_population_chunk": "evaluation.max_population_chunk",
+    "evaluation_threads": "evaluation.threads",
     "seed": "seed", "device": "device",
 }
 FIELD_BY_PATH = {path: name for name, path in FIELD_PATHS.items()}
@@ -87,7 +88,8 @@ ADVANCED_SECTIONS = (
     ("Training (fitness)", ("batch_size", "lr", "momentum", "weight_decay", "nesterov")),
     ("Meta-test", ("meta_test_steps", "meta_test_seeds", "meta_test_lr_milestones", "meta_test_lr_gamma",
                    "meta_test_tune_lr")),
-    ("Run", ("hall_of_fame_size", "evaluation_strategy", "max_population_chunk", "seed", "device")),
+    ("Run", ("hall_of_fame_size", "evaluation_strategy", "max_population_chunk", "evaluation_threads", "seed",
+             "device")),
 )
 SECTIONS = MAIN_SECTIONS + ADVANCED_SECTIONS
 

@@ -179,7 +179,10 @@ class ExperimentForm(forms.Form):
                   "training steps: with “sequential” between single candidates (only the one in training is lost), "
                   "with “batched” the chunk's unfinished candidates are dropped.",
     )
-    max_population_chunk = _int("Max population chunk", help_text="Most candidates trained together as one program.")
+    max_population_chunk = _int("Max population chunk", help_text="Most candidates trained together as one program; "
+                                "also the chunk a worker takes, so smaller chunks spread a generation over more workers.")
+    evaluation_threads = _int("CPU threads", help_text="Torch threads for the search's math on a CPU. Part of the "
+                              "result: a thread count changes float rounding, so it is not taken from the machine.")
     seed = _int("Seed", help_text="Drives every random choice of the search.")
     device = forms.CharField(required=False, help_text="auto, cpu, cuda or cuda:N.")
 

@@ -90,13 +90,13 @@ def default_plan(task: Task, config: ExperimentConfig) -> Plan | None:
 
 def plan_record(evaluator, device: torch.device) -> dict:
     """How `evaluator` scores candidates, as JSON for the checkpoint, the result and the event stream."""
-    plan = getattr(evaluator, "plan", None)
+    plan, threads = getattr(evaluator, "plan", None), torch.get_num_threads()  # load_task set them
     if isinstance(plan, Plan):
         return {"strategy": "batched", "chunk": plan.chunk, "min_batch": plan.min_batch, "reason": plan.reason,
-                "device": device.type}
+                "device": device.type, "threads": threads}
     if type(evaluator) is SequentialEvaluator:
-        return {"strategy": "sequential", "device": device.type}
-    return {"strategy": type(evaluator).__name__, "device": device.type}  # a custom evaluator_factory
+        return {"strategy": "sequential", "device": device.type, "threads": threads}
+    return {"strategy": type(evaluator).__name__, "device": device.type, "threads": threads}  # a custom factory
 
 
 # ------------------------------------------------------------------ the measurement

@@ -48,7 +48,10 @@ def load_task(config: ExperimentConfig) -> Task:
 
     The data is read once (a user's CSV is parsed by describing it, so describing it first would
     parse it twice); a problem with it or with the model's fit is a ConfigError naming the field.
+    This process's torch threads become `evaluation.threads`: every search, meta-test and transfer
+    computes with the configured count, whatever the machine or the worker it runs on.
     """
+    torch.set_num_threads(config.evaluation.threads)
     device = resolve_device(config.device)
     try:
         splits = datasets.load_dataset(dataset_spec(config.task), seed=config.seed)

@@ -16,20 +16,13 @@ def without_seconds(value):
     return value
 
 
-def reference_history(config: dict, threads: int | None = None) -> list[dict]:
-    """The single-process search's history as JSON (lists, not tuples), without seconds; with
-    `threads`, computed on that many torch threads (as the worker processes are given)."""
-    import torch
-
+def reference_history(config: dict) -> list[dict]:
+    """The single-process search's history as JSON (lists, not tuples), without seconds (computed on
+    the configuration's `evaluation.threads`, as every worker does)."""
     from search_engine.config import load_config
     from search_engine.methods.registry import run_method
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or before)
-    try:
-        result = run_method(load_config(config))
-    finally:
-        torch.set_num_threads(before)
+    result = run_method(load_config(config))
     return without_seconds(json.loads(json.dumps([g.to_dict() for g in result.history])))
 
 

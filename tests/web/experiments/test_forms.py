@@ -168,7 +168,7 @@ def test_the_tree_rejection_evaluation_and_split_fields_go_into_the_configuratio
     response = signed_in.post(NEW, form_data(
         test_fraction=0.25, init_min_height=1, init_max_height=3, max_height=8, mutation_min_height=1,
         mutation_max_height=3, rejection_enabled=False, rejection_steps=15, rejection_samples=30,
-        meta_batch_size=64, evaluation_strategy="sequential", max_population_chunk=2,
+        meta_batch_size=64, evaluation_strategy="sequential", max_population_chunk=2, evaluation_threads=3,
     ))
     assert response.status_code == 302
     config = Experiment.objects.get().config
@@ -178,7 +178,7 @@ def test_the_tree_rejection_evaluation_and_split_fields_go_into_the_configuratio
     assert [search[name] for name in heights] == [1, 3, 8, 1, 3]
     assert config["rejection"] == {"enabled": False, "steps": 15, "samples": 30}
     assert config["local_search"]["batch_size"] == 64
-    assert config["evaluation"] == {"strategy": "sequential", "max_population_chunk": 2}
+    assert config["evaluation"] == {"strategy": "sequential", "max_population_chunk": 2, "threads": 3}
 
 
 def test_a_checked_screen_box_keeps_the_rejection_screen_on(signed_in, sent):

@@ -65,9 +65,12 @@ def wait_for_the_end(experiment, processes: Processes) -> Experiment:
 
 
 def test_a_search_split_over_two_workers_has_the_history_of_run_search(make_experiment, processes, embedded_redis):
-    """...and it goes on when the coordinator is lost: chunks move the search on by themselves."""
+    """...and it goes on when the coordinator is lost: chunks move the search on by themselves. The
+    workers are given 2 threads each (as LFL_WORKERS=1 would on 2 cores): the search computes on the
+    configuration's threads all the same."""
     config = chunked_config()
     experiment = make_experiment(config=config)
+    processes.env.update(OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
     processes.worker("w1")
     processes.worker("w2")
     processes.coordinator()
@@ -76,7 +79,7 @@ def test_a_search_split_over_two_workers_has_the_history_of_run_search(make_expe
     processes.kill("coordinator")
     experiment = wait_for_the_end(experiment, processes)
     assert experiment.status == Status.SUCCEEDED, processes.logs()
-    assert stored_history(experiment) == reference_history(config, threads=1)
+    assert stored_history(experiment) == reference_history(config)
     workers = set(Chunk.objects.filter(experiment=experiment).values_list("worker", flat=True))
     assert {w.split("@")[0] for w in workers} == {"w1", "w2"}  # both took chunks
     assert experiment.meta_test_status == MetaTestStatus.SUCCEEDED
@@ -100,7 +103,7 @@ def test_a_worker_killed_mid_chunk_leaves_the_history_unchanged(make_experiment,
 
     experiment = wait_for_the_end(experiment, processes)
     assert experiment.status == Status.SUCCEEDED, processes.logs()
-    assert stored_history(experiment) == reference_history(config, threads=1)
+    assert stored_history(experiment) == reference_history(config)
     lost.refresh_from_db()
     assert lost.status == ChunkStatus.DONE and lost.attempts == 2 and lost.worker.startswith("w2@")
 
@@ -124,7 +127,7 @@ def test_a_restarted_redis_loses_nothing_and_a_reconnecting_viewer_sees_the_end(
 
     experiment = wait_for_the_end(experiment, processes)
     assert experiment.status == Status.SUCCEEDED, processes.logs()
-    assert stored_history(experiment) == reference_history(config, threads=1)
+    assert stored_history(experiment) == reference_history(config)
     assert "the broker lost its data (its marker is gone)" in coordinator_log.read_text()
 
     owner = experiment.owner
