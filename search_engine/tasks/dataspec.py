@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -227,3 +228,20 @@ def _subsample(y: np.ndarray, classify: bool, train: np.ndarray, max_train: int 
         for c, q in zip(classes, quota, strict=True)
     ]
     return np.sort(np.concatenate(kept))
+
+
+def vision_files(name: str, data_root: str | None, files) -> dict[str, int]:
+    """A torchvision set's files under `data_root`, checked to exist: {relative path: size in bytes}.
+    DataError naming the missing root or file (the worker's and the web process's check alike)."""
+    if not data_root:
+        raise DataError(f"dataset {name!r} needs data_root (the folder holding its files)")
+    root = Path(data_root)
+    try:  # Path.is_dir / is_file let some OSErrors through, e.g. ENAMETOOLONG for a 300-character name
+        if not root.is_dir():
+            raise DataError(f"data root for {name!r} not found: {root}")
+        for rel in files:
+            if not (root / rel).is_file():
+                raise DataError(f"dataset {name!r}: expected file not found: {root / rel}")
+        return {rel: (root / rel).stat().st_size for rel in files}
+    except OSError as exc:
+        raise DataError(f"data root for {name!r} not found: {root} ({exc.strerror or exc})") from exc

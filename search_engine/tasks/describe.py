@@ -18,7 +18,14 @@ import numpy as np
 
 from search_engine import catalog
 from search_engine.tasks import user_files
-from search_engine.tasks.dataspec import DataError, DatasetInfo, DatasetSpec, check_fractions, check_split
+from search_engine.tasks.dataspec import (
+    DataError,
+    DatasetInfo,
+    DatasetSpec,
+    check_fractions,
+    check_split,
+    vision_files,
+)
 
 __all__ = ["DataError", "DatasetInfo", "DatasetSpec", "check_dataset", "check_model_fits", "describe_dataset"]
 
@@ -95,18 +102,8 @@ def _builtin_labels(name: str) -> np.ndarray:
 def _check_vision(spec: DatasetSpec) -> DatasetInfo:
     """The set's info after checking that its root and every expected file exist and are not empty."""
     facts = catalog.DATA_FACTS[spec.name]
-    if not spec.data_root:
-        raise DataError(f"dataset {spec.name!r} needs data_root (the folder holding its files)")
+    sizes = vision_files(spec.name, spec.data_root, facts.files)
     root = Path(spec.data_root)
-    try:  # Path.is_dir / is_file let some OSErrors through, e.g. ENAMETOOLONG for a 300-character name
-        if not root.is_dir():
-            raise DataError(f"data root for {spec.name!r} not found: {root}")
-        for rel in facts.files:
-            if not (root / rel).is_file():
-                raise DataError(f"dataset {spec.name!r}: expected file not found: {root / rel}")
-        sizes = {rel: (root / rel).stat().st_size for rel in facts.files}
-    except OSError as exc:
-        raise DataError(f"data root for {spec.name!r} not found: {root} ({exc.strerror or exc})") from exc
     empty = next((rel for rel, size in sizes.items() if size == 0), None)
     if empty is not None:
         raise DataError(f"dataset {spec.name!r}: file is empty: {root / empty}")

@@ -11,13 +11,13 @@ Expected layout under `data_root` (torchvision's own):
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100, MNIST, SVHN, FashionMNIST
 
 from search_engine.tasks.datasets.core import DataError, DatasetInfo, DatasetSpec, Source
+from search_engine.tasks.dataspec import vision_files
 
 
 class _ExistenceCheck:
@@ -106,17 +106,7 @@ VISION_SETS = {
 def describe_vision(spec: DatasetSpec) -> DatasetInfo:
     """Info of a torchvision set after checking that its root and every expected file exist."""
     info, files, _ = VISION_SETS[spec.name]
-    if not spec.data_root:
-        raise DataError(f"dataset {spec.name!r} needs data_root (the folder holding its files)")
-    root = Path(spec.data_root)
-    try:  # Path.is_dir / is_file let some OSErrors through, e.g. ENAMETOOLONG for a 300-character name
-        if not root.is_dir():
-            raise DataError(f"data root for {spec.name!r} not found: {root}")
-        for rel in files():
-            if not (root / rel).is_file():
-                raise DataError(f"dataset {spec.name!r}: expected file not found: {root / rel}")
-    except OSError as exc:
-        raise DataError(f"data root for {spec.name!r} not found: {root} ({exc.strerror or exc})") from exc
+    vision_files(spec.name, spec.data_root, files())
     return info
 
 

@@ -4,7 +4,6 @@ consumer reads the database from its own thread, so rows must be committed)."""
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
-from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.test import Client
@@ -14,10 +13,10 @@ from lfl_web.experiments.consumers import CLOSE_NOT_ALLOWED, CLOSE_NOT_SIGNED_IN
 from lfl_web.experiments.dashboard import PANEL_IDS, STATUS_PANELS
 from lfl_web.experiments.models import Experiment
 from lfl_web.experiments.recording import UPDATE_MESSAGE, group_name, record_event
-from lfl_web.experiments.routing import websocket_urlpatterns
 from search_engine.evolution.events import CandidateEvaluated, GenerationFinished, SearchFinished
 
 from ..conftest import tiny_config
+from ..sockets import communicator_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,12 +26,6 @@ GENERATION = GenerationFinished(generation=0, best_fitness=0.25, mean_fitness=0.
                                 rejected=0, cache_hits=0, best_expression="sub(f, y)", best_latex="f - y",
                                 hall_of_fame=(), seconds=0.1)
 FINISHED = SearchFinished(status="completed", generations_completed=1, best=None, evaluated=1, rejected=0, cache_hits=0)
-
-
-def communicator_for(experiment_id, user):
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/experiments/{experiment_id}/")
-    communicator.scope["user"] = user
-    return communicator
 
 
 async def close_code(communicator):

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 
 from lfl_web import celery_app
 from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, Status
-from lfl_web.experiments.routing import websocket_urlpatterns
 from lfl_web.experiments.tasks import run_experiment
 from lfl_web.layers import redis_channel_layer
 
 from ..conftest import tiny_config
+from ..sockets import communicator_for
 from .workers import Processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,8 +54,7 @@ def test_a_worker_runs_the_search_and_the_browser_sees_it_live(user, worker, emb
     experiment = Experiment.objects.create(owner=user, name="e2e", config=tiny_config(), total_generations=2)
 
     async def run_and_watch():
-        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/experiments/{experiment.pk}/")
-        communicator.scope["user"] = user
+        communicator = communicator_for(experiment.pk, user)
         connected, _ = await communicator.connect()
         assert connected
         snapshot = await communicator.receive_json_from(timeout=10)

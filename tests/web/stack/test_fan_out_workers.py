@@ -6,8 +6,6 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 
 from lfl_web import celery_app
 from lfl_web.experiments.models import (
@@ -19,13 +17,13 @@ from lfl_web.experiments.models import (
     Status,
     StoredSearch,
 )
-from lfl_web.experiments.routing import websocket_urlpatterns
 from lfl_web.experiments.tasks import run_experiment
 from lfl_web.layers import redis_channel_layer
 
 from ..conftest import tiny_config
 from ..histories import reference_history, stored_history
 from ..polling import wait_until
+from ..sockets import communicator_for
 from .workers import Processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -133,8 +131,7 @@ def test_a_restarted_redis_loses_nothing_and_a_reconnecting_viewer_sees_the_end(
     owner = experiment.owner
 
     async def reconnect():
-        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/experiments/{experiment.pk}/")
-        communicator.scope["user"] = owner
+        communicator = communicator_for(experiment.pk, owner)
         connected, _ = await communicator.connect()
         assert connected
         snapshot = await communicator.receive_json_from(timeout=10)
