@@ -191,7 +191,7 @@ def test_resume_may_change_how_a_search_runs_and_names_what_may_not_change(tmp_p
     run_search(tiny_config(search={"generations": 1}), checkpoint_path=path)
     resumed = run_search(tiny_config(search={"generations": 2}, evaluation={"strategy": "sequential"}),
                          checkpoint_path=path, resume=True)
-    assert resumed.plan == {"strategy": "sequential", "device": "cpu"} and len(resumed.history) == 2
+    assert resumed.plan == {"strategy": "sequential", "device": "cpu", "threads": 1} and len(resumed.history) == 2
     with pytest.raises(CheckpointError, match=r"\(seed, training\.lr changed\)"):
         run_search(tiny_config(search={"generations": 3}, seed=9, training={"lr": 0.5}),
                    checkpoint_path=path, resume=True)
