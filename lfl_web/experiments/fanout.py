@@ -59,7 +59,8 @@ def start(experiment: Experiment, *, resume_file=None) -> None:
     the one-task search written before this experiment fanned out, continued from."""
     if StoredSearch.objects.filter(experiment=experiment).exists():
         dispatch.send_pending(experiment.pk)
-        advance(experiment.pk)
+        if advance(experiment.pk) == "completed":
+            dispatch.send_meta_test(experiment.pk)
         return
     from lfl_web.experiments.evaluators import CancelPoll, evaluator_for
     from search_engine.evolution import steps
@@ -91,6 +92,8 @@ def start(experiment: Experiment, *, resume_file=None) -> None:
         StoredSearch.objects.create(experiment_id=experiment.pk, state=_to_dict(state),
                                     generation=state.next_generation)
     step.after_commit()
+    if step.finished == "completed":
+        dispatch.send_meta_test(experiment.pk)
 
 
 def _baseline_tree(kind: str):

@@ -198,3 +198,17 @@ def test_the_sweep_advances_only_searches_with_nothing_out_or_asked_to_stop(make
         chunk.store(ChunkStatus.DONE, chunks._evaluate(chunk))
     stopping.request_cancel()
     assert coordinator.due_for_advance() == [idle.pk, stopping.pk]
+
+
+def test_a_redelivered_start_finishes_a_search_whose_last_chunk_was_stored_and_meta_tests_it(make_experiment):
+    experiment = make_experiment(config={**chunked_config(), "search": {"population_size": 6, "generations": 1}})
+    experiment.claim_for_worker("t")
+    fanout.start(experiment)
+    queued = list(dispatch.inline_queue())
+    dispatch.inline_queue().clear()
+    for pk in queued:  # every outcome stored, then the worker was lost before advancing
+        chunk = Chunk.objects.get(pk=pk)
+        chunk.store(ChunkStatus.DONE, chunks._evaluate(chunk))
+    fanout.start(Experiment.objects.get(pk=experiment.pk))  # the experiment's task delivered again
+    experiment.refresh_from_db()
+    assert experiment.status == Status.SUCCEEDED and experiment.meta_test_status == "succeeded"
