@@ -17,9 +17,10 @@ from django.db import connection
 from django.utils import timezone
 
 from lfl_web.experiments import fanout
-from lfl_web.experiments.dispatch import inline_queue, send_meta_test
-from lfl_web.experiments.evaluators import CancelPoll, evaluator_for
+from lfl_web.experiments.dispatch import inline_queue
+from lfl_web.experiments.evaluators import evaluator_for
 from lfl_web.experiments.models import Chunk, ChunkStatus, Phase
+from lfl_web.experiments.runner import CancelPoll
 
 logger = logging.getLogger(__name__)
 
@@ -94,13 +95,13 @@ def run_chunk(chunk_id: int, *, worker: str) -> str:
             status = ChunkStatus.FAILED
         if outcomes is not None and chunk.store(status, outcomes, error):
             logger.info("%s: %s on %s in %.1f s", chunk, status, worker, time.perf_counter() - started)
-    if fanout.advance(experiment.pk) == "completed":
-        send_meta_test(experiment.pk)
+    fanout.advance(experiment.pk)
     return "stopped" if outcomes is None else str(status)
 
 
 def _evaluate(chunk: Chunk) -> list[dict]:
     """The chunk's outcomes as JSON: screen -> local search -> fitness, batched as the plan says."""
+    from search_engine.evolution.checkpoint import outcome_to_dict
     from search_engine.expr.tree import parse
 
     state = chunk.experiment.stored_search.state
@@ -111,8 +112,7 @@ def _evaluate(chunk: Chunk) -> list[dict]:
         results = [evaluator.refine(tree) for tree in trees]
     else:
         results = evaluator.evaluate(trees)
-    return [{"fitness": o.fitness, "reason": o.reason, "weights": None if o.weights is None else list(o.weights)}
-            for o in results]
+    return [outcome_to_dict(o) for o in results]
 
 
 def drain() -> int:

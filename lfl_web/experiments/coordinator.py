@@ -69,11 +69,9 @@ def sweep(*, broker_url: str | None = None) -> SweepReport:
     if report.broker_lost:
         mark_broker(broker_url)
     for pk in due_for_advance():
-        finished = fanout.advance(pk)
+        finished = fanout.advance(pk)  # a completed search's meta-test is sent with it
         if finished:
             report.finished[pk] = finished
-            if finished == "completed":
-                dispatch.send_meta_test(pk, broker_url=broker_url)
     return report
 
 
@@ -91,21 +89,22 @@ def release_every_lease() -> list[int]:
     """Every running chunk back to pending, whatever its lease says; returns their pks. Only for a
     stack starting with its own, new broker (the embedded Redis): no worker of the previous run can
     still be holding a chunk, so none need wait for its lease to run out."""
-    held = list(Chunk.objects.filter(status=ChunkStatus.RUNNING).values_list("pk", flat=True))
-    Chunk.objects.filter(pk__in=held, status=ChunkStatus.RUNNING).update(status=ChunkStatus.PENDING, lease_until=None)
-    return held
+    return _release(Chunk.objects.filter(status=ChunkStatus.RUNNING))
 
 
 def _release_expired_leases() -> list[int]:
     """Running chunks whose lease ran out go back to pending; returns their pks."""
-    now = timezone.now()
-    expired = list(Chunk.objects.lease_expired(now).filter(experiment__status__in=UNFINISHED)
-                   .values_list("pk", flat=True))
-    Chunk.objects.filter(pk__in=expired, status=ChunkStatus.RUNNING, lease_until__lt=now).update(
-        status=ChunkStatus.PENDING, lease_until=None)
+    expired = _release(Chunk.objects.lease_expired(timezone.now()).filter(experiment__status__in=UNFINISHED))
     if expired:
         logger.warning("chunks %s: their workers stopped renewing the lease; sending them again", expired)
     return expired
+
+
+def _release(held) -> list[int]:
+    """These running chunks back to pending (only those `held` still selects when updated); their pks."""
+    pks = list(held.values_list("pk", flat=True))
+    held.filter(pk__in=pks).update(status=ChunkStatus.PENDING, lease_until=None)
+    return pks
 
 
 def _redis(broker_url: str | None):

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections import deque
 
 from django.conf import settings
 from django.utils import timezone
 
 from lfl_web.celery import app as celery_app
-from lfl_web.experiments.models import UNFINISHED, Chunk, ChunkStatus, Experiment, MetaTestStatus, Status
+from lfl_web.experiments.models import UNFINISHED, Chunk, ChunkStatus
 from lfl_web.experiments.queue import (
     BROKER_ERRORS,
     RETRY_POLICY,
     QueueUnavailable,
     broker_connection,
-    publish_search,
 )
 
 logger = logging.getLogger(__name__)
@@ -95,11 +93,10 @@ def send_meta_test(experiment_id: int, *, broker_url: str | None = None) -> None
 
         run_pending_meta_test(experiment_id)
         return
-    task_id = str(uuid.uuid4())
-    Experiment.objects.filter(pk=experiment_id, status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING
-                              ).update(celery_task_id=task_id)
+    from lfl_web.experiments.services import publish_meta_test
+
     try:
         with broker_connection(broker_url) as connection:
-            publish_search(experiment_id, connection=connection, task_id=task_id)
+            publish_meta_test(experiment_id, connection=connection)
     except QueueUnavailable as exc:  # the next stack start sends it (services.requeue_unfinished)
         logger.warning("experiment %s: the meta-test could not be queued: %s", experiment_id, exc)

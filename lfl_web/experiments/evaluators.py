@@ -9,15 +9,6 @@ from __future__ import annotations
 import json
 import sys
 
-from django.conf import settings
-
-from lfl_web.experiments.runner import CancelPoll as _CancelPoll
-
-
-def CancelPoll(experiment_id: int) -> _CancelPoll:  # noqa: N802 (reads like the class it makes)
-    return _CancelPoll(experiment_id, settings.LFL_CANCEL_POLL_SECONDS)
-
-
 _cached: dict = {}
 
 

@@ -59,10 +59,10 @@ def start(experiment: Experiment, *, resume_file=None) -> None:
     the one-task search written before this experiment fanned out, continued from."""
     if StoredSearch.objects.filter(experiment=experiment).exists():
         dispatch.send_pending(experiment.pk)
-        if advance(experiment.pk) == "completed":
-            dispatch.send_meta_test(experiment.pk)
+        advance(experiment.pk)
         return
-    from lfl_web.experiments.evaluators import CancelPoll, evaluator_for
+    from lfl_web.experiments.evaluators import evaluator_for
+    from lfl_web.experiments.runner import CancelPoll
     from search_engine.evolution import steps
     from search_engine.evolution.events import SearchStarted
     from search_engine.runtime import interrupt
@@ -92,8 +92,6 @@ def start(experiment: Experiment, *, resume_file=None) -> None:
         StoredSearch.objects.create(experiment_id=experiment.pk, state=_to_dict(state),
                                     generation=state.next_generation)
     step.after_commit()
-    if step.finished == "completed":
-        dispatch.send_meta_test(experiment.pk)
 
 
 def _baseline_tree(kind: str):
@@ -128,7 +126,7 @@ def _to_dict(state) -> dict:
 
 def advance(experiment_id: int) -> str | None:
     """Move the search on as far as its stored outcomes allow; returns "completed" or "stopped"
-    when this call finished it (the caller then meta-tests a completed one), else None.
+    when this call finished it, else None (a completed search's meta-test is sent: Step.after_commit).
 
     Safe to call any number of times from any process: the state row is locked while it is read
     and written, and outcomes already applied are not applied again.
@@ -231,6 +229,8 @@ class Step:
             if data["type"] == "search_finished":
                 broadcast_status(self.experiment_id)
         dispatch.send(self.new_chunks)
+        if self.finished == "completed":
+            dispatch.send_meta_test(self.experiment_id)
 
 
 def _chunk_size(state) -> int:
@@ -241,11 +241,8 @@ def _chunk_size(state) -> int:
 
 def _outcomes(finished_chunks) -> dict:
     """{population index: Outcome} of stored chunks."""
-    from search_engine.scoring.sequential import Outcome
+    from search_engine.evolution.checkpoint import outcome_from_dict
 
-    found = {}
-    for chunk in finished_chunks:
-        for item, o in zip(chunk.items, chunk.outcomes or [], strict=True):
-            found[item["index"]] = Outcome(o["fitness"], o["reason"], None if o["weights"] is None else tuple(o["weights"]))
-    return found
+    return {item["index"]: outcome_from_dict(o)
+            for chunk in finished_chunks for item, o in zip(chunk.items, chunk.outcomes or [], strict=True)}
 

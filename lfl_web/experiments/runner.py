@@ -30,9 +30,9 @@ class CancelPoll:
     become True.
     """
 
-    def __init__(self, experiment_id: int, interval: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, experiment_id: int, interval: float | None = None, clock: Callable[[], float] = time.monotonic):
         self.experiment_id = experiment_id
-        self.interval = interval
+        self.interval = settings.LFL_CANCEL_POLL_SECONDS if interval is None else interval
         self.clock = clock
         self.checked_at = -float("inf")
         self.stop = False
@@ -63,7 +63,7 @@ def execute_search(experiment: Experiment, *, resume: bool) -> str:
         path.unlink(missing_ok=True)
     result = run_method(
         config, on_event=partial(record_event, experiment.pk),
-        should_stop=CancelPoll(experiment.pk, settings.LFL_CANCEL_POLL_SECONDS),
+        should_stop=CancelPoll(experiment.pk),
         checkpoint_path=path, resume=resume,
     )
     if result.status == "completed":
@@ -84,7 +84,7 @@ def run_pending_meta_test(experiment_id: int, config=None) -> None:
     try:
         if experiment.cancel_requested:  # asked to stop before a worker took it (or late in the search)
             raise interrupt.Stopped
-        with interrupt.watching(CancelPoll(experiment_id, settings.LFL_CANCEL_POLL_SECONDS)):
+        with interrupt.watching(CancelPoll(experiment_id)):
             if config is None:  # a redelivered task: the search is done, only the meta-test is left
                 from search_engine.config import load_config
 

@@ -169,12 +169,18 @@ def requeue_unfinished(*, broker_url: str) -> list[int]:
     with broker_connection(broker_url) as connection:
         for pk in pks:
             publish_search(pk, connection=connection)
-        for pk in meta_tests:  # the new task takes the meta-test over (see tasks.run_experiment)
-            task_id = uuid()  # on the row before a worker can get the message
-            Experiment.objects.filter(pk=pk, status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING
-                                      ).update(celery_task_id=task_id)
-            publish_search(pk, connection=connection, task_id=task_id)
+        for pk in meta_tests:
+            publish_meta_test(pk, connection=connection)
     return pks + meta_tests
+
+
+def publish_meta_test(pk: int, *, connection) -> None:
+    """Hand the meta-test of succeeded experiment `pk` to a new task (see tasks.run_experiment): its
+    id goes on the row before a worker can get the message. Raises QueueUnavailable."""
+    task_id = uuid()
+    Experiment.objects.filter(pk=pk, status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING
+                              ).update(celery_task_id=task_id)
+    publish_search(pk, connection=connection, task_id=task_id)
 
 
 def requeue_queued(*, broker_url: str) -> list[int]:

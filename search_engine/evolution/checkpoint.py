@@ -67,7 +67,7 @@ def state_to_dict(state: SearchState) -> dict[str, Any]:
         "next_generation": state.next_generation,
         "population": [to_prefix(t) for t in state.population],
         "rng_state": [version, list(internal), gauss],
-        "cache": {k: {"fitness": o.fitness, "reason": o.reason, "weights": o.weights} for k, o in state.cache.items()},
+        "cache": {k: outcome_to_dict(o) for k, o in state.cache.items()},
         "hall_of_fame": [asdict(h) for h in state.hall_of_fame],
         "history": [g.to_dict() for g in state.history],
         "totals": dict(state.totals),
@@ -93,7 +93,7 @@ def state_from_dict(data: dict[str, Any]) -> SearchState:
             next_generation=int(data["next_generation"]),
             population=[parse(s) for s in data["population"]],
             rng=rng,
-            cache={k: Outcome(v["fitness"], v["reason"], _tuple(v.get("weights"))) for k, v in data["cache"].items()},
+            cache={k: outcome_from_dict(v) for k, v in data["cache"].items()},
             hall_of_fame=[entry_from_dict(h) for h in data["hall_of_fame"]],
             history=[generation_from_dict(g) for g in data["history"]],
             totals=dict(data["totals"]),
@@ -119,6 +119,16 @@ def generation_from_dict(d: dict[str, Any]) -> GenerationFinished:
     d = {k: v for k, v in d.items() if k != "type"}
     d["hall_of_fame"] = tuple(entry_from_dict(h) for h in d["hall_of_fame"])
     return GenerationFinished(**d)
+
+
+def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
+    """An outcome as JSON (the checkpoint's cache, a chunk's stored outcomes)."""
+    return {"fitness": outcome.fitness, "reason": outcome.reason,
+            "weights": None if outcome.weights is None else list(outcome.weights)}
+
+
+def outcome_from_dict(d: dict[str, Any]) -> Outcome:
+    return Outcome(d["fitness"], d["reason"], _tuple(d.get("weights")))
 
 
 def _tuple(values) -> tuple | None:

@@ -72,6 +72,21 @@ def sent(monkeypatch):
     return pks
 
 
+@pytest.fixture
+def sent_transfers(monkeypatch):
+    """TransferRun pks handed to Celery (nothing reaches a broker)."""
+    from lfl_web.experiments import transfers
+
+    pks = []
+
+    def send_task(name, args=None, **options):
+        assert name == transfers.RUN_TRANSFER
+        pks.extend(args)
+
+    monkeypatch.setattr(transfers.celery_app, "send_task", send_task)
+    return pks
+
+
 def watch_group(experiment_id: int):
     """Start listening to the experiment's group; returns received() -> the socket messages (each
     group message's `event`) sent since, on the in-memory channel layer."""

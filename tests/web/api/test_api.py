@@ -23,16 +23,6 @@ pytestmark = pytest.mark.django_db
 CROSS_ENTROPY = "mul(-1, mul(y, log(f)))"
 
 
-@pytest.fixture
-def key(user):
-    return ApiToken.objects.issue(user, "tests")[1]
-
-
-@pytest.fixture
-def other_key(other_user):
-    return ApiToken.objects.issue(other_user, "tests")[1]
-
-
 def auth(key):
     return {"HTTP_AUTHORIZATION": f"Token {key}"}
 

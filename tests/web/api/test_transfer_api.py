@@ -6,7 +6,6 @@ import json
 import pytest
 from kombu.exceptions import OperationalError
 
-from lfl_web.api.models import ApiToken
 from lfl_web.experiments import transfers
 from lfl_web.experiments.models import LearnedLoss, Status, TransferRun
 from lfl_web.experiments.tasks import run_transfer
@@ -16,29 +15,6 @@ from ..conftest import tiny_config
 pytestmark = pytest.mark.django_db
 
 CROSS_ENTROPY = "mul(-1, mul(y, log(f)))"
-
-
-@pytest.fixture
-def key(user):
-    return ApiToken.objects.issue(user, "tests")[1]
-
-
-@pytest.fixture
-def other_key(other_user):
-    return ApiToken.objects.issue(other_user, "tests")[1]
-
-
-@pytest.fixture
-def sent_transfers(monkeypatch):
-    """TransferRun pks handed to Celery (nothing reaches a broker)."""
-    pks = []
-
-    def send_task(name, args=None, **options):
-        assert name == transfers.RUN_TRANSFER
-        pks.extend(args)
-
-    monkeypatch.setattr(transfers.celery_app, "send_task", send_task)
-    return pks
 
 
 @pytest.fixture

@@ -16,18 +16,6 @@ CROSS_ENTROPY = "mul(-1, mul(y, log(f)))"
 
 
 @pytest.fixture
-def sent_transfers(monkeypatch):
-    pks = []
-
-    def send_task(name, args=None, **options):
-        assert name == transfers.RUN_TRANSFER
-        pks.extend(args)
-
-    monkeypatch.setattr(transfers.celery_app, "send_task", send_task)
-    return pks
-
-
-@pytest.fixture
 def signed_in(client, user):
     client.force_login(user)
     return client
