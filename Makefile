@@ -1,10 +1,10 @@
-# lfl — two commands do everything: `make run` (arrives with the web app) and `make test`.
+# lfl — two commands do everything: `make run` (the web application) and `make test` (lint + every test).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-postgres lint venv quick run clean chromium
+.PHONY: test test-fast test-postgres lint venv quick run clean chromium
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ chromium:
 
 test: $(STAMP) lint chromium
 	$(PY) -m pytest -q
+
+# Everyday work: ruff and every test but the `stack` ones (real Redis, daphne, Celery workers,
+# Chromium; tests/conftest.py marks them). `make test`, what CI runs, keeps them.
+test-fast: $(STAMP) lint
+	$(PY) -m pytest -q -m "not stack"
 
 # The web and worker tests again on PostgreSQL (CI runs this after `make test` when one answers on
 # 127.0.0.1:5432). pytest-django creates and drops test_<name> in the server LFL_TEST_DATABASE_URL names.

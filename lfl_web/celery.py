@@ -1,9 +1,14 @@
-"""The Celery application. Importing it never imports torch; a worker does, once it is ready.
+"""The Celery application. Importing it never imports torch; a worker does, before it takes tasks.
 
-A worker loads the numeric stack (torch, the engine's evaluators, SymPy) as soon as it can take
-tasks, so its first chunk of a search does not wait for those imports: in each pool process for
-the prefork pool (after the fork, so the parent never holds torch's state), in the worker itself
-for the solo and threads pools. A web process that imports this module is unaffected.
+A worker loads the numeric stack (torch, the engine's evaluators, SymPy) before its first task, so
+the first chunk of a search does not wait for those imports. With the prefork pool the parent
+imports it just before it forks each pool process: the children inherit the loaded modules and
+report ready at once. Imported in each child instead, the imports (5 to 10 s on 2 busy cores)
+outlast Celery's limit for a new pool process to report ready (worker_proc_alive_timeout, 4 s),
+so a replaced pool process was killed and forked again for minutes. The parent only imports: it
+runs no torch operation and touches no CUDA, so each child starts its own thread pools and its
+own CUDA context. The solo and threads pools load it in the worker itself once it is ready. A web
+process that imports this module is unaffected.
 """
 
 import os
@@ -18,13 +23,15 @@ app.autodiscover_tasks()
 
 
 def warm_up() -> None:
+    """Import what evaluating a chunk needs (no CUDA call, no torch operation: safe before a fork)."""
     import search_engine.evolution.steps  # noqa: F401 (SymPy, the operators)
     import search_engine.scoring.plan  # noqa: F401 (torch, the evaluators)
     import search_engine.tasks.task  # noqa: F401 (datasets, networks)
 
 
-@signals.worker_process_init.connect
-def _warm_up_pool_process(**_kwargs) -> None:
+@signals.worker_before_create_process.connect
+def _warm_up_before_forking(**_kwargs) -> None:
+    # Sent in the prefork parent before every fork; only the first call imports anything.
     warm_up()
 
 

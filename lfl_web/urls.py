@@ -1,4 +1,4 @@
-"""URLs: sign in/out, the admin, and a home page until the dashboard arrives."""
+"""URLs: the home page (the experiments list), sign in/out, the admin, the experiments' pages and the API."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views

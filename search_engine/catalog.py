@@ -19,13 +19,14 @@ class TaskKind:
     metric: str  # what a fitness value measures (lower is better)
     baseline: str  # the loss a learned loss must beat
     baseline_expression: str  # that loss in prefix form (seeded into the first generation)
+    baseline_label: str  # that loss in words, as reports name it ("no better than cross-entropy ...")
 
 
 TASK_KINDS: dict[str, TaskKind] = {
     k.name: k
     for k in (
-        TaskKind("classification", "error rate", "cross_entropy", "mul(-1, mul(y, log(f)))"),
-        TaskKind("regression", "MSE", "squared_error", "square(sub(y, f))"),
+        TaskKind("classification", "error rate", "cross_entropy", "mul(-1, mul(y, log(f)))", "cross-entropy"),
+        TaskKind("regression", "MSE", "squared_error", "square(sub(y, f))", "squared error"),
     )
 }
 KINDS: tuple[str, ...] = tuple(TASK_KINDS)
@@ -48,6 +49,11 @@ def metric_name(kind: str) -> str:
 def baseline_name(kind: str) -> str:
     """"cross_entropy" for classification, "squared_error" for regression."""
     return task_kind(kind).baseline
+
+
+def baseline_label(kind: str) -> str:
+    """"cross-entropy" for classification, "squared error" for regression: the baseline in words."""
+    return task_kind(kind).baseline_label
 
 
 def kind_of_baseline(baseline: str) -> str:
@@ -143,6 +149,12 @@ class Method:
     description: str
     symbolic: bool = True  # its losses are expressions (a Pareto front of size vs fitness means something)
     refines_weights: bool = False  # its edge weights refine a symbolic loss (meta-tests also try all weights 1)
+    round_name: str = "generation"  # what pages call one point of its curve (one GenerationFinished)
+
+    @property
+    def rounds(self) -> str:
+        """`round_name` in the plural ("generations", "snapshots")."""
+        return f"{self.round_name}s"
 
 
 METHODS: dict[str, Method] = {
@@ -153,7 +165,8 @@ METHODS: dict[str, Method] = {
         Method("gplfl", "GP-LFL", "the same genetic-programming search without local search: symbolic "
                                   "losses only (the EvoMAL paper's GP-LFL baseline)"),
         Method("ml3", "ML3", "a small neural network as the loss, its weights learned by unrolled "
-                             "meta-gradients (Bechtle et al., ICPR 2020; offline variant)", symbolic=False),
+                             "meta-gradients (Bechtle et al., ICPR 2020; offline variant)", symbolic=False,
+               round_name="snapshot"),  # the network scored every ml3.report_every meta steps
         Method("taylorglo", "TaylorGLO", "CMA-ES over the coefficients of a third-order Taylor polynomial "
                                          "in prediction and target (Gonzalez & Miikkulainen, GECCO 2021)"),
     )

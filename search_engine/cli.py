@@ -13,6 +13,8 @@ from search_engine.evolution.checkpoint import CheckpointError
 
 CHECKPOINT = "checkpoint.json"
 RESULT = "result.json"
+CHOSEN_RANK_HELP = ("which hall-of-fame entry (1 = best); default: the one `evaluate` chose and meta-tested, "
+                    "else 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,17 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="with --loss: where to write the record (default: next to it)")
     e.add_argument("--seeds", type=int, default=None, help="number of seeds (default: config meta_test.seeds)")
     e.add_argument("--steps", type=int, default=None, help="training steps (default: config meta_test.steps)")
-    e.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry to test (1 = best)")
-    e.add_argument("--tune-lr", action="store_true",
-                   help="also compare each loss at its own best learning rate, picked on validation data")
+    e.add_argument("--rank", type=int, default=None,
+                   help="which hall-of-fame entry to test (1 = best); default: the final choice, the best of the "
+                        "first few compared at their own best learning rates on validation data (a transfer: 1)")
+    e.add_argument("--tune-lr", action=argparse.BooleanOptionalAction, default=None,
+                   help="also compare each loss at its own best learning rate, picked on validation data "
+                        "(default: the configuration's meta_test.tune_lr, on unless set off; always on for a "
+                        "transfer)")
     x = sub.add_parser("export", help="write a learned loss as a file for your own training code")
     x.add_argument("--result", required=True, help="result.json written by `search`")
-    x.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry (1 = best)")
+    x.add_argument("--rank", type=int, default=None, help=CHOSEN_RANK_HELP)
     x.add_argument("--format", required=True, choices=tuple(catalog.EXPORT_FORMATS))
     x.add_argument("--out", default=None, help="output file (default: next to the result)")
     sh = sub.add_parser("shape", help="sample a learned loss on a grid (for plotting) as CSV and/or PNG")
     sh.add_argument("--result", required=True, help="result.json written by `search`")
-    sh.add_argument("--rank", type=int, default=1, help="which hall-of-fame entry (1 = best)")
+    sh.add_argument("--rank", type=int, default=None, help=CHOSEN_RANK_HELP)
     sh.add_argument("--csv", default=None, help="write the samples as CSV here")
     sh.add_argument("--png", default=None, help="write a plot here (needs matplotlib)")
     return parser
@@ -113,31 +119,83 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return cmd_transfer(args)
     if args.data_root or args.out:
         raise ValueError("--data-root and --out are for a transfer: give --dataset and --model too")
-    from search_engine.scoring.metatest import Comparison, evaluate_learned_loss
+    from search_engine.scoring.metatest import evaluate_learned_loss
     from search_engine.tasks.task import load_task
 
     path = Path(args.result)
     result = _read_result(path)
     config = load_config(result["config"])
-    entry = _hall_entry(result, args.rank)
     seeds, steps = args.seeds or config.meta_test.seeds, args.steps or config.meta_test.steps
-    print(f"meta-testing {entry['expression']} against {result['baseline_loss']}: {seeds} seeds x {steps} steps")
-    record = evaluate_learned_loss(
-        load_task(config), config, entry["expression"], entry.get("weights"), result["baseline_loss"],
-        seeds=seeds, steps=steps, on_seed=lambda s: print(f"  seed {s} done", flush=True),
-        network=entry.get("network"), tune_lr=args.tune_lr or None,
-    )
-    print(Comparison.from_dict(record).summary())
-    if "symbolic" in record:
-        print("with all weights at 1: " + Comparison.from_dict(record["symbolic"]).summary())
-    if "tuned_lr" in record:
-        t = record["tuned_lr"]
-        print(f"at tuned rates (learned {t['learned_lr']}, baseline {t['baseline_lr']}): "
-              + Comparison.from_dict(t).summary())
-    result["meta_test"] = {"rank": args.rank, **record}
+    config = _with_meta_test(config, seeds, steps)
+    on_seed = lambda s: print(f"  seed {s} done", flush=True)  # noqa: E731
+    if args.rank is None:
+        from search_engine.scoring.final_choice import FINALISTS, meta_test_final
+
+        tuned = config.meta_test.tune_lr if args.tune_lr is None else args.tune_lr
+        if tuned:
+            print(f"choosing among the {FINALISTS} best losses on validation data, each at its own best learning rate")
+        record = meta_test_final(load_task(config), config, result["hall_of_fame"], result["baseline_loss"],
+                                 on_seed=on_seed, tune_lr=args.tune_lr, search_rate=stored_search_rate(result))
+        if record["final_choice"]:
+            print(describe_final_choice(record["final_choice"]))
+    else:
+        entry = _hall_entry(result, args.rank)
+        print(f"meta-testing {entry['expression']} against {result['baseline_loss']}: {seeds} seeds x {steps} steps")
+        record = {"rank": args.rank, **evaluate_learned_loss(
+            load_task(config), config, entry["expression"], entry.get("weights"), result["baseline_loss"],
+            on_seed=on_seed, network=entry.get("network"), tune_lr=args.tune_lr, search_rate=stored_search_rate(result),
+        )}
+    print(describe_meta_test(record, catalog.kind_of_baseline(result["baseline_loss"])))
+    result["meta_test"] = record
     write_json_atomic(path, result)
     print(f"added meta_test to {path}")
     return 0
+
+
+def stored_search_rate(result: dict) -> float | None:
+    """The rate the search trained its candidates at, as its plan recorded it (tuned protocol), else None."""
+    rate = ((result.get("plan") or {}).get("search_rate") or {}).get("lr")
+    return float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None
+
+
+def _with_meta_test(config, seeds: int, steps: int):
+    """`config` with the meta-test's number of seeds and steps replaced."""
+    import dataclasses
+
+    return dataclasses.replace(config, meta_test=dataclasses.replace(config.meta_test, seeds=seeds, steps=steps))
+
+
+def describe_final_choice(choice: dict) -> str:
+    """The final choice for people: each finalist's validation metric at its own best rate."""
+    if not choice.get("candidates"):
+        return "final choice: the best entry (a network loss is not compared)"
+    lines = [f"final choice on validation data ({choice['steps']} steps, each at its own best learning rate):"]
+    for c in choice["candidates"]:
+        mark = "*" if c["rank"] == choice["chosen"] else " "
+        value = "diverged" if c["validation"] is None else f"{c['validation']:.4f}"
+        lines.append(f" {mark} rank {c['rank']}: {value} at lr {c['lr']}  {c['expression']}")
+    base = choice["baseline"]
+    if base:
+        value = "diverged" if base["validation"] is None else f"{base['validation']:.4f}"
+        lines.append(f"   baseline: {value} at lr {base['lr']}")
+    return "\n".join(lines)
+
+
+def describe_meta_test(record: dict, kind: str) -> str:
+    """The meta-test for people: the verdict, the comparison at each loss's own best learning rate,
+    then the one at the search's rate (the paper's protocol) and with all weights at 1."""
+    from search_engine.scoring.metatest import Comparison
+    from search_engine.scoring.verdict import FIXED_LABEL, TUNED_LABEL, verdict
+
+    lines = [verdict(record, kind).sentence]
+    tuned = record.get("tuned_lr")
+    if tuned:
+        lines.append(f"{TUNED_LABEL} (learned {tuned['learned_lr']}, baseline {tuned['baseline_lr']}): "
+                     + Comparison.from_dict(tuned).summary())
+    lines.append(f"{FIXED_LABEL}: " + Comparison.from_dict(record).summary())
+    if "symbolic" in record:
+        lines.append("with all weights at 1: " + Comparison.from_dict(record["symbolic"]).summary())
+    return "\n".join(lines)
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
@@ -145,7 +203,6 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     record is added to result.json's "transfers" (one per hall-of-fame rank and target, a re-run
     replaces it); with --loss, it is written next to the export (or to --out)."""
     from search_engine.evolution.checkpoint import write_json_atomic
-    from search_engine.scoring.metatest import Comparison
     from search_engine.scoring.transfer import transfer, transfer_config
 
     if not (args.dataset and args.model):
@@ -156,7 +213,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     print(f"meta-testing {spec.expression} (learned on {spec.dataset}/{spec.model}) on {args.dataset}/{args.model}: "
           f"{config.meta_test.seeds} seeds x {config.meta_test.steps} steps")
     record = transfer(spec, config, on_seed=lambda s: print(f"  seed {s} done", flush=True))
-    print(Comparison.from_dict(record).summary())
+    print(describe_meta_test(record, spec.kind))
     if args.loss:
         out = Path(args.out) if args.out else path.with_name(f"{path.stem}.transfer-{args.dataset}-{args.model}.json")
         write_json_atomic(out, record)
@@ -190,6 +247,7 @@ def _transfer_source(args: argparse.Namespace):
         return spec, {"task": {"dataset": spec.dataset, "model": spec.model}}, path
     path = Path(args.result)
     result = _read_result(path)
+    args.rank = chosen_rank(path, args.rank)
     _hall_entry(result, args.rank)  # names the valid ranks
     return LearnedLossSpec.from_result(result, args.rank), result["config"], path
 
@@ -197,7 +255,7 @@ def _transfer_source(args: argparse.Namespace):
 def cmd_export(args: argparse.Namespace) -> int:
     from search_engine.export.formats import write_export
 
-    out = write_export(args.result, args.rank, args.format, args.out)
+    out = write_export(args.result, chosen_rank(args.result, args.rank), args.format, args.out)
     print(f"wrote {out}")
     return 0
 
@@ -208,7 +266,7 @@ def cmd_shape(args: argparse.Namespace) -> int:
 
     if not (args.csv or args.png):
         raise ValueError("give --csv FILE and/or --png FILE")
-    shape = loss_shape(read_spec(args.result, args.rank))
+    shape = loss_shape(read_spec(args.result, chosen_rank(args.result, args.rank)))
     if args.csv:
         print(f"wrote {write_csv(shape, args.csv)}")
     if args.png:
@@ -217,6 +275,20 @@ def cmd_shape(args: argparse.Namespace) -> int:
         except RuntimeError as exc:  # matplotlib is optional
             raise ValueError(str(exc)) from exc
     return 0
+
+
+def chosen_rank(path: str | Path, rank: int | None) -> int:
+    """`rank` if given; else the rank `evaluate` chose and meta-tested (result.json's meta_test), else 1.
+    A JSON learned-loss export (not a search result) holds one loss: 1."""
+    if rank is not None:
+        return rank
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 1  # the command that reads the file names the problem
+    meta = data.get("meta_test") if isinstance(data, dict) else None
+    chosen = meta.get("rank") if isinstance(meta, dict) else None
+    return chosen if isinstance(chosen, int) and not isinstance(chosen, bool) and chosen >= 1 else 1
 
 
 def _hall_entry(result: dict, rank: int) -> dict:

@@ -3,6 +3,8 @@
 `UPPER_BOUNDS` caps every size and step count of a configuration, so a typo (10**9 generations)
 is refused where it is typed instead of queueing a search that would never end; each cap is far
 above what EvoMAL's own settings use (configs/*.json) and says why it is where it is.
+`FLOAT_RANGES` gives every real-valued field (rates, fractions, learning rates, CMA-ES's start) a
+finite range, so a learning rate of 1e308 is refused by name instead of overflowing in a worker.
 `work_estimate(config)` counts the training work a configuration asks for, for the new-experiment
 form, the API's answer and a server's ceiling (the web's LFL_MAX_TRAINING_STEPS); it counts the
 work of the configuration's method (EvoMAL, GP-LFL, ML3 or TaylorGLO) with the same keys for all.
@@ -11,9 +13,10 @@ work of the configuration's method (EvoMAL, GP-LFL, ML3 or TaylorGLO) with the s
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
-from search_engine.methods.settings import effective
+from search_engine.methods.settings import TAYLORGLO_MAX_START, effective
 
 MAX_TREE_HEIGHT = 17  # Koza's static limit (DEAP's default); a tree that tall has up to 2**18 nodes
 MAX_POPULATION = 10_000  # EvoMAL uses 25, GP papers rarely exceed a few thousand
@@ -55,6 +58,73 @@ UPPER_BOUNDS: dict[str, int] = {
     "taylorglo.generations": 10_000,  # as search.generations
     "seed": SEED_RANGE[1],
 }
+
+
+#: SGD's learning rate (training.lr): above the largest rate a meta-test's tuning tries
+#: (10 ** 1.5, scoring.tuned_lr), so a tuned rate can be set again; a loss that shrinks its
+#: gradients may want such rates, but far larger ones only overflow the weights.
+MAX_LEARNING_RATE = 100.0
+#: Adam's learning rate (local_search.meta_lr, ml3.meta_lr): Adam moves each weight by about this
+#: much per step whatever the gradient's size; EvoMAL and ML3 use 1e-3 on weights near 1.
+MAX_META_LEARNING_RATE = 10.0
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """The values a real-valued field may take: `low` to `high`, each end included unless open."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        """The range in the words of an error message: "in [0, 1]", "positive and at most 100"."""
+        if self.low == 0 and self.low_open and not self.high_open:
+            return f"positive and at most {self.high:g}"
+        if self.low_open and self.high_open:
+            return f"strictly between {self.low:g} and {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+PROBABILITY = FloatRange(0.0, 1.0)
+SHARE_OF_DATA = FloatRange(0.0, 1.0, low_open=True, high_open=True)  # some held out, some left to train on
+
+#: Dotted field -> the values it may take (every float field of the configuration; a test checks).
+FLOAT_RANGES: dict[str, FloatRange] = {
+    "task.val_fraction": SHARE_OF_DATA,
+    "task.test_fraction": SHARE_OF_DATA,
+    "search.crossover_rate": PROBABILITY,
+    "search.mutation_rate": PROBABILITY,
+    "search.elitism_rate": PROBABILITY,  # a share of the population
+    "training.lr": FloatRange(0.0, MAX_LEARNING_RATE, low_open=True),
+    "training.momentum": FloatRange(0.0, 1.0, high_open=True),  # at 1 the velocity never decays
+    # SGD shrinks every weight by lr x weight_decay a step: EvoMAL's CIFAR setting is 5e-4, and at 1
+    # the decay outweighs any loss.
+    "training.weight_decay": FloatRange(0.0, 1.0),
+    "local_search.meta_lr": FloatRange(0.0, MAX_META_LEARNING_RATE, low_open=True),
+    "meta_test.lr_gamma": FloatRange(0.0, 1.0, low_open=True),  # a decay: 1 keeps the rate, 0 stops training
+    "ml3.meta_lr": FloatRange(0.0, MAX_META_LEARNING_RATE, low_open=True),
+    # CMA-ES's start (methods.settings): further out every sampled polynomial diverges in training.
+    "taylorglo.sigma": FloatRange(0.0, TAYLORGLO_MAX_START, low_open=True),
+    "taylorglo.mean": FloatRange(-TAYLORGLO_MAX_START, TAYLORGLO_MAX_START),
+}
+
+
+def float_range_errors(config: Any) -> dict[str, str]:
+    """{dotted field: message} for every float field of an ExperimentConfig outside its FLOAT_RANGES
+    entry, e.g. {"training.lr": "must be positive and at most 100, got 1e+308"}."""
+    errors = {}
+    for dotted, allowed in FLOAT_RANGES.items():
+        value = field_value(config, dotted)
+        if value not in allowed:
+            errors[dotted] = f"must be {allowed.describe()}, got {value}"
+    return errors
 
 
 def field_value(config: Any, dotted: str) -> Any:
@@ -99,6 +169,14 @@ def step_labels(method: str) -> dict[str, str]:
 #: up to 3 extensions past each edge (a test checks this against that module).
 TUNING_RATES_AT_MOST = 11
 
+#: Losses the final choice compares at their own best rates before the meta-test (scoring.final_choice):
+#: the hall of fame's best few, and the baseline beside them.
+FINALISTS = 3
+
+#: Rates the tuned protocol (training.lr_protocol) trains the baseline at, at most, to pick the
+#: search's rate: training.lr, its two half-decade neighbours and up to 3 extensions past one edge.
+SEARCH_RATES_AT_MOST = 3 + 2 * 3
+
 
 def work_estimate(config: Any) -> dict[str, int]:
     """The training work an ExperimentConfig asks for, at most (cache hits and rejected candidates
@@ -112,8 +190,11 @@ def work_estimate(config: Any) -> dict[str, int]:
                        the meta-test's runs: meta_test.seeds x 2 (learned loss and baseline; x 3
                        where local search refined the learned loss's weights, as it is also
                        trained with every weight at 1); with meta_test.tune_lr, 2 x (at most
-                       TUNING_RATES_AT_MOST rates + meta_test.seeds) more
-    fitness_steps      (candidates + 1 + refined under "top_k") x training.steps
+                       TUNING_RATES_AT_MOST rates + meta_test.seeds) more, and (not for ML3) the
+                       final choice's (FINALISTS + 1) x TUNING_RATES_AT_MOST
+    fitness_steps      (candidates + 1 + refined under "top_k") x training.steps, plus the tuned
+                       protocol's choice of rate (at most SEARCH_RATES_AT_MOST baseline trainings;
+                       not for ML3, which scores its snapshots at training.lr)
     rejection_steps    candidates x rejection.steps when the screen is enabled (EvoMAL, GP-LFL)
     local_search_steps unrolled training steps of a meta-gradient: refined x local_search.meta_steps
                        x inner_steps, where refined is every candidate under "all", generations x
@@ -126,7 +207,11 @@ def work_estimate(config: Any) -> dict[str, int]:
     candidates, refitted, screened, unrolled, meta_test_runs = counts
     if config.meta_test.tune_lr:  # every rate tried on validation data, then the seeds again at the best
         meta_test_runs += 2 * (TUNING_RATES_AT_MOST + config.meta_test.seeds)
+        if config.method != "ml3":  # a network loss is its run's one learned loss: nothing to choose
+            meta_test_runs += (FINALISTS + 1) * TUNING_RATES_AT_MOST
     fitness_runs = candidates + 1 + refitted
+    if config.training.lr_protocol == "tuned" and config.method != "ml3":
+        fitness_runs += SEARCH_RATES_AT_MOST
     steps = {
         "fitness_steps": fitness_runs * config.training.steps,
         "rejection_steps": screened * config.rejection.steps if config.rejection.enabled else 0,

@@ -1,11 +1,14 @@
 """The speed benchmark's pieces still run against the engine (its timings are never asserted)."""
 
+import dataclasses
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmarks import search_speed as bench
@@ -46,6 +49,7 @@ def test_every_method_has_a_valid_comparison_configuration():
                 assert config.method == method and config.meta_test.tune_lr
 
 
+@pytest.mark.stack  # a stack of real processes, up to 10 minutes
 def test_live_updates_smoke_reaches_every_viewer():
     """The live-updates benchmark on its own embedded stack (Redis, SQLite, daphne, 5 viewers): every
     event reaches every viewer and the table has one row per generation (the delays are not asserted)."""
@@ -59,6 +63,7 @@ def test_live_updates_smoke_reaches_every_viewer():
     assert "total drops 0; viewers lost 0 of 5" in result.stdout
 
 
+@pytest.mark.stack  # a stack of real processes, up to 10 minutes
 def test_scale_out_smoke_runs_one_search_on_one_and_on_two_workers():
     """The scale-out benchmark on its own stacks (Redis, SQLite, coordinator, 1 then 2 real workers):
     both searches succeed with identical histories, and the table has a row per generation (the
@@ -70,3 +75,124 @@ def test_scale_out_smoke_runs_one_search_on_one_and_on_two_workers():
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if re.match(r"\| \d+ \|", line)]
     assert [cells[0].strip() for cells in rows] == ["0", "1"]
     assert "histories identical (without seconds): yes" in result.stdout
+
+
+def test_quality_configurations_follow_the_presets():
+    """Every task and run of benchmarks.quality validates; EvoMAL runs once per learning-rate protocol;
+    the search seed and the number of test seeds reach the configuration; digits/MLP searches with
+    configs/quick.json's sizes and settings, diabetes/MLP with its preset's optimizer and screen."""
+    from benchmarks import quality
+    from search_engine import catalog
+    from search_engine.config import TrainingConfig
+
+    runs = quality.arms(list(catalog.METHODS))
+    assert [(a.method, a.protocol) for a in runs] == [
+        ("evomal", "fixed"), ("evomal", "tuned"), ("gplfl", None), ("ml3", None), ("taylorglo", None)]
+    assert [a.label for a in runs[:2]] == ["EvoMAL (fixed)", "EvoMAL (tuned)"]
+    for smoke in (True, False):
+        for task in quality.TASKS:
+            for arm in runs:
+                config = load_config(quality.arm_config(arm, task, quality.sizes(task, smoke, 4), 3), check_data=False)
+                assert (config.method, config.seed, config.meta_test.seeds, config.meta_test.tune_lr) == (
+                    arm.method, 3, 4, True)
+                assert config.training.lr_protocol == (arm.protocol or TrainingConfig.lr_protocol)
+    root = Path(__file__).parents[1] / "configs"
+    tuned = quality.Arm("evomal", "tuned")
+    quick = load_config(root / "quick.json", check_data=False)
+    digits = load_config(quality.arm_config(tuned, "digits/mlp", quality.sizes("digits/mlp", False, 5), 0),
+                         check_data=False)
+    assert (digits.search.population_size, digits.search.generations) == (quick.search.population_size,
+                                                                           quick.search.generations)
+    assert digits.training == quick.training and digits.rejection == quick.rejection
+    assert (digits.local_search.meta_steps, digits.local_search.meta_lr, digits.meta_test.steps) == (
+        quick.local_search.meta_steps, quick.local_search.meta_lr, quick.meta_test.steps)
+    preset = load_config(root / "diabetes_mlp.json", check_data=False)
+    diabetes = load_config(quality.arm_config(tuned, "diabetes/mlp", quality.sizes("diabetes/mlp", False, 5), 0),
+                           check_data=False)
+    assert diabetes.training == dataclasses.replace(preset.training, steps=quick.training.steps)
+    assert diabetes.rejection == preset.rejection
+
+
+def test_quality_table_counts_each_search_seed_once(capsys):
+    """A row counts wins, ties and losses over the search seeds and averages the relative changes
+    where they are defined (a diverged seed has no mean)."""
+    from benchmarks import quality
+
+    def record(outcome, tuned, fixed, seconds):
+        return {"task": "digits/mlp", "label": "EvoMAL (tuned)", "protocol": "tuned", "outcome": outcome,
+                "seconds": seconds, "cpu_seconds": seconds - 1,
+                "record": {"learned_mean": fixed[0], "baseline_mean": fixed[1],
+                           "tuned_lr": {"learned_mean": tuned[0], "baseline_mean": tuned[1]}}}
+
+    records = [record("better", (0.08, 0.10), (0.05, 0.10), 10), record("tie", (0.10, 0.10), (0.10, 0.10), 30),
+               record("worse", (0.11, 0.10), (None, 0.10), 20)]
+    row = quality.table_row(records)
+    assert row == ["digits/mlp", "EvoMAL (tuned)", "tuned", "3", "1 / 1 / 1", "+3.3%", "+25.0% (n/a on 1)", "20 (19)"]
+    quality.print_table([row])
+    assert capsys.readouterr().out.splitlines()[2].startswith("| digits/mlp | EvoMAL (tuned) | tuned | 3 | 1 / 1 / 1 |")
+
+
+def test_quality_refuses_unknown_names_and_too_few_seeds(capsys):
+    from benchmarks import quality
+
+    for argv, message in ((["--methods", "evomal,ml4"], "argument --methods: unknown ml4"),
+                          (["--tasks", "digits/vgg"], "argument --tasks: unknown digits/vgg"),
+                          (["--test-seeds", "1"], "--test-seeds: must be at least 2"),
+                          (["--search-seeds", "0"], "--search-seeds: must be at least 1")):
+        with pytest.raises(SystemExit):
+            quality.parse_args(argv)
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.stack  # ten searches and their meta-tests in a subprocess, a few minutes on a busy machine
+def test_quality_smoke_meta_tests_every_method_on_each_search_seed(tmp_path):
+    """benchmarks.quality --smoke on digits/MLP (about a minute): a row per method, EvoMAL's fixed and
+    tuned fitness side by side, every search seed counted once, and each per-seed record holds a
+    comparison at tuned rates over the test seeds whose verdict is the one counted."""
+    from search_engine.scoring.verdict import verdict
+
+    out = tmp_path / "quality.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.quality", "--smoke", "--tasks", "digits/mlp",
+                             "--json", str(out)], cwd=Path(__file__).parents[1], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in result.stdout.splitlines()
+            if line.startswith("| digits/mlp |")]
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        ("EvoMAL (fixed)", "fixed", "2"), ("EvoMAL (tuned)", "tuned", "2"), ("GP-LFL", "tuned", "2"),
+        ("ML3", "n/a", "2"), ("TaylorGLO", "tuned", "2")]
+    assert all(sum(int(n) for n in r[4].split(" / ")) == 2 for r in rows)
+    records = json.loads(out.read_text())["records"]
+    assert [(r["label"], r["search_seed"]) for r in records] == [
+        (label, seed) for label in ("EvoMAL (fixed)", "EvoMAL (tuned)", "GP-LFL", "ML3", "TaylorGLO") for seed in (0, 1)]
+    for r in records:
+        assert len(r["record"]["tuned_lr"]["seeds"]) == 2
+        assert r["outcome"] == verdict(r["record"], "classification").code
+        assert f"{r['label']} seed {r['search_seed']}:" in result.stdout
+
+
+def test_generation_cost_presets_run_each_protocol_alike():
+    """The searches benchmarks.generation_cost times, and each variant's configuration."""
+    from benchmarks import generation_cost as gc
+
+    found = gc.presets(generations=3, lenet_steps=50, smoke=False)
+    assert set(found) == {"quick.json", "mnist_lenet5 on digits28"}
+    lenet = found["mnist_lenet5 on digits28"]
+    assert lenet["task"]["dataset"] == "digits28" and lenet["training"]["steps"] == 50
+    assert all(c["search"]["generations"] == 3 and c["device"] == "cpu" for c in found.values())
+    quick = found["quick.json"]
+    assert gc.with_protocol(quick, "fixed")["training"]["lr_protocol"] == "fixed"
+    assert "lr_protocol" not in gc.with_protocol({**quick, "training": {**quick["training"], "lr_protocol": "tuned"}},
+                                                 None)["training"]
+    labels = [label for label, _, _ in gc.variants(Path("/elsewhere"))]
+    assert labels[0].startswith("earlier code") and len(labels) == 3
+
+
+@pytest.mark.stack  # four searches in fresh interpreters
+def test_generation_cost_smoke_prints_a_ratio_per_variant(capsys):
+    from benchmarks import generation_cost as gc
+
+    gc.main(["--smoke"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| quick.json |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["fixed rate (the paper's protocol)", "tuned (default)"]
+    assert rows[0].split("|")[4].strip() == "1.00x"

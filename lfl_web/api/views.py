@@ -15,7 +15,7 @@ from lfl_web.api.payloads import (
     experiment_detail,
     experiment_fields,
     experiment_summary,
-    loss_entry,
+    leaderboard_entry,
     transfer_entry,
     transfer_fields,
 )
@@ -91,7 +91,9 @@ def leaderboard(request):
     """Learned losses of finished searches, each experiment's best unless ?ranks=all
     (?method= one of the catalogue's methods, ?dataset= &model= &metric= exact filters,
     ?sort=meta_test|fitness|improvement|date, ?limit=N). The default order is the page's: losses
-    with a held-out meta-test first, by `meta_test_improvement`, then the others by validation fitness."""
+    with a held-out meta-test first, by `meta_test_improvement` (each loss at its own best learning
+    rate where its meta-test compared so, see `payloads.leaderboard_entry`), then the others by
+    validation fitness."""
     sort = choice_param(request, "sort", LEADERBOARD_ORDERINGS, DEFAULT_LEADERBOARD_SORT)
     best_only = choice_param(request, "ranks", ("best", "all"), "best") == "best"
     limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
@@ -99,8 +101,7 @@ def leaderboard(request):
     if filters["method"]:
         choice_param(request, "method", METHODS, "")
     losses = LearnedLoss.objects.visible_to(request.user).ranked_by(sort, best_only=best_only, **filters)
-    listed = [{**loss_entry(request, loss), "method_label": loss.method_label,
-               "meta_test_improvement": loss.test_improvement} for loss in losses[:limit]]
+    listed = [leaderboard_entry(request, loss) for loss in losses[:limit]]
     return JsonResponse({"count": losses.count(), "sort": sort, "losses": listed})
 
 

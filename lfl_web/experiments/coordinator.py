@@ -92,6 +92,13 @@ def release_every_lease() -> list[int]:
     return _release(Chunk.objects.filter(status=ChunkStatus.RUNNING))
 
 
+def release_held_by(worker: str) -> list[int]:
+    """Every chunk running under Celery node `worker` (e.g. "worker1@host") back to pending; returns
+    their pks. Only for a worker known to be dead (the stack restarts it under the same name): its
+    chunks need not wait for their leases to run out."""
+    return _release(Chunk.objects.filter(status=ChunkStatus.RUNNING, worker=worker))
+
+
 def _release_expired_leases() -> list[int]:
     """Running chunks whose lease ran out go back to pending; returns their pks."""
     expired = _release(Chunk.objects.lease_expired(timezone.now()).filter(experiment__status__in=UNFINISHED))

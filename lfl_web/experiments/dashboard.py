@@ -22,6 +22,8 @@ from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, loss_shape_for
 from lfl_web.experiments.models import Experiment, MetaTestStatus
 from lfl_web.experiments.pareto import RUNNING_FRONTS, ParetoChart, experiment_chart
 from lfl_web.experiments.workers_panel import WorkersView, workers_view
+from search_engine import catalog
+from search_engine.methods.settings import network_weight_count
 
 #: Panel id (the id of the fragment's root element) -> its partial.
 PANEL_TEMPLATES = {
@@ -103,7 +105,17 @@ class Dashboard:
 
     @property
     def best(self):
-        return self.learned[0] if self.learned else None
+        """The experiment's learned loss: the one its meta-test chose and tested (`final_choice`), else
+        the hall of fame's first."""
+        tested = [loss for loss in self.learned if loss.meta_test]
+        return tested[0] if tested else (self.learned[0] if self.learned else None)
+
+    @property
+    def final_choice(self) -> dict | None:
+        """The meta-test's comparison of the best few losses on validation data, if it made one."""
+        record = self.best.meta_test if self.best is not None else None
+        choice = record.get("final_choice") if isinstance(record, dict) else None
+        return choice if isinstance(choice, dict) and choice.get("candidates") else None
 
     @cached_property
     def candidates(self) -> list:
@@ -124,9 +136,24 @@ class Dashboard:
         not been prepared yet)."""
         return workers_view(self.experiment)
 
+    @property
+    def waiting_for_worker(self) -> bool:
+        """A fanned-out search whose chunks no worker holds (the ETA says so instead of a number)."""
+        return self.workers is not None and self.workers.waiting_for_worker
+
+    @property
+    def method(self) -> catalog.Method:
+        """The search's method: the words its panels use ("generation", ML3's "snapshot")."""
+        return self.experiment.method
+
+    @cached_property
+    def network_weights(self) -> int | None:
+        """The weights of every candidate of a network method (ML3); None for expressions."""
+        return network_weight_count(self.experiment.config)
+
     @cached_property
     def loss_shape(self) -> dict | None:
-        return loss_shape_for(self.best)
+        return loss_shape_for(self.best, self.experiment.class_count)
 
     @cached_property
     def meta_test_view(self) -> str:

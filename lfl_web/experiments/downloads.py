@@ -26,7 +26,7 @@ def spec_for(loss: LearnedLoss):
     summary = None
     if isinstance(loss.meta_test, dict):
         try:
-            summary = meta_test_summary(loss.meta_test)
+            summary = meta_test_summary(loss.meta_test, kind)
         except (TypeError, ValueError):  # an odd stored summary must not block the download
             summary = None
     return LearnedLossSpec(
@@ -45,13 +45,20 @@ def export_file(loss: LearnedLoss, fmt: str) -> tuple[bytes, str]:
     return data, f"lfl_experiment{loss.experiment_id}_{default_filename(loss.rank, fmt)}"
 
 
-def loss_shape_for(loss: LearnedLoss | None) -> dict | None:
-    """loss_shape data of a learned loss for the dashboard plot; None without one or if it cannot be built."""
+#: The classes a loss shape is drawn for when the task's count is unknown (an experiment created
+#: before it was recorded): the catalogue's image sets have as many.
+DEFAULT_SHAPE_CLASSES = 10
+
+
+def loss_shape_for(loss: LearnedLoss | None, n_classes: int | None = None) -> dict | None:
+    """loss_shape data of a learned loss for the dashboard plot, drawn for the task's `n_classes`
+    (classification); None without a loss or if it cannot be built."""
     if loss is None:
         return None
     from search_engine.export.loss_shape import loss_shape
 
+    classes = n_classes if n_classes and n_classes >= 2 else DEFAULT_SHAPE_CLASSES
     try:
-        return loss_shape(spec_for(loss), grid=41)
+        return loss_shape(spec_for(loss), n_classes=classes, grid=41)
     except (ValueError, TypeError):
         return None

@@ -31,16 +31,24 @@ from search_engine import catalog
 from search_engine.config import EVALUATION_STRATEGIES as ENGINE_STRATEGIES  # torch-free
 
 LOCAL_SEARCH_MODES = (("off", "off (pure GP)"), ("all", "all (EvoMAL)"), ("top_k", "top k per generation"))
+LR_PROTOCOLS = (("tuned", "tuned: the baseline's best rate, losses at its gradient scale"),
+                ("fixed", "fixed: the learning rate as given (the paper's protocol)"))
 EVALUATION_STRATEGIES = tuple((name, name) for name in ENGINE_STRATEGIES)
 METHOD_CHOICES = tuple((m.name, m.label) for m in catalog.METHODS.values())
 
 
+# Numbers are typed into text inputs: a browser sends a number input's unreadable text ("abc",
+# "1e") as an empty value, which would read as "use the default"; a text input sends what was
+# typed, and the field says why it is not a number.
+
+
 def _int(label, **kw):
-    return forms.IntegerField(label=label, required=False, **kw)
+    return forms.IntegerField(label=label, required=False, widget=forms.TextInput(attrs={"inputmode": "numeric"}),
+                              **kw)
 
 
 def _float(label, **kw):
-    return forms.FloatField(label=label, required=False, **kw)
+    return forms.FloatField(label=label, required=False, widget=forms.TextInput, **kw)
 
 
 class StepListField(forms.CharField):
@@ -157,6 +165,12 @@ class ExperimentForm(forms.Form):
     momentum = _float("Momentum")
     weight_decay = _float("Weight decay")
     nesterov = forms.BooleanField(label="Nesterov", required=False)
+    lr_protocol = forms.ChoiceField(
+        label="Learning-rate protocol", choices=LR_PROTOCOLS,
+        help_text="Tuned: every loss trains at the baseline's best rate, scaled to the baseline's gradient size, so "
+                  "no loss wins by acting as a different learning rate. Fixed: the paper's protocol, every loss "
+                  "as it is at the learning rate above.",
+    )
 
     meta_test_steps = _int("Meta-test steps", help_text="Training steps per model when the best loss is tested "
                                                           "against the baseline after the search.")
@@ -168,9 +182,11 @@ class ExperimentForm(forms.Form):
     )
     meta_test_lr_gamma = _float("Meta-test LR decay", help_text="Factor applied at each milestone.")
     meta_test_tune_lr = forms.BooleanField(
-        label="Also at tuned learning rates", required=False,
+        label="At each loss's best learning rate", required=False,
         help_text="Meta-test the learned loss and the baseline again, each at its own best learning rate "
-                  "picked on validation data (half-decades 0.01 to 1, extended past an edge).")
+                  "picked on validation data (half-decades 0.01 to 1, extended past an edge); reports lead "
+                  "with this comparison. Unticked: only at the search's learning rate (the paper's protocol), "
+                  "where a loss that rescales the gradient can look better; faster.")
 
     evaluation_strategy = forms.ChoiceField(
         label="Evaluation strategy", choices=EVALUATION_STRATEGIES,
@@ -264,15 +280,28 @@ def _filter_field(what: str, choices: list[tuple[str, str]]) -> forms.ChoiceFiel
     return forms.ChoiceField(required=False, choices=choices, error_messages={"invalid_choice": message})
 
 
+def _dataset_filter(learned_on=()) -> forms.ChoiceField:
+    """The catalogue's own data sets, then the other names losses were learned on (files: "iris.csv")."""
+    own = [n for n in catalog.DATASET_NAMES if n not in catalog.FILE_DATASETS]
+    names = own + sorted(set(learned_on) - set(own))
+    return _filter_field("dataset", [("", "any dataset"), *((n, n) for n in names)])
+
+
 class LeaderboardFilterForm(forms.Form):
     """GET parameters of the leaderboard; an invalid one is reported and ignored."""
 
     sort = _filter_field("sort key", [(k, k) for k in LEADERBOARD_ORDERINGS])
     method = _filter_field("method", [("", "any method"), *METHOD_CHOICES])
-    dataset = _filter_field("dataset", [("", "any dataset")] + [(n, n) for n in catalog.DATASET_NAMES])
+    dataset = _dataset_filter()
     model = _filter_field("model", [("", "any model")] + [(n, n) for n in catalog.MODEL_NAMES])
     metric = _filter_field("metric", [("", "any metric")] + [(m, m) for m in catalog.METRICS])
     ranks = _filter_field("ranks", [("best", "each experiment's best"), ("all", "every hall-of-fame entry")])
+
+    def __init__(self, data=None, *, datasets=()):
+        """`datasets`: the names of the data sets the listed losses were learned on
+        (`LearnedLossQuerySet.dataset_names`), offered besides the catalogue's."""
+        super().__init__(data)
+        self.fields["dataset"] = _dataset_filter(datasets)
 
     def choices(self) -> dict:
         """The valid parameters (defaults for missing or invalid ones) as keyword arguments of `ranked_by`."""

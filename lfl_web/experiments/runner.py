@@ -99,17 +99,18 @@ def run_pending_meta_test(experiment_id: int, config=None) -> None:
 
 
 def meta_test_best(experiment: Experiment, config) -> None:
-    """Meta-test the experiment's best learned loss against the baseline and store it on its row.
+    """Choose the experiment's learned loss among its best few on validation data (each at its own
+    best learning rate: `final_choice`), meta-test it against the baseline and store it on its row.
 
     Runs after the search has been recorded as succeeded, so its losses can already be downloaded;
     watchers get a `meta_test_progress` message after each seed and a `meta_test_finished`
     message when the numbers are in.
     """
-    from search_engine.scoring.metatest import evaluate_learned_loss
+    from search_engine.scoring.final_choice import meta_test_final
     from search_engine.tasks.task import load_task
 
-    best = experiment.best_learned_loss()
-    if best is None:
+    losses = list(experiment.learned_losses.order_by("rank"))
+    if not losses:
         raise LookupError("the search kept no learned loss to meta-test")
     experiment.start_meta_test()
     seeds = config.meta_test.seeds
@@ -117,8 +118,10 @@ def meta_test_best(experiment: Experiment, config) -> None:
     def seed_done(_seed: int) -> None:
         services.count_meta_test_seed(experiment=experiment, seeds=seeds)
 
-    record = json_ready(evaluate_learned_loss(
-        load_task(config), config, best.expression, best.weights, experiment.baseline_loss, on_seed=seed_done,
-        network=best.network,
-    ))
-    services.finish_meta_test(experiment=experiment, learned_loss=best, record=record)
+    entries = [{"expression": loss.expression, "weights": loss.weights, "network": loss.network} for loss in losses]
+    plan = experiment.evaluation_plan or {}
+    rate = (plan.get("search_rate") or {}).get("lr")  # the rate the search trained at (tuned protocol)
+    record = json_ready(meta_test_final(load_task(config), config, entries, experiment.baseline_loss,
+                                        on_seed=seed_done, search_rate=rate))
+    chosen = losses[record["rank"] - 1]
+    services.finish_meta_test(experiment=experiment, learned_loss=chosen, record=record)

@@ -20,6 +20,7 @@ from lfl_web.experiments.files import checkpoint_path, remove_upload, store_uplo
 from lfl_web.experiments.models import Experiment, MetaTestStatus, Status
 from lfl_web.experiments.queue import RUN_EXPERIMENT, QueueUnavailable, broker_connection, publish_search
 from lfl_web.experiments.recording import broadcast_status, publish
+from lfl_web.experiments.task_facts import data_name
 from lfl_web.experiments.validation import InvalidExperiment, errors_by_field
 
 __all__ = ["RUN_EXPERIMENT", "QueueUnavailable"]  # and the functions below
@@ -43,7 +44,7 @@ def create_experiment(*, owner, name: str, config, description: str = "", privat
     """Store a new experiment and send it to a worker once the transaction commits.
 
     `upload` (an UploadedFile for dataset csv or npz) is kept under a generated name and becomes
-    `task.data_file`. Raises InvalidExperiment (nothing stored, the upload neither) naming each
+    `task.data_file`; its own name is what the pages call the data set. Raises InvalidExperiment (nothing stored, the upload neither) naming each
     bad field: "name", or a dotted configuration field such as "search.crossover_rate"; and
     TooManyExperiments (nothing stored) when the owner has no room left in the queue.
     """
@@ -74,7 +75,8 @@ def _create(*, owner, name, config, description, private, upload) -> Experiment:
         config = _with_data_file(config, stored)
     try:
         experiment = Experiment.objects.create_validated(
-            owner=owner, name=name, config=config, description=description, private=private)
+            owner=owner, name=name, config=config, description=description, private=private,
+            data_name=data_name(upload.name) if upload is not None else "")
     except ValidationError as exc:
         remove_upload(stored)
         errors = errors_by_field(exc)
@@ -213,9 +215,10 @@ def end_cancelled(*, experiment: Experiment) -> None:
         broadcast_status(experiment.pk)
 
 
-def mark_failed(*, experiment: Experiment, error: str) -> None:
-    """Record that the search failed with `error` (shown on its page) and say so."""
-    if experiment.mark_failed(error):
+def mark_failed(*, experiment: Experiment, error: str, detail: str = "") -> None:
+    """Record that the search failed with `error` (shown on its page; `detail`, its traceback, to
+    staff) and say so."""
+    if experiment.mark_failed(error, detail):
         broadcast_status(experiment.pk)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from celery import shared_task
 from django.conf import settings
@@ -47,7 +48,8 @@ def run_experiment(self, experiment_id: int) -> str:
             execute_search(experiment, resume=resume)
     except Exception as exc:
         logger.exception("experiment %s failed", experiment_id)
-        services.mark_failed(experiment=experiment, error=f"{type(exc).__name__}: {exc}")
+        services.mark_failed(experiment=experiment, error=f"{type(exc).__name__}: {exc}",
+                             detail=traceback.format_exc())
     return Experiment.objects.filter(pk=experiment_id).values_list("status", flat=True).first() or "missing"
 
 

@@ -23,6 +23,8 @@ from lfl_web.experiments.recording import json_ready
 from lfl_web.experiments.validation import server_paths_outside_data_dirs
 from search_engine import catalog
 from search_engine.config import ConfigError
+from search_engine.limits import TUNING_RATES_AT_MOST
+from search_engine.scoring.verdict import leading_comparison, relative_improvement
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +82,13 @@ def transfer_settings(*, learned_loss: LearnedLoss, dataset, model, data_root: s
 
 
 def _check_ceiling(config, learned_loss: LearnedLoss) -> None:
-    """The training steps a transfer asks for (learned, baseline and, with weights, symbolic) within
-    settings.LFL_MAX_TRAINING_STEPS."""
+    """The training steps a transfer asks for (learned, baseline and, with weights, symbolic; with
+    tuning, every rate tried and the seeds again at the best, as `limits.work_estimate` counts them)
+    within settings.LFL_MAX_TRAINING_STEPS."""
     runs = 3 if learned_loss.weights else 2
     total = config.meta_test.seeds * config.meta_test.steps * runs
+    if config.meta_test.tune_lr:
+        total += 2 * (TUNING_RATES_AT_MOST + config.meta_test.seeds) * config.meta_test.steps
     ceiling = settings.LFL_MAX_TRAINING_STEPS
     if ceiling and total > ceiling:
         raise InvalidTransfer({"steps": f"asks for {total:,} training steps, more than the {ceiling:,} this "
@@ -181,7 +186,7 @@ def _meta_test(run: TransferRun) -> None:
     config = transfer_settings(learned_loss=loss, dataset=run.dataset, model=run.model, data_root=run.data_root,
                                seeds=run.seeds, steps=run.steps)
     record = json_ready(transfer(spec_for(loss), config, on_seed=lambda _seed: run.count_seed()))
-    run.succeed(record, record["relative_improvement"])
+    run.succeed(record, relative_improvement(leading_comparison(record)[0]))  # tuned where it was
 
 
 # ----------------------------------------------------------------------------- for the pages

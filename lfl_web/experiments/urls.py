@@ -11,6 +11,7 @@ urlpatterns = [
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment_detail"),
     path("experiments/<int:pk>/results/", views.experiment_results, name="experiment_results"),
     path("experiments/<int:pk>/workers/", views.experiment_workers, name="experiment_workers"),
+    path("experiments/<int:pk>/progress/", views.experiment_progress, name="experiment_progress"),
     path("experiments/<int:pk>/cancel/", views.experiment_cancel, name="experiment_cancel"),
     path("experiments/<int:pk>/delete/", views.experiment_delete, name="experiment_delete"),
     path("leaderboard/", views.leaderboard, name="leaderboard"),

@@ -113,8 +113,21 @@ def experiment_results(request, pk):
 def experiment_workers(request, pk):
     """The workers panel's fragment alone: the dashboard fetches it again while the search runs (a
     worker taking a chunk sends no event)."""
+    return panel_fragment(request, pk, "workers-panel")
+
+
+@login_required
+@never_cache
+def experiment_progress(request, pk):
+    """The progress panel's fragment alone, fetched again while a fanned-out search runs: its ETA
+    says when the chunks wait for a worker, which no event tells."""
+    return panel_fragment(request, pk, "progress-panel")
+
+
+def panel_fragment(request, pk, panel_id: str) -> HttpResponse:
+    """One dashboard panel's HTML, for a user who may see the experiment (404 otherwise)."""
     experiment = get_object_or_404(Experiment.objects.visible_to(request.user), pk=pk)
-    return HttpResponse(render_panels(experiment, ("workers-panel",))["workers-panel"])
+    return HttpResponse(render_panels(experiment, (panel_id,))[panel_id])
 
 
 @login_required
@@ -147,9 +160,10 @@ def experiment_delete(request, pk):
 
 @login_required
 def leaderboard(request):
-    filters = LeaderboardFilterForm(request.GET)
+    visible = LearnedLoss.objects.visible_to(request.user)
+    filters = LeaderboardFilterForm(request.GET, datasets=visible.for_leaderboard().dataset_names())
     choices = filters.choices()
-    rows = LearnedLoss.objects.visible_to(request.user).ranked_by(**choices)
+    rows = visible.ranked_by(**choices)
     tested = tested_on_choice(request)
     if tested:
         rows = rows.tested_on(*tested)

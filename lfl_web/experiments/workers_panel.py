@@ -10,16 +10,18 @@ the address of its own fragment (`views.experiment_workers`) for the page to fet
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.db.models import F, FilteredRelation, Q
 from django.utils import timezone
 
-from lfl_web.experiments.models import Chunk, ChunkStatus, Experiment, Phase, StoredSearch
+from lfl_web.experiments.models import FINISHED_CHUNKS, Chunk, ChunkStatus, Experiment, Phase, StoredSearch
 
 #: Seconds between two fetches of the panel while the experiment runs.
 REFRESH_SECONDS = 3
+#: The panel's status of a chunk its search ended without (a cancel, a failure): no worker will take it.
+NOT_RUN = "not_run"
 #: The columns read per chunk (never its outcomes).
 CHUNK_FIELDS = ("number", "phase", "items", "status", "worker", "attempts", "started_at", "finished_at",
                 "lease_until", "error")
@@ -75,9 +77,22 @@ class WorkersView:
         return self.count(ChunkStatus.PENDING)
 
     @property
+    def not_run(self) -> int:
+        """Chunks the search ended without (none while it runs)."""
+        return self.count(NOT_RUN)
+
+    @property
     def workers(self) -> int:
         """How many workers hold a running chunk."""
         return len({row.worker for row in self.rows if row.status == ChunkStatus.RUNNING})
+
+    @property
+    def waiting_for_worker(self) -> bool:
+        """Chunks wait and no worker holds one under a live lease: a worker was lost and its chunk
+        waits to be sent again, or every worker is busy elsewhere (what the ETA says meanwhile)."""
+        held = any(row.status == ChunkStatus.RUNNING and not row.lease_expired for row in self.rows)
+        unfinished = any(row.status in (ChunkStatus.PENDING, ChunkStatus.RUNNING) for row in self.rows)
+        return self.refreshes and unfinished and not held
 
 
 def workers_view(experiment: Experiment, now: datetime | None = None) -> WorkersView | None:
@@ -96,7 +111,16 @@ def workers_view(experiment: Experiment, now: datetime | None = None) -> Workers
         generation -= 1
         rows = tuple(chunk_row(chunk, now) for chunk in Chunk.objects.filter(
             experiment_id=experiment.pk, generation=generation).order_by("phase", "number").values(*CHUNK_FIELDS))
+    if experiment.is_finished:  # what no worker finished stays undone: not "waiting", not "running"
+        rows = tuple(map(ended_row, rows))
     return WorkersView(generation=generation, rows=rows, refreshes=not experiment.is_finished)
+
+
+def ended_row(row: ChunkRow) -> ChunkRow:
+    """A chunk as the panel of an ended search shows it: one no worker finished was not run."""
+    if row.status in FINISHED_CHUNKS:
+        return row
+    return replace(row, status=NOT_RUN, seconds=None, lease_expired=False)
 
 
 def chunk_row(chunk: dict, now: datetime) -> ChunkRow:

@@ -1,1 +1,1 @@
-"""The development stack: embedded Redis, daphne and a Celery worker under one supervisor (`runstack`)."""
+"""The development stack: embedded Redis, daphne, Celery workers and the coordinator, kept alive by one supervisor (`runstack`)."""

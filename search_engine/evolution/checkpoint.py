@@ -55,6 +55,12 @@ class SearchState:
     baseline_fitness: float | None = None
     plan: dict | None = None  # scoring.plan.plan_record of the evaluator that ran this search
     progress: GenerationProgress | None = None  # work done inside the current generation
+    # Gradient signature (expr.gradient_probe) -> the cache key its first candidate was stored under:
+    # a candidate whose own key is not cached but whose gradient is known is that candidate (steps).
+    signatures: dict[str, str] = field(default_factory=dict)
+    # True while a generation begun before cache keys knew the task kind (a checkpoint written then,
+    # mid-generation) finishes: its keys stay task-agnostic and signature-free until it is bred.
+    legacy_keys: bool = False
 
 
 def state_to_dict(state: SearchState) -> dict[str, Any]:
@@ -73,9 +79,12 @@ def state_to_dict(state: SearchState) -> dict[str, Any]:
         "totals": dict(state.totals),
         "baseline_fitness": state.baseline_fitness,
         "plan": state.plan,
+        "signatures": dict(state.signatures),
     }
     if state.progress is not None:
         data["progress"] = asdict(state.progress)
+    if state.legacy_keys:
+        data["legacy_keys"] = True
     return data
 
 
@@ -100,6 +109,9 @@ def state_from_dict(data: dict[str, Any]) -> SearchState:
             baseline_fitness=data["baseline_fitness"],
             plan=data.get("plan"),  # absent in checkpoints written before plans were recorded
             progress=_progress_from_dict(data.get("progress")),  # absent between generations
+            # Both absent in checkpoints written before keys knew the task (see SearchState).
+            signatures={str(k): str(v) for k, v in dict(data.get("signatures") or {}).items()},
+            legacy_keys=bool(data.get("legacy_keys", "signatures" not in data and "progress" in data)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint is damaged: {exc}") from exc
@@ -123,12 +135,16 @@ def generation_from_dict(d: dict[str, Any]) -> GenerationFinished:
 
 def outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
     """An outcome as JSON (the checkpoint's cache, a chunk's stored outcomes)."""
-    return {"fitness": outcome.fitness, "reason": outcome.reason,
-            "weights": None if outcome.weights is None else list(outcome.weights)}
+    d = {"fitness": outcome.fitness, "reason": outcome.reason,
+         "weights": None if outcome.weights is None else list(outcome.weights)}
+    for name in ("scale", "tiebreak"):  # absent from outcomes stored before they existed
+        if getattr(outcome, name) is not None:
+            d[name] = getattr(outcome, name)
+    return d
 
 
 def outcome_from_dict(d: dict[str, Any]) -> Outcome:
-    return Outcome(d["fitness"], d["reason"], _tuple(d.get("weights")))
+    return Outcome(d["fitness"], d["reason"], _tuple(d.get("weights")), d.get("scale"), d.get("tiebreak"))
 
 
 def _tuple(values) -> tuple | None:

@@ -29,6 +29,8 @@ class HallOfFameEntry:
     generation: int  # when it was first found
     weights: tuple[float, ...] | None = None  # learned edge weights (local search), None = all ones
     network: dict | None = None  # a network loss (ML3), None for an expression tree
+    scale: float | None = None  # the search trained it times this (the tuned protocol's gradient scale)
+    tiebreak: float | None = None  # classification: validation cross-entropy, ranks equal fitnesses
 
 
 @dataclass(frozen=True)

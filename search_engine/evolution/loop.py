@@ -33,6 +33,7 @@ from search_engine.evolution.steps import baseline_name, seed_losses
 from search_engine.expr.tree import KNOWN_LOSSES
 from search_engine.runtime import interrupt
 from search_engine.runtime.allocator import keep_freed_memory
+from search_engine.stored_config import adopt_stored, as_stored
 
 __all__ = ["SearchResult", "baseline_name", "run_search", "seed_losses", "write_result"]
 
@@ -90,7 +91,7 @@ def run_search(
 
     status = "completed"
     with interrupt.watching(stop):  # from the first byte of data on: preparing a search can take a while
-        saved = _saved_state(config, checkpoint_path, resume)
+        saved, config = _saved_state(config, checkpoint_path, resume)
         try:
             task = load_task(config)
             if evaluator_factory is None:
@@ -138,15 +139,17 @@ def _stopped_while_preparing(config: ExperimentConfig, emit: OnEvent, started: f
     )
 
 
-def _saved_state(config: ExperimentConfig, checkpoint_path, resume: bool) -> SearchState | None:
-    """The checkpoint to continue, if resuming and one exists (checked against `config`)."""
+def _saved_state(config: ExperimentConfig, checkpoint_path, resume: bool) -> tuple[SearchState | None, ExperimentConfig]:
+    """The checkpoint to continue, if resuming and one exists (checked against `config`), and the
+    configuration to continue it with (`config`, with the fields the checkpoint predates as it ran)."""
     if not (resume and checkpoint_path and Path(checkpoint_path).exists()):
-        return None
+        return None, config
     state = load(Path(checkpoint_path))
+    config = adopt_stored(config, state.config)
     # Read the saved configuration as today's code does: sections added since (with their defaults) match.
-    check_same_experiment(load_config(state.config, check_data=False).to_dict(), config.to_dict())
+    check_same_experiment(load_config(as_stored(state.config), check_data=False).to_dict(), config.to_dict())
     state.config = config.to_dict()
-    return state
+    return state, config
 
 
 def _fresh_state(config: ExperimentConfig, kind: str, evaluator) -> SearchState:

@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from search_engine.expr import primitives as P
 from search_engine.expr.tree import Node, Path
 
-Fitness = float | None
+#: A fitness (lower is better), or a tuple ranked in order (fitness, tie-breakers...); None = no fitness.
+Fitness = float | tuple[float, ...] | None
 
 #: Operator names returned by `choose_operator`.
 CROSSOVER = "crossover"
@@ -156,11 +157,12 @@ def repair(rng: random.Random, tree: Node, max_height: int) -> Node:
 # --------------------------------------------------------------------------- selection
 
 
-def _rank_key(fitness: Fitness) -> tuple[int, float]:
-    """Sort key: finite fitnesses ascending, then None / non-finite values last."""
-    if fitness is None or not math.isfinite(fitness):
+def _rank_key(fitness: Fitness) -> tuple[int, float, ...]:
+    """Sort key: finite fitnesses ascending (a tuple's later items break ties), then None / non-finite last."""
+    values = fitness if isinstance(fitness, tuple) else (fitness,)
+    if not values or values[0] is None or not math.isfinite(values[0]):
         return (1, 0.0)
-    return (0, float(fitness))
+    return (0, *(float(v) for v in values))
 
 
 def _check_fitnesses(population: Sequence[Node], fitnesses: Sequence[Fitness]) -> None:

@@ -21,11 +21,19 @@ whose outcomes are all known, so events, history and hall of fame depend on the 
 the outcomes alone, not on the order or the partition in which chunks come back, nor on how often
 the same outcomes are applied. `checkpoint.state_to_dict` between any two steps, then
 `state_from_dict`, continues exactly as if the state had never left memory.
+
+One loss, one entry: a candidate's cache key is its canonical form for the task (`task_kind`:
+for classification y is one-hot and f a softmax output, so sign(y) and y are one loss); a
+candidate whose form is not cached but whose gradient on the probe batch is that of a cached or
+earlier candidate (`expr.gradient_probe`) trains as that one does and takes its key. The hall of
+fame holds no two entries that are the same loss for the task, and every LaTeX the steps emit is
+the simplified form for the task.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import statistics
 from collections.abc import Mapping, Sequence
@@ -33,6 +41,7 @@ from dataclasses import dataclass
 
 from search_engine import catalog
 from search_engine.config import ExperimentConfig
+from search_engine.evolution import identity
 from search_engine.evolution import operators as gp
 from search_engine.evolution.checkpoint import GenerationProgress, SearchState
 from search_engine.evolution.events import (
@@ -41,7 +50,8 @@ from search_engine.evolution.events import (
     GenerationFinished,
     HallOfFameEntry,
 )
-from search_engine.expr.symbolic import canonical_key, to_latex
+from search_engine.evolution.identity import population_keys, task_kind
+from search_engine.expr.symbolic import to_simplified_latex
 from search_engine.expr.tree import KNOWN_LOSSES, Node, parse, to_prefix
 from search_engine.scoring.sequential import Outcome
 
@@ -96,11 +106,6 @@ def fresh_state(config: ExperimentConfig, kind: str, baseline_fitness: float | N
 def is_finished(state: SearchState) -> bool:
     """Whether the configured number of generations has been run."""
     return state.next_generation >= state.config["search"]["generations"]
-
-
-def population_keys(state: SearchState) -> list[str]:
-    """The canonical key of every candidate of the current population (memoised by expr.symbolic)."""
-    return [canonical_key(t) for t in state.population]
 
 
 def _progress(state: SearchState) -> GenerationProgress:
@@ -159,6 +164,7 @@ def apply_outcomes(state: SearchState, outcomes: Mapping[int, Outcome]) -> list[
     state.progress = progress  # from the first outcome on, "new" can no longer be read off the cache
     for i in sorted(outcomes):
         state.cache.setdefault(keys[i], outcomes[i])
+        identity.remember_signature(state, i, keys[i])
     events = []
     while progress.reported < len(keys) and keys[progress.reported] in state.cache:
         i = progress.reported
@@ -167,27 +173,53 @@ def apply_outcomes(state: SearchState, outcomes: Mapping[int, Outcome]) -> list[
     return events
 
 
+def _latex(state: SearchState, tree: Node) -> str:
+    """The LaTeX of a candidate: its simplified form for the task (mul(mul(-1, -1), y) is y)."""
+    return to_simplified_latex(tree, task_kind(state))
+
+
 def _report(state: SearchState, index: int, key: str, cache_hit: bool) -> CandidateEvaluated:
     tree, outcome = state.population[index], state.cache[key]
     state.totals["evaluated"] += 1
     state.totals["rejected"] += int(not outcome.ok)
     state.totals["cache_hits"] += int(cache_hit)
-    latex = to_latex(tree)
-    if outcome.ok and all(h.canonical_key != key for h in state.hall_of_fame):
+    latex = _latex(state, tree)
+    # Learned weights belong to the tree that was trained with them; a cache hit may be another tree
+    # of the same loss, so it enters the hall only with an outcome of the symbolic loss.
+    fits_tree = not (cache_hit and outcome.weights is not None)
+    if outcome.ok and fits_tree and all(h.canonical_key != key for h in state.hall_of_fame):
         _enter_hall(state, HallOfFameEntry(to_prefix(tree), key, latex, outcome.fitness, tree.size(),
-                                           state.next_generation, outcome.weights))
+                                           state.next_generation, outcome.weights, scale=outcome.scale,
+                                           tiebreak=outcome.tiebreak))
+    weights = outcome.weights
+    if weights is not None and len(weights) != tree.size() - 1:  # another tree's, of the same loss
+        weights = None
     return CandidateEvaluated(
         generation=state.next_generation, index=index, expression=to_prefix(tree), canonical_key=key,
         latex=latex, fitness=outcome.fitness, rejection_reason=outcome.reason, cache_hit=cache_hit,
-        weights=outcome.weights,
+        weights=weights,
     )
 
 
 def _enter_hall(state: SearchState, entry: HallOfFameEntry) -> None:
-    """Insert or replace (same canonical key) an entry; keep the best few, simplest first on ties."""
+    """Insert or replace (same canonical key) an entry; keep the best few, simplest first on ties,
+    and of entries that are one loss for the task (entries of a checkpoint written before keys knew
+    the task may be) only the best."""
     hall = [h for h in state.hall_of_fame if h.canonical_key != entry.canonical_key] + [entry]
-    hall.sort(key=lambda h: (h.fitness, h.size, h.generation))
-    state.hall_of_fame = hall[: state.config["search"]["hall_of_fame_size"]]
+    hall.sort(key=_hall_rank)
+    seen, distinct = set(), []
+    for h in hall:
+        identities = identity.loss_identities(state, h)
+        if not identities & seen:
+            distinct.append(h)
+        seen |= identities
+    state.hall_of_fame = distinct[: state.config["search"]["hall_of_fame_size"]]
+
+
+def _hall_rank(entry: HallOfFameEntry) -> tuple:
+    """Best first: fitness, then the continuous tie-breaker, then the smaller expression, then the older."""
+    tiebreak = math.inf if entry.tiebreak is None else entry.tiebreak
+    return (entry.fitness, tiebreak, entry.size, entry.generation)
 
 
 def _require_reported(state: SearchState, step: str) -> GenerationProgress:
@@ -207,19 +239,31 @@ def fitnesses(state: SearchState) -> list[float | None]:
     return [state.cache[key].fitness for key in keys]
 
 
+def ranks(state: SearchState) -> list[tuple[float, float, int] | None]:
+    """How selection ranks every current candidate: (fitness, tie-breaker, size), so of equal error
+    rates the lower validation cross-entropy wins, and of equal both the smaller expression; None
+    without a fitness."""
+    fits = fitnesses(state)  # raises for a candidate without an outcome
+    out = []
+    for tree, key, fitness in zip(state.population, population_keys(state), fits, strict=True):
+        rank = state.cache[key].rank
+        out.append(None if fitness is None or rank is None else (*rank, tree.size()))
+    return out
+
+
 def refinement_work(state: SearchState) -> list[WorkItem]:
     """Mode "top_k": the generation's k best distinct canonical forms never refined, best first.
 
-    Refining lowers (or keeps) a form's fitness, so it never changes which forms are the k best,
+    Refining lowers (or keeps) a form's rank, so it never changes which forms are the k best,
     nor the order of those still waiting: the list only shrinks as refinements are applied.
     """
     ls = state.config["local_search"]
     if ls["mode"] != "top_k":
         return []
     progress = _require_reported(state, "refinement_work")
-    keys, fits = population_keys(state), fitnesses(state)
+    keys, order = population_keys(state), ranks(state)
     best: dict[str, int] = {}
-    for i in sorted((i for i, f in enumerate(fits) if f is not None), key=lambda i: fits[i]):
+    for i in sorted((i for i, r in enumerate(order) if r is not None), key=lambda i: order[i]):
         best.setdefault(keys[i], i)
     return [_item(state, i, key) for key, i in list(best.items())[: ls["top_k"]]
             if state.cache[key].weights is None and i not in progress.refined]
@@ -250,13 +294,13 @@ def apply_refinements(state: SearchState, refined: Mapping[int, Outcome]) -> lis
 
 def _refine(state: SearchState, item: WorkItem, refined: Outcome) -> CandidateRefined:
     before = state.cache[item.canonical_key]
-    kept = refined if refined.ok and refined.fitness <= before.fitness else before
+    kept = refined if refined.ok and refined.rank <= before.rank else before  # rank: see Outcome.rank
     state.cache[item.canonical_key] = kept
     tree = state.population[item.index]
     if kept is refined:
         _enter_hall(state, HallOfFameEntry(
-            item.expression, item.canonical_key, to_latex(tree), refined.fitness, tree.size(),
-            state.next_generation, refined.weights))
+            item.expression, item.canonical_key, _latex(state, tree), refined.fitness, tree.size(),
+            state.next_generation, refined.weights, scale=refined.scale, tiebreak=refined.tiebreak))
     return CandidateRefined(
         generation=state.next_generation, index=item.index, expression=item.expression,
         canonical_key=item.canonical_key, symbolic_fitness=before.fitness, fitness=refined.fitness,
@@ -284,7 +328,7 @@ def finish_generation(state: SearchState, seconds: float) -> GenerationFinished:
         rejected=sum(f is None for f in fits),
         cache_hits=len(keys) - len(progress.new),
         best_expression=to_prefix(population[best_i]) if best_i is not None else None,
-        best_latex=to_latex(population[best_i]) if best_i is not None else None,
+        best_latex=_latex(state, population[best_i]) if best_i is not None else None,
         hall_of_fame=tuple(state.hall_of_fame),
         seconds=seconds,
     )
@@ -301,8 +345,9 @@ def breed(state: SearchState) -> None:
         raise ValueError("breed: the current generation must be finished (finish_generation) first")
     s = state.config["search"]
     state.population = gp.next_generation(
-        state.rng, state.population, fitnesses(state),
+        state.rng, state.population, ranks(state),
         crossover_rate=s["crossover_rate"], mutation_rate=s["mutation_rate"],
         tournament_size=s["tournament_size"], elitism_rate=s["elitism_rate"], max_height=s["max_height"],
         mutation_min_height=s["mutation_min_height"], mutation_max_height=s["mutation_max_height"],
     )
+    state.legacy_keys = False  # the generation begun under task-agnostic keys is over

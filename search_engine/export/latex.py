@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 from search_engine.expr import primitives as P
-from search_engine.expr.symbolic import to_latex
+from search_engine.expr.symbolic import to_latex, to_simplified_latex
 from search_engine.expr.tree import Node
 
 if TYPE_CHECKING:
@@ -119,6 +119,10 @@ def latex_document(spec: LearnedLossSpec) -> str:
         r"\paragraph{Loss.}",
         r"\begin{equation*}",
         rf"  \ell\bigl(y, f(x)\bigr) = {to_latex(spec.tree)}",
+        r"\end{equation*}",
+        rf"\paragraph{{Simplified}} (the same loss for {spec.kind}):",
+        r"\begin{equation*}",
+        rf"  \ell\bigl(y, f(x)\bigr) = {to_simplified_latex(spec.tree, spec.kind)}",
         r"\end{equation*}",
     ]
     if spec.weights is not None:

@@ -178,7 +178,7 @@ class LearnedLossSpec:
         meta = result.get("meta_test")
         meta = meta if isinstance(meta, dict) and meta.get("expression") == expression else None
         try:
-            summary = meta_test_summary(meta) if meta else None
+            summary = meta_test_summary(meta, kind) if meta else None
         except (TypeError, ValueError):  # a hand-edited meta_test: export without the summary
             meta = summary = None
         return cls(
@@ -212,8 +212,30 @@ def required_field(obj: dict, key: str, typ: type, where: str = "") -> Any:
     return obj[key]
 
 
-def meta_test_summary(meta: dict) -> str:
-    """One line from result.json's meta_test (the form of `metatest.Comparison.summary`)."""
+def meta_test_summary(meta: dict, kind: str) -> str:
+    """One line from a meta-test record (result.json's meta_test, a learned loss's row) of a loss of
+    task `kind`: the verdict (`scoring.verdict`), then the comparison at each loss's own best
+    learning rate, then the one at the search's rate (the paper's protocol), each in the form of
+    `metatest.Comparison.summary`."""
+    from search_engine.scoring.verdict import FIXED_LABEL, TUNED_LABEL, verdict
+
+    parts = [verdict(meta, kind).sentence]
+    tuned = meta.get("tuned_lr")
+    if isinstance(tuned, dict):
+        rates = f"learned {_rate(tuned.get('learned_lr'))}, baseline {_rate(tuned.get('baseline_lr'))}"
+        parts.append(f"{TUNED_LABEL.capitalize()} ({rates}): {_comparison_summary(tuned)}.")
+    parts.append(f"{FIXED_LABEL.capitalize()}: {_comparison_summary(meta)}.")
+    if meta.get("steps"):
+        parts.append(f"Each model trained {meta['steps']} steps.")
+    return " ".join(parts).removesuffix(".")  # each format ends the line its own way
+
+
+def _rate(value: Any) -> str:
+    return "n/a (every rate diverged)" if value is None else f"{value:.3g}"
+
+
+def _comparison_summary(meta: dict) -> str:
+    """learned vs baseline mean ± std, wins and the paired t-test of one comparison."""
 
     def ms(m: Any, s: Any) -> str:
         return "n/a" if m is None else f"{m:.4f} ± {s or 0.0:.4f}"
@@ -222,8 +244,7 @@ def meta_test_summary(meta: dict) -> str:
     p = meta.get("p_value")
     learned = ms(meta.get("learned_mean"), meta.get("learned_std"))
     baseline = ms(meta.get("baseline_mean"), meta.get("baseline_std"))
-    text = (
+    return (
         f"test {meta.get('metric', 'metric')}: learned {learned} vs baseline {baseline} over {n} seeds; "
         f"learned better on {meta.get('wins', 0)}/{n}; paired t-test p = {'n/a' if p is None else f'{p:.3g}'}"
     )
-    return text + (f" ({meta['steps']} training steps)" if meta.get("steps") else "")

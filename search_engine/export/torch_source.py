@@ -28,7 +28,7 @@ import torch
 from search_engine import catalog
 from search_engine.export.latex import weighted_latex
 from search_engine.expr import primitives as P
-from search_engine.expr.symbolic import to_latex
+from search_engine.expr.symbolic import simplified_text, to_latex
 from search_engine.expr.tree import Node, to_prefix
 
 if TYPE_CHECKING:
@@ -225,6 +225,8 @@ Formula (prefix):
     {spec.expression}
 Formula (LaTeX):
     {to_latex(tree)}
+Simplified for {spec.kind} (the same loss for this task):
+    {simplified_text(tree, spec.kind)}
 {weights}
 
 Symbols: {symbols}
@@ -242,7 +244,8 @@ def method_line(spec: LearnedLossSpec) -> str:
 
 def docstring_footer(spec: LearnedLossSpec) -> str:
     """The end of every generated docstring: task, validation fitness, meta-test, usage, TorchScript."""
-    meta = f"Meta-test: {_plain(spec.meta_test)}\n" if spec.meta_test else ""
+    # the verdict at each loss's own best learning rate leads (export.spec.meta_test_summary)
+    meta = textwrap.fill(f"Meta-test: {_plain(spec.meta_test)}", width=96) + "\n" if spec.meta_test else ""
     return f"""Task: {spec.kind} on dataset '{_plain(spec.dataset)}' with model '{_plain(spec.model)}'.
 Search: {_plain(spec.validation_summary())}.
 {meta}

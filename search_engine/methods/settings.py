@@ -2,7 +2,8 @@
 
 EvoMAL and GP-LFL are configured by the shared sections (`search`, `local_search`, ...); GP-LFL
 is EvoMAL with local search off. Each dataclass states its paper's / the reference's defaults.
-`check_ranges(config, need)` adds the range errors of the selected method's section.
+`check_ranges(config, need)` adds the range errors of the selected method's section (the bounds
+every section has whichever method runs, sizes and real values, are in `limits`).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ class TaylorGLOSettings:
 #: CMA-ES (cmaes) with fewer than 4 candidates has a single parent and divides by zero in its
 #: covariance learning rates.
 TAYLORGLO_MIN_POPULATION = 4
-#: |mean| and sigma at most this: further out every sampled polynomial diverges in training, and
-#: cmaes refuses parameters beyond 1e32.
+#: |mean| and sigma at most this (limits.FLOAT_RANGES): further out every sampled polynomial
+#: diverges in training, and cmaes refuses parameters beyond 1e32.
 TAYLORGLO_MAX_START = 1_000.0
 
 
@@ -68,22 +69,17 @@ def check_ranges(config, need) -> None:
 
 
 def _check_ml3(m: ML3Settings, need) -> None:
-    """Range errors of the ml3 section (the upper bounds of its sizes are in `limits.UPPER_BOUNDS`)."""
+    """Range errors of the ml3 section (its upper bounds and meta_lr's range are in `limits`)."""
     for name in ("meta_steps", "inner_steps", "hidden_units", "hidden_layers", "batch_size", "report_every"):
         value = getattr(m, name)
         need(value >= 1, f"ml3.{name}", f"must be at least 1, got {value}")
-    need(m.meta_lr > 0, "ml3.meta_lr", f"must be positive, got {m.meta_lr}")
 
 
 def _check_taylorglo(t: TaylorGLOSettings, need) -> None:
-    """Range errors of the taylorglo section (the upper bounds of its sizes are in `limits.UPPER_BOUNDS`)."""
+    """Range errors of the taylorglo section (its upper bounds, sigma's and mean's ranges are in `limits`)."""
     need(t.population_size >= TAYLORGLO_MIN_POPULATION, "taylorglo.population_size",
          f"must be at least {TAYLORGLO_MIN_POPULATION} (CMA-ES needs two parents), got {t.population_size}")
     need(t.generations >= 1, "taylorglo.generations", f"must be at least 1, got {t.generations}")
-    need(0 < t.sigma <= TAYLORGLO_MAX_START, "taylorglo.sigma",
-         f"must be positive and at most {TAYLORGLO_MAX_START:g}, got {t.sigma}")
-    need(abs(t.mean) <= TAYLORGLO_MAX_START, "taylorglo.mean",
-         f"must be between {-TAYLORGLO_MAX_START:g} and {TAYLORGLO_MAX_START:g}, got {t.mean}")
 
 
 def effective(config):
@@ -105,3 +101,15 @@ def generation_count(config: dict) -> int:
         ml3 = {**dataclasses.asdict(ML3Settings()), **config.get("ml3", {})}
         return -(-int(ml3["meta_steps"]) // int(ml3["report_every"]))
     return int(config.get("search", {}).get("generations", 50))
+
+
+def network_weight_count(config: dict) -> int | None:
+    """How many weights the loss network of a stored configuration has (ML3: every scored snapshot
+    has them all), None for a method whose losses are expressions. Reads the JSON form, as
+    `generation_count` does."""
+    if config.get("method", "evomal") != "ml3":
+        return None
+    from search_engine.expr.network import flat_size, network_widths  # torch-free
+
+    ml3 = {**dataclasses.asdict(ML3Settings()), **config.get("ml3", {})}
+    return flat_size(network_widths(int(ml3["hidden_units"]), int(ml3["hidden_layers"])))

@@ -94,7 +94,7 @@ def run_taylorglo(
     stop = should_stop or (lambda: False)
     started, status = time.perf_counter(), "completed"
     with interrupt.watching(stop):
-        saved = _saved_state(config, checkpoint_path, resume)
+        saved, config = _saved_state(config, checkpoint_path, resume)
         try:
             task = load_task(config)
             evaluator = (evaluator_factory(task, config) if evaluator_factory else
@@ -123,10 +123,13 @@ def run_taylorglo(
     return _finish(config, state, status, baseline_name(task.kind), emit, started)
 
 
-def _saved_state(config: ExperimentConfig, checkpoint_path, resume: bool) -> checkpoint.TaylorGLOState | None:
+def _saved_state(config: ExperimentConfig, checkpoint_path,
+                 resume: bool) -> tuple[checkpoint.TaylorGLOState | None, ExperimentConfig]:
+    """The checkpoint to continue (or None) and the configuration to continue it with."""
     if not (resume and checkpoint_path and Path(checkpoint_path).exists()):
-        return None
-    return checkpoint.load(checkpoint_path, config)
+        return None, config
+    state = checkpoint.load(checkpoint_path, config)
+    return state, load_config(state.config, check_data=False)
 
 
 def _fresh_state(config: ExperimentConfig, kind: str, evaluator) -> checkpoint.TaylorGLOState:

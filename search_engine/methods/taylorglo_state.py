@@ -31,6 +31,7 @@ from search_engine.evolution.checkpoint import (
 )
 from search_engine.evolution.events import GenerationFinished, HallOfFameEntry
 from search_engine.methods.taylorglo_poly import N_PARAMETERS
+from search_engine.stored_config import adopt_stored, as_stored
 
 FORMAT = "lfl-taylorglo-checkpoint"
 VERSION = 1
@@ -125,8 +126,9 @@ def load(path: str | Path, config: ExperimentConfig) -> TaylorGLOState:
     if len(state.rounds) != len(state.history):
         raise CheckpointError(f"checkpoint {path} is damaged: {len(state.rounds)} CMA-ES rounds "
                               f"for {len(state.history)} generations")
+    config = adopt_stored(config, state.config)  # fields the checkpoint predates keep how it ran
     try:  # read the saved configuration as today's code does: sections added since take their defaults
-        saved = load_config(state.config, check_data=False).to_dict()
+        saved = load_config(as_stored(state.config), check_data=False).to_dict()
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path} holds an invalid configuration: {exc}") from exc
     check_same_experiment(saved, config.to_dict())

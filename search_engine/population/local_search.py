@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -60,6 +61,9 @@ from search_engine.scoring.local_search import (
     step_seed,
 )
 
+if TYPE_CHECKING:
+    from search_engine.scoring.protocol import GradientProbe
+
 # On the CPU, larger local-search programs were slower per candidate (LeNet-5, 2 cores: ~6-8
 # members per program beat 25; the unrolled graph no longer fits the caches and allocator).
 _CPU_PROGRAM_BYTES = 512 * 1024**2
@@ -69,14 +73,26 @@ _CPU_PROGRAM_BYTES = 512 * 1024**2
 _GRAPH_FACTOR = 4
 
 
-def _weighted_population_loss(trees: Sequence[Node], kind: str):
-    """(weights list, outputs (P, B, C), targets) -> (P,) weighted losses, member p with weights[p]."""
+def _weighted_population_loss(trees: Sequence[Node], kind: str, probe: GradientProbe | None = None):
+    """(weights list, outputs (P, B, C), targets) -> (P,) weighted losses, member p with weights[p].
+
+    With `probe` (the tuned protocol) member p's loss is multiplied by its differentiable gradient
+    scale, as `scoring.local_search.normalized` does for one candidate (all members' scales in one
+    batched double backward).
+    """
     members = [compile_weighted(t) for t in trees]
 
-    def loss(weights: Sequence[Tensor], outputs: Tensor, targets: Tensor) -> Tensor:
+    def raw(weights: Sequence[Tensor], outputs: Tensor, targets: Tensor) -> Tensor:
         y, f = population_inputs(outputs, targets, kind)  # (P, B, C) each
         parts = zip(members, weights, y.unbind(0), f.unbind(0), strict=True)
-        return torch.stack([reduce_batch(m(w, yp, fp).sum(dim=-1), "mean") for m, w, yp, fp in parts])
+        return torch.stack([reduce_batch(m(w, yp, fp).sum(dim=-1), "mean") for m, w, yp, fp in parts])  # (P,)
+
+    if probe is None:
+        return raw
+
+    def loss(weights: Sequence[Tensor], outputs: Tensor, targets: Tensor) -> Tensor:
+        scales = probe.population_scales(lambda o, t: raw(weights, o, t), len(weights))  # (P,)
+        return raw(weights, outputs, targets) * scales
 
     return loss
 
@@ -151,7 +167,7 @@ def _fresh(buffers: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def local_search_population(
     task, trees: Sequence[Node], cfg: LocalSearchConfig, training: TrainingConfig, seed: int, *,
-    unrolled: bool = False,
+    unrolled: bool = False, probe: GradientProbe | None = None,
 ) -> list[LocalSearchResult]:
     """`scoring.local_search.local_search` for each of `trees`, all in one program; same seeds, same skipping rule.
 
@@ -164,7 +180,7 @@ def local_search_population(
     initial = [init_weights(t, seed).to(device=x.device, dtype=dtype) for t in trees]  # (E_p,) each
     weights = [w.clone().requires_grad_(True) for w in initial]
     optimizer = torch.optim.Adam(weights, lr=cfg.meta_lr)  # per-tensor state: P independent Adams
-    loss = _weighted_population_loss(trees, task.kind)
+    loss = _weighted_population_loss(trees, task.kind, probe)
     traces: list[list[float | None]] = [[] for _ in trees]
     skipped = [0] * len(trees)
     shared_start = not unrolled and uses_shared_start(task, cfg)

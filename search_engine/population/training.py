@@ -202,6 +202,16 @@ def fitness_population(
     template: nn.Module, loss: PopulationLoss, p: int, splits, kind: str, cfg: TrainingConfig, seed: int
 ) -> list[float | None]:
     """Validation metric after training P copies of `template` (each with its own loss); None = diverged."""
+    return [metric for metric, _ in score_population(template, loss, p, splits, kind, cfg, seed)]
+
+
+def score_population(
+    template: nn.Module, loss: PopulationLoss, p: int, splits, kind: str, cfg: TrainingConfig, seed: int
+) -> list[tuple[float | None, float | None]]:
+    """(validation metric, tie-breaker) of each member after training, as `scoring.sequential`'s
+    fitness gives them: the tie-breaker is the validation cross-entropy (classification only)."""
+    from search_engine.scoring.sequential import tiebreak
+
     model = population_model(template)
     params, buffers = stacked_copies(template, p)
     template.train()
@@ -211,7 +221,8 @@ def fitness_population(
         outputs = predict_population(model, params, buffers, splits.x_val)
     finally:
         template.train()
-    return population_metrics(outputs, splits.y_val, kind, alive)
+    metrics = population_metrics(outputs, splits.y_val, kind, alive)
+    return [(m, None if m is None else tiebreak(out, splits.y_val, kind)) for m, out in zip(metrics, outputs)]
 
 
 # ------------------------------------------------------------------ rejection

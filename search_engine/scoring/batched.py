@@ -16,9 +16,9 @@ import torch
 from search_engine.config import ExperimentConfig
 from search_engine.expr.tree import Node
 from search_engine.population.local_search import local_search_population, meta_chunk
-from search_engine.population.training import fitness_population, population_loss, screen_population
+from search_engine.population.training import population_loss, score_population, screen_population
 from search_engine.scoring.local_search import local_search
-from search_engine.scoring.sequential import TRAINING_DIVERGED, Outcome, SequentialEvaluator
+from search_engine.scoring.sequential import TRAINING_DIVERGED, Outcome, SequentialEvaluator, loss_for
 from search_engine.tasks.task import Task
 
 
@@ -39,8 +39,8 @@ class BatchedEvaluator(SequentialEvaluator):
     and chunks smaller than `plan.min_batch` take the sequential path.
     """
 
-    def __init__(self, task: Task, config: ExperimentConfig, plan: Plan):
-        super().__init__(task, config)
+    def __init__(self, task: Task, config: ExperimentConfig, plan: Plan, rate_record: dict | None = None):
+        super().__init__(task, config, rate_record)
         self.plan = plan
         self.chunk_size = plan.chunk
 
@@ -50,7 +50,7 @@ class BatchedEvaluator(SequentialEvaluator):
         if not rej.enabled:
             return [None] * len(trees)
         return screen_population(trees, self.task.kind, self._screen_targets, self._screen_start,
-                                 steps=rej.steps, lr=self.config.training.lr)
+                                 steps=rej.steps, lr=self._screen_lr)
 
     def fitness_many(self, trees: Sequence[Node], weights: Sequence[tuple[float, ...] | None]) -> list[Outcome]:
         """`fitness` of each tree (with its weights), in population programs of at most `plan.chunk`."""
@@ -63,11 +63,12 @@ class BatchedEvaluator(SequentialEvaluator):
         cfg, dev = self.config, self.task.device
         trees, weights = [t for t, _ in items], [w for _, w in items]
         tensors = [None if w is None else torch.tensor(w, dtype=torch.float32, device=dev) for w in weights]
-        loss = population_loss(trees, self.task.kind, tensors)
-        values = fitness_population(self.task.new_model(cfg.seed), loss, len(trees), self.task.splits,
-                                    self.task.kind, cfg.training, cfg.seed)
-        return [Outcome(v, None, w) if v is not None else Outcome(None, TRAINING_DIVERGED, w)
-                for v, w in zip(values, weights)]
+        scales = [self.scale_of(loss_for(t, self.task.kind, w, dev)) for t, w in items]
+        loss = _scaled_population(population_loss(trees, self.task.kind, tensors), scales, dev)
+        scored = score_population(self.task.new_model(cfg.seed), loss, len(trees), self.task.splits,
+                                  self.task.kind, cfg.training, cfg.seed)
+        return [Outcome(v, None, w, sc, tb) if v is not None else Outcome(None, TRAINING_DIVERGED, w, sc)
+                for (v, tb), w, sc in zip(scored, weights, scales)]
 
     def refine_many(self, trees: Sequence[Node]) -> list[Outcome]:
         """Local search for every tree (in memory-sized chunks), then fitness with the learned weights."""
@@ -79,8 +80,9 @@ class BatchedEvaluator(SequentialEvaluator):
         """One batched local search (or per-candidate ones for fewer than `plan.min_batch`)."""
         cfg = self.config
         if len(trees) < self.plan.min_batch:
-            return [local_search(self.task, t, cfg.local_search, cfg.training, seed=cfg.seed) for t in trees]
-        return local_search_population(self.task, trees, cfg.local_search, cfg.training, cfg.seed)
+            return [local_search(self.task, t, cfg.local_search, cfg.training, seed=cfg.seed, probe=self.probe)
+                    for t in trees]
+        return local_search_population(self.task, trees, cfg.local_search, cfg.training, cfg.seed, probe=self.probe)
 
     def evaluate(self, trees: Sequence[Node]) -> list[Outcome]:
         """Screen all, then (local search when mode is "all") and train the survivors together."""
@@ -96,6 +98,14 @@ class BatchedEvaluator(SequentialEvaluator):
         for i, outcome in zip(keep, scored):
             outcomes[i] = outcome
         return outcomes
+
+
+def _scaled_population(loss, scales: list[float | None], device):
+    """The population loss with member p multiplied by scales[p] (unchanged when no member is scaled)."""
+    if all(sc is None for sc in scales):
+        return loss
+    factors = torch.tensor([1.0 if sc is None else sc for sc in scales], dtype=torch.float32, device=device)  # (P,)
+    return lambda outputs, targets: loss(outputs, targets) * factors
 
 
 def _in_chunks(fn: Callable[[list], list], items: list, size: int) -> list:

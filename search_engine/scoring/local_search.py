@@ -42,6 +42,7 @@ from search_engine.runtime import interrupt
 from search_engine.tasks.training import batch_indices
 
 if TYPE_CHECKING:  # annotations only; any object with splits, kind and new_model(seed) works
+    from search_engine.scoring.protocol import GradientProbe
     from search_engine.tasks.task import Task
 
 # The parameterized-loss API is re-exported, so `search_engine.scoring.local_search` is the one import for both.
@@ -157,6 +158,22 @@ def _initial_state(model: nn.Module, dtype: torch.dtype) -> tuple[Params, Params
     return params, buffers
 
 
+def normalized(loss: WeightedLossFn, probe: GradientProbe | None) -> WeightedLossFn:
+    """`loss` times its differentiable gradient scale at `probe` (the tuned protocol), or `loss` itself.
+
+    The scale is a function of the weights, so the meta-gradient sees that multiplying the whole
+    loss by a constant changes nothing: local search can move the loss's shape, not its size.
+    """
+    if probe is None:
+        return loss
+
+    def weighted(w: Tensor, outputs: Tensor, targets: Tensor) -> Tensor:
+        scale = probe.differentiable_scale(lambda o, t: loss(w, o, t))
+        return loss(w, outputs, targets) * scale
+
+    return weighted
+
+
 def _objective(
     task: Task, loss: WeightedLossFn, weights: Tensor, cfg: LocalSearchConfig, training: TrainingConfig,
     seed: int, step: int,
@@ -207,16 +224,18 @@ def _as_floats(t: Tensor) -> tuple[float, ...]:
 
 
 def local_search(
-    task: Task, tree: Node, cfg: LocalSearchConfig, training: TrainingConfig, seed: int
+    task: Task, tree: Node, cfg: LocalSearchConfig, training: TrainingConfig, seed: int,
+    probe: GradientProbe | None = None,
 ) -> LocalSearchResult:
     """Refine the edge weights of `tree` with cfg.meta_steps Adam steps (lr cfg.meta_lr) on `meta_objective`.
 
     Starts from `init_weights(tree, seed)`; meta step t uses `meta_objective(..., seed, t)`. A
     step whose meta-loss or meta-gradient is not finite makes no update (the last finite
-    weights are kept) and is counted in `skipped_steps`.
+    weights are kept) and is counted in `skipped_steps`. With `probe` (the tuned protocol) the loss
+    is `normalized`: its overall scale is not local search's to learn.
     """
     start = time.perf_counter()
-    loss = make_weighted_loss(tree, task.kind)
+    loss = normalized(make_weighted_loss(tree, task.kind), probe)
     x = task.splits.x_train
     dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
     initial = init_weights(tree, seed).to(device=x.device, dtype=dtype)  # (E,)

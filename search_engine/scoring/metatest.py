@@ -135,17 +135,25 @@ def compare(
 def evaluate_learned_loss(
     task: Task, config: ExperimentConfig, expression: str, weights: Sequence[float] | None, baseline: str, *,
     seeds: int | None = None, steps: int | None = None, on_seed: Callable[[int], None] | None = None,
-    network: dict | None = None, tune_lr: bool | None = None,
+    network: dict | None = None, tune_lr: bool | None = None, search_rate: float | None = None,
 ) -> dict[str, Any]:
     """Meta-test a learned loss against the baseline, as stored in result.json and in the web app.
+
+    The first comparison is at the search's learning rate with the loss as the search trained it:
+    under the tuned protocol (`training.lr_protocol`) that is the baseline's best rate (`search_rate`,
+    the one in the search's plan; chosen again when not given) with each expression loss scaled to
+    the baseline's gradient size (`protocol.GradientProbe`); under the fixed protocol (the paper's)
+    `training.lr` and the losses as they are. "search_lr" records that rate.
 
     Trains with the learned loss (with its weights) and with the baseline on paired seeds; when
     the configuration's method refines a symbolic loss's weights (EvoMAL), also with the same
     expression at all weights 1 (under "symbolic"). With `network` (a network loss's JSON form, as
     a hall-of-fame entry holds it), the learned loss is that network and `expression` only names
-    it. With `tune_lr` (default `meta_test.tune_lr`), the learned loss and the baseline are also
-    meta-tested each at its own best learning rate, picked on validation data (`tuned_lr`), under
-    "tuned_lr" with the rates chosen and every rate tried.
+    it. With `tune_lr` (default `meta_test.tune_lr`, on unless configured off), the learned loss and
+    the baseline are also meta-tested each at its own best learning rate, picked on validation data
+    (`tuned_lr`), under "tuned_lr" with the rates chosen and every rate tried: the comparison that
+    reports lead with (`verdict`). "rescales_baseline" is c where the loss only rescales the
+    baseline (its gradient is c times the baseline's, see `baseline_rescale`), else None.
     """
     from search_engine import catalog
     from search_engine.expr.tree import KNOWN_LOSSES
@@ -155,16 +163,46 @@ def evaluate_learned_loss(
     steps = steps or config.meta_test.steps
     refined = catalog.METHODS[config.method].refines_weights
     losses = _learned_losses(task, expression, weights, network, with_symbolic=refined)
+    searched, losses = _as_searched(task, config, losses, network is None, search_rate)
     losses["baseline"] = loss_for(KNOWN_LOSSES[baseline], task.kind, None, task.device)
-    runs = run_meta_test(task, config, losses, seeds=seed_list, steps=steps, on_seed=on_seed)
-    record = {"expression": expression, "steps": steps,
+    runs = run_meta_test(task, searched, losses, seeds=seed_list, steps=steps, on_seed=on_seed)
+    record = {"expression": expression, "steps": steps, "search_lr": searched.training.lr,
               **compare(runs["learned"], runs["baseline"], seeds=seed_list, metric=task.metric_name).to_dict()}
     if "symbolic" in runs:
         record["symbolic"] = compare(runs["symbolic"], runs["baseline"], seeds=seed_list,
                                      metric=task.metric_name).to_dict()
     if config.meta_test.tune_lr if tune_lr is None else tune_lr:
         record["tuned_lr"] = _at_tuned_rates(task, config, losses, seed_list, steps)
+    record["rescales_baseline"] = baseline_rescale(task, expression, weights, network)
     return record
+
+
+def _as_searched(task: Task, config: ExperimentConfig, losses: dict[str, LossFn], expression_loss: bool,
+                 search_rate: float | None) -> tuple[ExperimentConfig, dict[str, LossFn]]:
+    """The configuration at the search's rate, and the losses as the search trained them (see
+    `evaluate_learned_loss`). A network loss (ML3) was scored at training.lr, as it is."""
+    from search_engine.scoring import protocol
+
+    if not protocol.is_tuned(config) or not expression_loss:
+        return config, losses
+    lr = search_rate if search_rate is not None else protocol.search_rate(task, config)[0]
+    probe = protocol.GradientProbe.for_task(task, config)
+    scaled = {name: protocol.scaled(fn, probe.scale(fn)) for name, fn in losses.items()}
+    return protocol.tuned_config(config, lr), scaled
+
+
+def baseline_rescale(task: Task, expression: str, weights: Sequence[float] | None,
+                     network: dict | None) -> float | None:
+    """c where the loss's gradient with respect to the model's outputs is c times the baseline's on
+    the gradient probe's fixed batch (`expr.gradient_probe.rescales_baseline`): such a loss only
+    rescales the baseline, which a learning rate does as well. None when it does not, and for a
+    network loss (it has no expression to probe)."""
+    if network is not None:
+        return None
+    from search_engine.expr.gradient_probe import rescales_baseline
+    from search_engine.expr.tree import parse
+
+    return rescales_baseline(parse(expression), task.kind, None if weights is None else tuple(weights))
 
 
 def _at_tuned_rates(task: Task, config: ExperimentConfig, losses: dict[str, LossFn], seeds, steps: int) -> dict:

@@ -4,13 +4,15 @@
 
 * "auto" (default) - `default_plan`: a fixed rule of the model family and the kind of device,
   never a timing, so the same configuration and seed give the same history on a busy and on a
-  quiet machine. The rule, from `python -m benchmarks.search_speed` (sessions 1-4, 2-core CPU):
-  a population step of P = 25 beat 25 sequential steps every time it was measured - MLP by
-  2.2-4.2x, LeNet-5 by 1.6-2.4x - so chain models (no BatchNorm: mlp, lenet5, allcnnc, ...)
-  are batched in chunks of `max_population_chunk`, groups of 2 and more trained together. Models
-  without a dedicated batched formulation (vmapped BatchNorm networks: resnet18, wideresnet) are
-  sequential on the CPU, where vmapped convolutions lose. On a CUDA device every model is batched
-  in chunks of `max_population_chunk` (one kernel launch per layer for the whole chunk).
+  quiet machine. The rule rests on the per-step table of `python -m benchmarks.search_speed`
+  (populations of P = 1, 8, 25 against sequential steps, MLP and LeNet-5, 2-core CPU), where a
+  population step of P = 25 beat 25 sequential steps in every run - MLP by 2.2-4.2x, LeNet-5 by
+  1.6-2.4x (rerun it to check the rule on other hardware) - so chain models (no BatchNorm: mlp,
+  lenet5, allcnnc, ...) are batched in chunks of `max_population_chunk`, groups of 2 and more
+  trained together. Models without a dedicated batched formulation (vmapped BatchNorm networks:
+  resnet18, wideresnet) are sequential on the CPU, where vmapped convolutions lose. On a CUDA
+  device every model is batched in chunks of `max_population_chunk` (one kernel launch per layer
+  for the whole chunk).
 * "measure" - `measure_plan`: a short timing on the task itself (a few steps of the sequential
   path and of populations of 2, 8 and max_population_chunk members); the cheapest per-candidate
   population size becomes the chunk, smaller groups than the break-even size are trained
@@ -60,16 +62,19 @@ def make_evaluator(task: Task, config: ExperimentConfig, saved_plan: dict | None
     resumed search keeps the evaluation path it started with.
     """
     ev = config.evaluation
+    same_device = saved_plan is not None and saved_plan.get("device") == task.device.type
+    rate = saved_plan.get("search_rate") if same_device else None  # the tuned protocol's rate, chosen once
     if ev.strategy == "sequential":
-        return SequentialEvaluator(task, config)
+        return SequentialEvaluator(task, config, rate)
     if ev.strategy == "batched":
-        return BatchedEvaluator(task, config, Plan(ev.max_population_chunk, 2, "configured: batched"))
-    if saved_plan is not None and saved_plan.get("device") == task.device.type:
+        return BatchedEvaluator(task, config, Plan(ev.max_population_chunk, 2, "configured: batched"), rate)
+    if same_device:
         if saved_plan.get("strategy") == "sequential":
-            return SequentialEvaluator(task, config)
+            return SequentialEvaluator(task, config, rate)
         if saved_plan.get("strategy") == "batched":
             return BatchedEvaluator(task, config, Plan(int(saved_plan["chunk"]), int(saved_plan["min_batch"]),
-                                                       f"reused from the checkpoint ({saved_plan.get('reason', '')})"))
+                                                       f"reused from the checkpoint ({saved_plan.get('reason', '')})"),
+                                    rate)
     plan = measure_plan(task, config) if ev.strategy == "measure" else default_plan(task, config)
     return SequentialEvaluator(task, config) if plan is None else BatchedEvaluator(task, config, plan)
 
@@ -91,12 +96,14 @@ def default_plan(task: Task, config: ExperimentConfig) -> Plan | None:
 def plan_record(evaluator, device: torch.device) -> dict:
     """How `evaluator` scores candidates, as JSON for the checkpoint, the result and the event stream."""
     plan, threads = getattr(evaluator, "plan", None), torch.get_num_threads()  # load_task set them
+    rate = getattr(evaluator, "rate_record", None)
+    extra = {"search_rate": rate} if rate and rate.get("protocol") == "tuned" else {}
     if isinstance(plan, Plan):
         return {"strategy": "batched", "chunk": plan.chunk, "min_batch": plan.min_batch, "reason": plan.reason,
-                "device": device.type, "threads": threads}
+                "device": device.type, "threads": threads, **extra}
     if type(evaluator) is SequentialEvaluator:
-        return {"strategy": "sequential", "device": device.type, "threads": threads}
-    return {"strategy": type(evaluator).__name__, "device": device.type, "threads": threads}  # a custom factory
+        return {"strategy": "sequential", "device": device.type, "threads": threads, **extra}
+    return {"strategy": type(evaluator).__name__, "device": device.type, "threads": threads, **extra}  # custom
 
 
 # ------------------------------------------------------------------ the measurement

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from search_engine.config import ExperimentConfig
 from search_engine.expr.losses import make_loss
 from search_engine.expr.tree import Node
+from search_engine.scoring import protocol
 from search_engine.scoring.rejection import fixed_subset, initial_outputs, screen
 from search_engine.tasks.task import Task
-from search_engine.tasks.training import LossFn, evaluate_metric, train
+from search_engine.tasks.training import LossFn, metric_from_outputs, predict, train
 
 TRAINING_DIVERGED = "non-finite loss or weights during training"
 
@@ -29,6 +30,17 @@ class Outcome:
     fitness: float | None
     reason: str | None = None
     weights: tuple[float, ...] | None = None  # learned edge weights, when local search ran
+    scale: float | None = None  # the loss was trained multiplied by this (the tuned protocol: scoring.protocol)
+    # Classification: the validation cross-entropy of the trained model, a continuous measure that
+    # breaks ties between equal error rates (a few hundred validation samples make ties common).
+    tiebreak: float | None = None
+
+    @property
+    def rank(self) -> tuple[float, float] | None:
+        """How the search ranks this outcome: (fitness, tie-breaker); None without a fitness."""
+        if self.fitness is None:
+            return None
+        return (self.fitness, math.inf if self.tiebreak is None else self.tiebreak)
 
     @property
     def ok(self) -> bool:
@@ -36,18 +48,47 @@ class Outcome:
 
 
 class SequentialEvaluator:
-    """Evaluates candidates one after another on the task's device."""
+    """Evaluates candidates one after another on the task's device.
+
+    Under the tuned protocol (`scoring.protocol`) `config.training.lr` becomes the baseline's best
+    rate, chosen when the evaluator is made unless `rate_record` brings the choice made before
+    for the same search (a resumed search, another worker), and every loss is trained scaled to
+    the baseline's gradient size (`scale_of`).
+    """
 
     chunk_size = 1
 
-    def __init__(self, task: Task, config: ExperimentConfig):
+    def __init__(self, task: Task, config: ExperimentConfig, rate_record: dict | None = None):
         self.task = task
-        self.config = config
         rej = config.rejection
         splits = task.splits
         idx = fixed_subset(len(splits.x_train), rej.samples, config.seed).to(task.device)
         self._screen_targets = splits.y_train[idx]
         self._screen_start = initial_outputs(len(idx), task.info.n_outputs, config.seed, task.device)
+        self._screen_lr = config.training.lr  # the screen's Adam is scale-free: it keeps the configured rate
+        self.probe = protocol.GradientProbe.for_task(task, config) if protocol.is_tuned(config) else None
+        self._given = config
+        # `rate_record`: the choice made before for this search; else the rate is chosen on first use.
+        self._rate_record = rate_record if protocol.same_rate_choice(rate_record, config) else None
+        self._config: ExperimentConfig | None = None
+
+    @property
+    def rate_record(self) -> dict:
+        """How the search's training rate was chosen (`protocol.search_rate`); chosen on first use."""
+        if self._rate_record is None:
+            self._rate_record = protocol.search_rate(self.task, self._given)[1]
+        return self._rate_record
+
+    @property
+    def config(self) -> ExperimentConfig:
+        """The configuration candidates are scored with: the given one at the search's rate."""
+        if self._config is None:
+            self._config = protocol.tuned_config(self._given, self.rate_record["lr"])
+        return self._config
+
+    def scale_of(self, loss_fn: LossFn) -> float | None:
+        """The factor a loss is trained with: its gradient scale under the tuned protocol, else None."""
+        return None if self.probe is None else self.probe.scale(loss_fn)
 
     def screen(self, tree: Node) -> str | None:
         """The rejection protocol; None means the candidate may be trained."""
@@ -56,7 +97,7 @@ class SequentialEvaluator:
             return None
         return screen(
             tree, self.task.kind, self._screen_targets, self._screen_start,
-            steps=rej.steps, lr=self.config.training.lr,
+            steps=rej.steps, lr=self._screen_lr,
         )
 
     def fitness(self, tree: Node, weights: tuple[float, ...] | None = None) -> Outcome:
@@ -67,17 +108,21 @@ class SequentialEvaluator:
         s, cfg = self.task.splits, self.config
         model = self.task.new_model(cfg.seed)
         loss_fn = loss_for(tree, self.task.kind, weights, self.task.device)
-        if not train(model, loss_fn, s.x_train, s.y_train, cfg.training, data_seed=cfg.seed):
-            return Outcome(None, TRAINING_DIVERGED, weights)
-        value = evaluate_metric(model, s.x_val, s.y_val, self.task.kind)
-        return Outcome(value, None, weights) if math.isfinite(value) else Outcome(None, TRAINING_DIVERGED, weights)
+        scale = self.scale_of(loss_fn)
+        if not train(model, protocol.scaled(loss_fn, scale), s.x_train, s.y_train, cfg.training, data_seed=cfg.seed):
+            return Outcome(None, TRAINING_DIVERGED, weights, scale)
+        outputs = predict(model, s.x_val)
+        value = metric_from_outputs(outputs, s.y_val, self.task.kind)
+        if not math.isfinite(value):
+            return Outcome(None, TRAINING_DIVERGED, weights, scale)
+        return Outcome(value, None, weights, scale, tiebreak(outputs, s.y_val, self.task.kind))
 
     def refine(self, tree: Node) -> Outcome:
         """Local search on the edge weights by unrolled meta-gradients, then fitness with them."""
         from search_engine.scoring.local_search import local_search
 
         cfg = self.config
-        found = local_search(self.task, tree, cfg.local_search, cfg.training, seed=cfg.seed)
+        found = local_search(self.task, tree, cfg.local_search, cfg.training, seed=cfg.seed, probe=self.probe)
         return self.fitness(tree, found.weights)
 
     def evaluate(self, trees: Sequence[Node]) -> list[Outcome]:
@@ -95,6 +140,17 @@ class SequentialEvaluator:
             else:
                 outcomes.append(self.refine(tree) if refine_all else self.fitness(tree))
         return outcomes
+
+
+def tiebreak(outputs, targets, kind: str) -> float | None:
+    """The validation cross-entropy of classification outputs (None for regression, whose MSE is
+    continuous already, and where it is not finite)."""
+    if kind != "classification":
+        return None
+    import torch.nn.functional as F
+
+    value = float(F.cross_entropy(outputs, targets))
+    return value if math.isfinite(value) else None
 
 
 def loss_for(tree: Node, kind: str, weights: tuple[float, ...] | None, device) -> LossFn:

@@ -65,11 +65,14 @@ def at_rate(config: ExperimentConfig, lr: float) -> ExperimentConfig:
 
 
 def validation_metric(task: Task, loss_fn: LossFn, config: ExperimentConfig, lr: float, steps: int) -> float | None:
-    """Train a fresh model (the tuning seed) at rate `lr`; its validation metric, None if it diverged."""
+    """Train a fresh model (the tuning seed) at rate `lr`, on the meta-test's schedule (its milestones
+    and decay: a rate is picked for the training it will get); its validation metric, None if it diverged."""
     seed = config.seed + TUNING_SEED_OFFSET
     s = task.splits
     model = task.new_model(seed)
-    if not train(model, loss_fn, s.x_train, s.y_train, at_rate(config, lr).training, steps=steps, data_seed=seed):
+    m = config.meta_test
+    if not train(model, loss_fn, s.x_train, s.y_train, at_rate(config, lr).training, steps=steps, data_seed=seed,
+                 lr_milestones=tuple(m.lr_milestones), lr_gamma=m.lr_gamma):
         return None
     value = evaluate_metric(model, s.x_val, s.y_val, task.kind)
     return value if math.isfinite(value) else None

@@ -25,7 +25,10 @@
     const holder = document.createElement("div");
     holder.innerHTML = await response.text(); // the server's partial: the browser only swaps it in
     const fresh = holder.querySelector("[data-transfers-url]");
-    if (fresh && list.isConnected) list.replaceWith(fresh);
+    if (!fresh || !list.isConnected) return;
+    const opened = list.querySelector("details[open]"), details = fresh.querySelector("details");
+    if (opened && details) details.open = true; // a reader who opened the runs keeps them open
+    list.replaceWith(fresh);
   }
 
   setInterval(() => {

@@ -141,10 +141,11 @@ class Stack:
             raise AssertionError(f"runstack is not serving {self.url} after {timeout:g} s ({state})\n{self.log()}")
 
     def child_pids(self) -> list[int]:
-        """The pids of "started NAME (pid N)" lines (daphne, the worker)."""
+        """The pids of "started NAME (pid N)" lines (daphne, the worker), and of "restarted NAME (pid N)"
+        lines (a part that died and was started again)."""
         return [int(line.split("(pid ")[1].split(")")[0])
                 for line in self.log_path.read_text(errors="replace").splitlines()
-                if line.startswith("started ") and "(pid " in line]
+                if line.startswith(("started ", "restarted ")) and "(pid " in line]
 
     def __enter__(self) -> Stack:
         return self

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Avg, F, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from lfl_web.experiments.task_facts import class_count, file_data_name
 from lfl_web.experiments.validation import validated_config
 from search_engine import catalog
+from search_engine.config import MetaTestConfig
 from search_engine.methods.settings import generation_count
 
 
@@ -37,6 +41,10 @@ class MetaTestStatus(models.TextChoices):
 #: `meta_test_error` of a meta-test that was stopped by request.
 META_TEST_STOPPED = "stopped by request"
 
+#: The start of a stored error that names the exception's class ("RuntimeError: ..."): a word for
+#: the traceback, not for the sentence a page shows.
+_EXCEPTION_NAME = re.compile(r"([A-Z][\w.]*):\s*(.*)", re.S)
+
 
 def iso(moment) -> str | None:
     return moment.isoformat() if moment else None
@@ -59,11 +67,17 @@ class ExperimentQuerySet(models.QuerySet):
         visible = self.visible_to(user)
         if scope == "mine":
             visible = visible.filter(owner=user)
-        return visible.select_related("owner").annotate(best_fitness=Min("generations__best_fitness"))
+        # newest first, said here: a model's Meta.ordering does not apply to a query that aggregates
+        return (visible.select_related("owner").annotate(best_fitness=Min("generations__best_fitness"))
+                .order_by("-created_at", "-pk"))
 
-    def create_validated(self, *, owner, name: str, config, description: str = "", private: bool = False):
-        """Validate everything (ValidationError keyed by field, nothing stored on error), then save."""
-        experiment = self.model(owner=owner, name=name, config=config, description=description, private=private)
+    def create_validated(self, *, owner, name: str, config, description: str = "", private: bool = False,
+                         data_name: str = ""):
+        """Validate everything (ValidationError keyed by field, nothing stored on error), then save.
+        `data_name`: the name of the file the user uploaded (the configuration holds where the
+        server keeps it, under another name)."""
+        experiment = self.model(owner=owner, name=name, config=config, description=description, private=private,
+                                data_name=data_name)
         experiment.full_clean()
         experiment.save()
         return experiment
@@ -106,6 +120,11 @@ class Experiment(models.Model):
     evaluation_plan = models.JSONField(
         null=True, blank=True, help_text="How the engine scores candidates (its plan_record), once the search starts.")
     error = models.TextField(blank=True, default="")
+    error_detail = models.TextField(blank=True, default="", help_text="The traceback of a failure (shown to staff).")
+    data_name = models.CharField(max_length=64, blank=True, default="",
+                                 help_text="The name of the data file (as uploaded); empty for a catalogue data set.")
+    n_classes = models.PositiveIntegerField(null=True, blank=True,
+                                            help_text="Classes of a classification task (from its data, when created).")
     meta_test_status = models.CharField(max_length=16, choices=MetaTestStatus.choices, blank=True, default="")
     meta_test_error = models.TextField(blank=True, default="")
     meta_test_seeds_done = models.PositiveIntegerField(default=0, help_text="Meta-test seeds finished so far.")
@@ -126,6 +145,8 @@ class Experiment(models.Model):
         if self._state.adding:  # the configuration is fixed once the experiment exists
             self.config = validated_config(self.config)
             self.total_generations = generation_count(self.config)  # the method's own count
+            self.data_name = self.data_name or file_data_name(self.config)
+            self.n_classes = class_count(self.config)
 
     @property
     def is_finished(self) -> bool:
@@ -135,6 +156,19 @@ class Experiment(models.Model):
     def is_meta_testing(self) -> bool:
         """The search succeeded and a worker is meta-testing its best loss."""
         return self.status == Status.SUCCEEDED and self.meta_test_status == MetaTestStatus.RUNNING
+
+    @property
+    def failure_sentence(self) -> str:
+        """Why the search failed, as the page says it ("The search failed: the csv file has no
+        label column."); the exception's class is left to the traceback staff may open. "" if none."""
+        error = self.error.strip()
+        if not error:
+            return ""
+        named = _EXCEPTION_NAME.fullmatch(error)
+        message = named.group(2).strip() if named else error
+        if not message:
+            return f"The search failed ({named.group(1)})."
+        return f"The search failed: {message}{'' if message.endswith(('.', '!', '?')) else '.'}"
 
     @property
     def has_work_to_stop(self) -> bool:
@@ -156,6 +190,27 @@ class Experiment(models.Model):
     @property
     def dataset(self) -> str:
         return self.config.get("task", {}).get("dataset", "")
+
+    @property
+    def dataset_name(self) -> str:
+        """The data set as pages and the leaderboard name it: a file's name ("iris.csv"), else the
+        catalogue's ("digits")."""
+        return self.data_name or self.dataset
+
+    @property
+    def class_count(self) -> int | None:
+        """Classes of a classification task: counted when the experiment was created, else the
+        catalogue's count for its data set; None for regression or when unknown."""
+        if self.n_classes:
+            return self.n_classes
+        facts = catalog.DATA_FACTS.get(self.dataset)
+        return facts.n_outputs if facts is not None and self.task_kind == "classification" else None
+
+    @property
+    def method(self) -> catalog.Method:
+        """The method that runs the search, as the catalogue describes it."""
+        name = self.config.get("method", "evomal")
+        return catalog.METHODS.get(name, catalog.METHODS["evomal"])
 
     @property
     def model_name(self) -> str:
@@ -223,8 +278,10 @@ class Experiment(models.Model):
             self._update_if(Q(status=Status.QUEUED), status=Status.CANCELLED, finished_at=timezone.now())
         return asked
 
-    def mark_failed(self, error: str) -> bool:
-        return self._update_if(Q(status__in=UNFINISHED), status=Status.FAILED, error=error, finished_at=timezone.now())
+    def mark_failed(self, error: str, detail: str = "") -> bool:
+        """Failed with `error` (one line: "ValueError: ..."); `detail` is its traceback, for staff."""
+        return self._update_if(Q(status__in=UNFINISHED), status=Status.FAILED, error=error, error_detail=detail,
+                               finished_at=timezone.now())
 
     def mark_finished(self, status: str, best: dict | None = None) -> bool:
         """Succeeded or cancelled: keep the hall of fame as learned losses (at least `best`).
@@ -249,9 +306,10 @@ class Experiment(models.Model):
         self.refresh_from_db(fields=["meta_test_seeds_done"])
 
     def finish_meta_test(self, record: dict) -> None:
-        """Store the meta-test of the best loss and mark it done."""
+        """Store the meta-test on the loss it tested (the final choice's rank, 1 for records without one)
+        and mark it done."""
         with transaction.atomic():
-            self.learned_losses.filter(rank=1).update(meta_test=record)
+            self.learned_losses.filter(rank=record.get("rank", 1)).update(meta_test=record)
             self._update_if(Q(), meta_test_status=MetaTestStatus.SUCCEEDED, meta_test_error="")
 
     def mark_meta_test_failed(self, error: str) -> None:
@@ -282,9 +340,11 @@ class Experiment(models.Model):
 
     @property
     def meta_test_plan(self) -> dict:
-        """Seeds and steps of the meta-test, from the configuration (engine defaults if absent)."""
+        """Seeds and steps of the meta-test, and whether it also compares each loss at its own best
+        learning rate (`tune_lr`, the engine's default where the configuration leaves it out)."""
         section = self.config.get("meta_test", {})  # stored configurations have every field filled in
-        return {"seeds": section.get("seeds"), "steps": section.get("steps")}
+        tune_lr = section.get("tune_lr", MetaTestConfig.tune_lr)
+        return {"seeds": section.get("seeds"), "steps": section.get("steps"), "tune_lr": bool(tune_lr)}
 
     def final_hall_of_fame(self, best: dict | None = None) -> list[dict]:
         last = self.generations.order_by("-index").first()

@@ -3,6 +3,8 @@ losses it kept (what the leaderboard lists)."""
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from django.db import models
 from django.db.models import (
     Case,
@@ -19,12 +21,14 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
 from lfl_web.experiments.models.experiment import Experiment, Status
 from lfl_web.experiments.models.transfer import TransferRun
 from search_engine import catalog
+from search_engine.scoring.verdict import Verdict
+from search_engine.scoring.verdict import verdict as meta_test_verdict
 
 
 class Generation(models.Model):
@@ -104,15 +108,24 @@ class Candidate(models.Model):
 
 
 def _json_number(field: str, key: str):
-    """The number under `key` of JSON column `field`, NULL where it is missing or null (SQLite reads
-    a JSON null as the text 'null', which a cast would turn into 0)."""
+    """The number under `key` of JSON column `field` (a nested key as "tuned_lr__learned_mean"), NULL
+    where it is missing or null (SQLite reads a JSON null as the text 'null', which a cast would turn into 0)."""
     return Case(When(**{f"{field}__{key}": None}, then=Value(None)),
-                default=Cast(KeyTextTransform(key, field), FloatField()), output_field=FloatField())
+                default=Cast(KT(f"{field}__{key}"), FloatField()), output_field=FloatField())
+
+
+def _relative_drop(learned: str, baseline: str):
+    """(baseline - learned) / baseline of two annotated means; NULL where a mean is missing or the
+    baseline's is 0 and the learned loss's is not (no finite ratio; such a loss is worse)."""
+    ratio = (F(baseline) - F(learned)) / F(baseline)
+    return Case(When(**{f"{baseline}__gt": 0, f"{learned}__isnull": False}, then=ratio),
+                When(**{baseline: 0, learned: 0}, then=Value(0.0)), default=None, output_field=FloatField())
 
 
 #: Leaderboard sort keys -> ordering (lower fitness is better; larger improvement is better).
 #: "meta_test": the losses with a held-out meta-test first, by how much lower their test metric's
-#: mean is than the baseline's (relative, so tasks and metrics compare), then the others by
+#: mean is than the baseline's (relative, so tasks and metrics compare), each at its own best
+#: learning rate where the meta-test compared so, else at the search's rate; then the others by
 #: validation fitness (see `with_test_improvement`).
 LEADERBOARD_ORDERINGS = {
     "fitness": ("validation_fitness", "complexity", "-created_at", "pk"),
@@ -136,21 +149,35 @@ class LearnedLossQuerySet(models.QuerySet):
         )
 
     def with_test_improvement(self):
-        """Annotate the held-out meta-test (`meta_test`, a Comparison.to_dict): `untested` (0 when
-        there is one, 1 when not), `test_learned` and `test_baseline` (the test metric's means) and
-        `test_improvement`, (baseline - learned) / baseline: 0.25 for a quarter lower test error.
-        It is None where a mean is missing (a seed diverged) or the baseline's is 0 and the learned
-        loss's is not (no finite ratio; such a loss is worse than the baseline)."""
-        means = {name: _json_number("meta_test", key)
-                 for name, key in (("test_learned", "learned_mean"), ("test_baseline", "baseline_mean"))}
-        ratio = (F("test_baseline") - F("test_learned")) / F("test_baseline")
-        return self.annotate(**means).annotate(
+        """Annotate the held-out meta-test (`meta_test`, a `metatest.evaluate_learned_loss` record):
+
+        `untested`        0 when there is one, 1 when not;
+        `test_tuned`      1 where it compares each loss at its own best learning rate ("tuned_lr"),
+                          0 where only at the search's rate (a record stored with tune_lr off);
+        `test_learned`, `test_baseline`, `test_improvement`
+                          the comparison ranked by: the tuned one where there is one, else the one at
+                          the search's rate. The test metric's means, and (baseline - learned) /
+                          baseline: 0.25 for a quarter lower test error, None where a mean is missing
+                          (a seed diverged) or the baseline's is 0 and the learned loss's is not;
+        `fixed_learned`, `fixed_baseline`, `fixed_improvement`
+                          the same at the search's learning rate (the paper's protocol).
+        """
+        tuned = Q(meta_test__has_key="tuned_lr")
+
+        def leading(key: str, fixed: str):
+            return Case(When(tuned, then=_json_number("meta_test", f"tuned_lr__{key}")), default=F(fixed),
+                        output_field=FloatField())
+
+        return self.annotate(
+            fixed_learned=_json_number("meta_test", "learned_mean"),
+            fixed_baseline=_json_number("meta_test", "baseline_mean"),
             untested=Case(When(meta_test__isnull=True, then=Value(1)), default=Value(0), output_field=IntegerField()),
-            test_improvement=Case(
-                When(test_baseline__gt=0, test_learned__isnull=False, then=ratio),
-                When(test_baseline=0, test_learned=0, then=Value(0.0)), default=None, output_field=FloatField(),
-            ),
-        )
+            test_tuned=Case(When(tuned, then=Value(1)), default=Value(0), output_field=IntegerField()),
+        ).annotate(
+            test_learned=leading("learned_mean", "fixed_learned"),
+            test_baseline=leading("baseline_mean", "fixed_baseline"),
+            fixed_improvement=_relative_drop("fixed_learned", "fixed_baseline"),
+        ).annotate(test_improvement=_relative_drop("test_learned", "test_baseline"))
 
     def with_method_label(self):
         """Annotate `method_label`: the catalogue's name of the method that learned the loss ("EvoMAL")."""
@@ -160,12 +187,14 @@ class LearnedLossQuerySet(models.QuerySet):
     def ranked_by(self, sort: str, *, method: str = "", dataset: str = "", model: str = "", metric: str = "",
                   best_only: bool = True):
         """Leaderboard rows: filtered by whichever of method/dataset/model/metric is given, sorted
-        by a key of LEADERBOARD_ORDERINGS; with `best_only`, each experiment's rank-1 loss alone."""
+        by a key of LEADERBOARD_ORDERINGS; with `best_only`, each experiment's learned loss alone:
+        the one its meta-test chose and tested (`scoring.final_choice`), else its rank-1 loss."""
         given = {"method": method, "dataset": dataset, "model": model, "metric": metric}
         rows = (self.for_leaderboard().with_improvement().with_test_improvement().with_method_label()
                 .filter(**{k: v for k, v in given.items() if v}))
         if best_only:
-            rows = rows.filter(rank=1)
+            tested = self.model.objects.filter(experiment=OuterRef("experiment"), meta_test__isnull=False)
+            rows = rows.filter(Q(meta_test__isnull=False) | (Q(rank=1) & ~Exists(tested)))
         return rows.order_by(*LEADERBOARD_ORDERINGS[sort])
 
     def tested_on(self, dataset: str, model: str):
@@ -200,8 +229,13 @@ class LearnedLossQuerySet(models.QuerySet):
             .order_by("dataset", "model", "validation_fitness", "complexity", "pk")
         )
 
+    def dataset_names(self) -> list[str]:
+        """The data sets these losses were learned on, as the leaderboard names them, sorted."""
+        return list(self.order_by("dataset").values_list("dataset", flat=True).distinct())
+
     def replace_for(self, experiment: Experiment, entries: list[dict]) -> None:
-        """Store `entries` (hall-of-fame dicts, best first) as this experiment's learned losses."""
+        """Store `entries` (hall-of-fame dicts, best first) as this experiment's learned losses,
+        under the experiment's data set name (a file's own name for a user's data)."""
         task = experiment.config.get("task", {})
         self.filter(experiment=experiment).delete()
         self.bulk_create(
@@ -210,7 +244,7 @@ class LearnedLossQuerySet(models.QuerySet):
                 latex=e.get("latex", ""), weights=e.get("weights"), network=e.get("network"),
                 method=experiment.config.get("method", "evomal"), complexity=e.get("size", 0),
                 validation_fitness=e["fitness"], baseline_fitness=experiment.baseline_fitness,
-                generation=e.get("generation", 0), dataset=task.get("dataset", ""), model=task.get("model", ""),
+                generation=e.get("generation", 0), dataset=experiment.dataset_name, model=task.get("model", ""),
                 metric=experiment.metric,
             )
             for rank, e in enumerate(entries, start=1)
@@ -233,7 +267,7 @@ class LearnedLoss(models.Model):
     baseline_fitness = models.FloatField(null=True, blank=True)
     meta_test = models.JSONField(null=True, blank=True)
     generation = models.PositiveIntegerField(default=0, help_text="When it was first found.")
-    dataset = models.CharField(max_length=64)
+    dataset = models.CharField(max_length=64)  # Experiment.dataset_name: "digits", or a file's "iris.csv"
     model = models.CharField(max_length=64)
     metric = models.CharField(max_length=32)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -251,6 +285,12 @@ class LearnedLoss(models.Model):
     @property
     def weight_count(self) -> int:
         return len(self.weights or ())
+
+    @cached_property
+    def verdict(self) -> Verdict:
+        """Its meta-test in plain words (`scoring.verdict`): better than, no better than or worse than
+        the baseline at its best learning rate, or untested; the same words on every page and the API."""
+        return meta_test_verdict(self.meta_test, self.experiment.task_kind)
 
     @property
     def relative_improvement(self) -> float | None:

@@ -15,6 +15,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from lfl_web.experiments.models.experiment import Experiment
+from search_engine import catalog
+from search_engine.scoring.verdict import Verdict
+from search_engine.scoring.verdict import verdict as meta_test_verdict
 
 
 class TransferStatus(models.TextChoices):
@@ -51,6 +54,7 @@ class TransferRun(models.Model):
     steps = models.PositiveIntegerField(help_text="Training steps per model.")
     seeds_done = models.PositiveIntegerField(default=0)
     record = models.JSONField(null=True, blank=True, help_text="The meta-test record of the latest success.")
+    # of the comparison at each loss's own best learning rate where the record has one, else at the search's rate
     improvement = models.FloatField(null=True, blank=True,
                                     help_text="(baseline - learned) / baseline of the test metric's means.")
     error = models.TextField(blank=True, default="")
@@ -72,6 +76,29 @@ class TransferRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status not in UNFINISHED_TRANSFERS
+
+    @property
+    def tuned(self) -> dict | None:
+        """The record's comparison at each loss's own best learning rate (None: compared only at the
+        search's rate, as transfers were before they were tuned)."""
+        tuned = (self.record or {}).get("tuned_lr")
+        return tuned if isinstance(tuned, dict) else None
+
+    @property
+    def improvement_basis(self) -> str | None:
+        """What `improvement` compares: "tuned" (each loss at its own best learning rate),
+        "search_rate" (both at the search's rate, the paper's protocol), None without a record."""
+        if not isinstance(self.record, dict):
+            return None
+        return "tuned" if self.tuned is not None else "search_rate"
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The record in plain words (`scoring.verdict`), against the target kind's baseline; None
+        before a run has succeeded."""
+        if not isinstance(self.record, dict) or self.record.get("baseline_loss") not in catalog.BASELINES:
+            return None
+        return meta_test_verdict(self.record, catalog.kind_of_baseline(self.record["baseline_loss"]))
 
     def _update_if(self, condition: Q, **values) -> bool:
         """Set `values` if the row still meets `condition` (one UPDATE, so two workers cannot both win)."""
@@ -100,10 +127,15 @@ class TransferRun(models.Model):
                                record=None, improvement=None, finished_at=timezone.now())
 
     def to_dict(self) -> dict:
+        """The run as the API gives it: the verdict and `improvement` (tuned where the record is, see
+        `improvement_basis`) lead; `improvement_at_search_rate` is the paper's protocol's figure."""
+        verdict, record = self.verdict, self.record or {}
         return {
             "id": self.pk, "learned_loss": self.learned_loss_id, "dataset": self.dataset, "model": self.model,
+            "verdict": None if verdict is None else verdict.to_dict(),
+            "improvement": self.improvement, "improvement_basis": self.improvement_basis, "improvement_at_search_rate": record.get("relative_improvement"),
             "data_root": self.data_root or None, "status": self.status, "seeds": self.seeds, "steps": self.steps,
-            "seeds_done": self.seeds_done, "record": self.record, "improvement": self.improvement,
+            "seeds_done": self.seeds_done, "record": self.record,
             "error": self.error or None, "created_at": self.created_at.isoformat() if self.created_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }

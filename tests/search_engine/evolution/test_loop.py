@@ -50,7 +50,7 @@ def test_event_stream_shape_and_totals():
 def test_seeded_known_losses_make_the_first_generation_no_worse_than_baseline():
     result, events = run_collect(tiny_config())
     first = next(e for e in events if isinstance(e, CandidateEvaluated))
-    assert first.canonical_key == canonical_key(CROSS_ENTROPY)
+    assert first.canonical_key == canonical_key(CROSS_ENTROPY, "classification")
     assert first.fitness == result.baseline_fitness
     assert result.history[0].best_fitness <= result.baseline_fitness
 
@@ -121,7 +121,7 @@ class CountingEvaluator(SequentialEvaluator):
     calls: list = []
 
     def evaluate(self, trees):
-        CountingEvaluator.calls.extend(canonical_key(t) for t in trees)
+        CountingEvaluator.calls.extend(canonical_key(t, "classification") for t in trees)
         return super().evaluate(trees)
 
 
@@ -188,10 +188,12 @@ def test_resume_may_change_how_a_search_runs_and_names_what_may_not_change(tmp_p
     from search_engine.evolution.checkpoint import CheckpointError
 
     path = tmp_path / "c.json"
-    run_search(tiny_config(search={"generations": 1}), checkpoint_path=path)
+    first = run_search(tiny_config(search={"generations": 1}), checkpoint_path=path)
     resumed = run_search(tiny_config(search={"generations": 2}, evaluation={"strategy": "sequential"}),
                          checkpoint_path=path, resume=True)
-    assert resumed.plan == {"strategy": "sequential", "device": "cpu", "threads": 1} and len(resumed.history) == 2
+    how = {k: v for k, v in resumed.plan.items() if k != "search_rate"}
+    assert how == {"strategy": "sequential", "device": "cpu", "threads": 1} and len(resumed.history) == 2
+    assert resumed.plan["search_rate"] == first.plan["search_rate"]  # the rate chosen once, kept
     with pytest.raises(CheckpointError, match=r"\(seed, training\.lr changed\)"):
         run_search(tiny_config(search={"generations": 3}, seed=9, training={"lr": 0.5}),
                    checkpoint_path=path, resume=True)

@@ -171,7 +171,7 @@ def hand_state(expressions, cache=None, local_search=None):
 
 
 def test_pending_work_lists_each_new_canonical_form_once_and_holds_events_in_population_order():
-    cached = canonical_key(parse("mul(y, f)"))
+    cached = canonical_key(parse("mul(y, f)"), "classification")  # tiny_config: digits
     state = hand_state(["add(y, f)", "add(f, y)", "square(sub(f, y))", "add(y, f)", "mul(y, f)"],
                        cache={cached: Outcome(0.7)})
     work = steps.pending_work(state)
@@ -209,7 +209,8 @@ def test_steps_out_of_turn_are_refused():
 
 
 def test_top_k_refinement_keeps_the_better_outcome_in_work_order_and_never_applies_twice():
-    state = hand_state(["add(y, f)", "mul(y, f)", "sub(f, y)", "max(y, f)"],
+    # Four losses with four gradients (sub(f, y) would be add(y, f): both sum to a constant over the classes).
+    state = hand_state(["add(y, f)", "mul(y, f)", "mul(f, f)", "max(y, f)"],
                        local_search={"mode": "top_k", "top_k": 2})
     steps.apply_outcomes(state, {0: Outcome(0.4), 1: Outcome(0.1), 2: Outcome(0.3), 3: Outcome(None, "x")})
     assert [w.index for w in steps.refinement_work(state)] == [1, 2]  # the two best, best first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 
@@ -80,8 +81,13 @@ def test_from_result_reads_ranks_weights_and_meta_test():
         "error rate",
     )
     assert (spec.fitness, spec.baseline_loss, spec.baseline_fitness) == (0.02, "cross_entropy", 0.05)
+    # a record meta-tested at the search's rate alone (stored before tuning was the default) says so first
     assert spec.meta_test.startswith(
-        "test error rate: learned 0.1500 ± 0.0700 vs baseline 0.2500 ± 0.0700 over 2 seeds"
+        "The learned loss was not compared with cross-entropy at its best learning rate"
+    )
+    assert (
+        "At the search's learning rate (the paper's protocol): test error rate: learned 0.1500 ± 0.0700 vs "
+        "baseline 0.2500 ± 0.0700 over 2 seeds" in spec.meta_test
     )
     second = LearnedLossSpec.from_result(result_dict(), rank=2)
     assert (
@@ -90,6 +96,35 @@ def test_from_result_reads_ranks_weights_and_meta_test():
     regression = {**result_dict(), "baseline_loss": "squared_error", "meta_test": None}
     assert LearnedLossSpec.from_result(regression).kind == "regression"
     assert LearnedLossSpec.from_result(regression).metric == "MSE"
+
+
+def tuned_result(p_value, rescales_baseline=None) -> dict:
+    """result_dict whose meta-test also compared each loss at its own best learning rate."""
+    result = result_dict()
+    meta = result["meta_test"]
+    meta["tuned_lr"] = {**{k: meta[k] for k in ("metric", "seeds", "wins", "t_statistic")},
+                        "learned": [0.11, 0.12], "baseline": [0.12, 0.13], "learned_mean": 0.115,
+                        "learned_std": 0.007, "baseline_mean": 0.125, "baseline_std": 0.007, "p_value": p_value,
+                        "learned_lr": 0.0316, "baseline_lr": 0.316, "tried": {}}
+    meta["rescales_baseline"] = rescales_baseline
+    return result
+
+
+@pytest.mark.parametrize(("p_value", "rescale", "verdict"), [
+    (0.4, 1.56, "The learned loss is no better than cross-entropy at its best learning rate (p = 0.4). It only "
+                "rescales cross-entropy: its gradient is 1.56 times cross-entropy's"),
+    (0.01, None, "The learned loss is better than cross-entropy at its best learning rate (p = 0.01)."),
+])
+def test_the_exported_docstring_leads_with_the_verdict_at_tuned_rates(p_value, rescale, verdict):
+    spec = LearnedLossSpec.from_result(tuned_result(p_value, rescale))
+    assert spec.meta_test.startswith(verdict)
+    doc = " ".join(ast.get_docstring(ast.parse(to_torch_source(spec))).split())  # wrapped over lines
+    said = doc.index(f"Meta-test: {verdict}")
+    tuned = doc.index("At each loss's own best learning rate (learned 0.0316, baseline 0.316): test error rate: "
+                      "learned 0.1150 ± 0.0070 vs baseline 0.1250 ± 0.0070 over 2 seeds")
+    fixed = doc.index("At the search's learning rate (the paper's protocol): test error rate: learned 0.1500")
+    assert said < tuned < fixed and "Each model trained 40 steps" in doc
+    assert verdict in " ".join(to_latex_document(spec).split())
 
 
 @pytest.mark.parametrize("rank", [0, 3, -1, True, "1"])

@@ -13,7 +13,7 @@ from search_engine.export.latex import weighted_latex
 from search_engine.expr.symbolic import to_latex
 from search_engine.expr.tree import ExpressionError, parse, to_prefix
 
-from .export_cases import CASES, spec_for
+from .export_cases import CASES, Case, spec_for
 
 # --------------------------------------------------------------------------------------------
 # Docstring, LaTeX
@@ -84,6 +84,17 @@ def test_latex_document_contains_formula_weights_and_symbols():
     assert (
         "weighted form" not in plain and "protected logarithm" not in plain and "regression target" in plain
     )
+
+
+def test_exports_print_the_loss_simplified_for_its_task():
+    tree = parse("mul(mul(-1, sign(y)), log(abs(f)))")  # cross-entropy, written the long way
+    case = Case("ce_long", tree, "classification", None)
+    doc = ast.get_docstring(ast.parse(to_torch_source(spec_for(case))))
+    assert "Simplified for classification (the same loss for this task):\n    -y*log(f)" in doc
+    assert r"\ell\bigl(y, f(x)\bigr) = - y \log{\left(f(x) \right)}" in to_latex_document(spec_for(case))
+    regression = ast.get_docstring(ast.parse(to_torch_source(spec_for(Case("se", parse("square(abs(sub(f, y)))"),
+                                                                                "regression", None)))))
+    assert "Simplified for regression (the same loss for this task):\n    f**2 - 2*f*y + y**2" in regression
 
 
 # --------------------------------------------------------------------------------------------

@@ -298,9 +298,10 @@ def test_latex_nonempty_for_random_trees(seed):
 
 
 def test_simplified_latex_writes_prediction_and_epsilon():
-    latex = to_simplified_latex(CROSS_ENTROPY)
-    assert "f(x)" in latex and r"\epsilon" in latex and r"\log" in latex
-    assert "10^{-7}" not in latex
+    latex = to_simplified_latex(CROSS_ENTROPY)  # log's clamp max(|f|, eps) is written |f|, as to_latex does
+    assert latex == r"- y \log{\left(\left|{f(x)}\right| \right)}"
+    clamp = to_simplified_latex(parse("square(sqrt(f))"))  # the clamp is the value: written out
+    assert r"\epsilon" in clamp and "10^{-7}" not in clamp
     assert to_simplified_latex(parse("sub(f, f)")) == "0"
 
 

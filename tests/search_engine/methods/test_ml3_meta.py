@@ -39,7 +39,7 @@ def test_bad_ml3_fields_are_named():
                                                  "report_every": 0}})
     for name in ("meta_steps", "inner_steps", "hidden_units", "hidden_layers", "batch_size", "report_every"):
         assert errors[f"ml3.{name}"].startswith("must be at least 1"), name
-    assert errors["ml3.meta_lr"] == "must be positive, got 0.0"
+    assert errors["ml3.meta_lr"] == "must be positive and at most 10, got 0.0"
     assert "ml3.hiden_units" in errors_of({"method": "ml3", "ml3": {"hiden_units": 8}})
     assert "did you mean 'hidden_units'" in errors_of({"ml3": {"hiden_units": 8}})["ml3.hiden_units"]
     assert errors_of({"method": "ml3", "ml3": {"meta_lr": "fast"}}) == {"ml3.meta_lr": "must be a number, got 'fast'"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def test_the_stored_network_is_the_network_that_was_scored(uninterrupted):
 def test_the_baseline_is_the_evolutionary_searchs_baseline(uninterrupted):
     result, _, _ = uninterrupted
     config = ml3_config()
-    evaluator = SequentialEvaluator(load_task(config), config)
+    # ML3 scores its snapshots at training.lr, as the fixed protocol scores candidates.
+    fixed = dataclasses.replace(config, training=dataclasses.replace(config.training, lr_protocol="fixed"))
+    evaluator = SequentialEvaluator(load_task(fixed), fixed)
     assert result.baseline_fitness == evaluator.fitness(KNOWN_LOSSES["cross_entropy"]).fitness
 
 

@@ -67,6 +67,15 @@ def test_the_record_compares_with_the_target_kinds_baseline_on_paired_seeds():
     # the learned loss is cross-entropy itself: on paired seeds it trains exactly like the baseline
     assert record["learned"] == record["baseline"] and record["wins"] == 0
     assert record["relative_improvement"] == 0.0
+    # and at tuned rates too: the same rate is picked for both, so the same models are trained
+    tuned = record["tuned_lr"]
+    assert tuned["learned_lr"] == tuned["baseline_lr"] and tuned["relative_improvement"] == 0.0
+
+
+def test_a_transfer_compares_at_tuned_rates_even_where_its_source_did_not():
+    source = {**SOURCE, "meta_test": {**SOURCE["meta_test"], "tune_lr": False}}
+    assert transfer_config(source, dataset="digits", model="mlp").meta_test.tune_lr
+    assert not transfer_config(source, dataset="digits", model="mlp", tune_lr=False).meta_test.tune_lr
 
 
 def test_a_transfer_is_reproducible_and_depends_on_the_loss():

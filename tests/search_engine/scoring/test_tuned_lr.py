@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from search_engine.config import load_config
 from search_engine.expr.losses import make_loss
 from search_engine.expr.tree import CROSS_ENTROPY
 from search_engine.scoring.tuned_lr import choose_rate, rate, tune_rates
@@ -54,19 +55,48 @@ def test_the_work_estimate_knows_how_many_rates_tuning_tries_at_most():
     from search_engine.scoring import tuned_lr
 
     assert limits.TUNING_RATES_AT_MOST == len(tuned_lr.GRID_EXPONENTS) + 2 * tuned_lr.MAX_EXTENSIONS
-    plain, tuned = tiny_config(), tiny_config(meta_test={"tune_lr": True})
+    plain, tuned = tiny_config(meta_test={"tune_lr": False}), tiny_config()  # tuning is on by default
+    assert tuned.meta_test.tune_lr and load_config({}, check_data=False).meta_test.tune_lr
     extra = limits.work_estimate(tuned)["meta_test_steps"] - limits.work_estimate(plain)["meta_test_steps"]
-    assert extra == 2 * (limits.TUNING_RATES_AT_MOST + plain.meta_test.seeds) * plain.meta_test.steps
+    final_choice = (limits.FINALISTS + 1) * limits.TUNING_RATES_AT_MOST  # only with tuned rates
+    assert extra == (2 * (limits.TUNING_RATES_AT_MOST + plain.meta_test.seeds) + final_choice) * plain.meta_test.steps
 
 
-def test_meta_testing_at_tuned_rates_reports_both_figures():
+def test_meta_testing_reports_the_figures_at_tuned_rates_by_default():
     from search_engine.scoring.metatest import evaluate_learned_loss
 
     config = tiny_config(meta_test={"steps": 20, "seeds": 2})
     task = load_task(config)
-    record = evaluate_learned_loss(task, config, "mul(-1, mul(y, log(f)))", None, "cross_entropy", tune_lr=True)
+    record = evaluate_learned_loss(task, config, "mul(-1, mul(y, log(f)))", None, "cross_entropy")
+    assert record["rescales_baseline"] == pytest.approx(1.0)  # cross-entropy itself: named as such
     tuned = record["tuned_lr"]
     assert record["learned_mean"] is not None and tuned["learned_mean"] is not None
     assert tuned["learned_lr"] in {lr for lr, _ in tuned["tried"]["learned"]}
     # the same loss as the baseline: the same rate is picked for both, and the test errors agree
     assert tuned["learned_lr"] == tuned["baseline_lr"] and tuned["learned"] == tuned["baseline"]
+
+
+def test_a_configuration_can_still_meta_test_by_the_papers_protocol_alone():
+    from search_engine.scoring.metatest import evaluate_learned_loss
+
+    config = tiny_config(meta_test={"steps": 10, "seeds": 2, "tune_lr": False})
+    record = evaluate_learned_loss(load_task(config), config, "square(sub(y, f))", None, "cross_entropy")
+    assert "tuned_lr" not in record and len(record["learned"]) == 2
+
+
+def test_the_record_names_a_loss_that_only_rescales_the_baseline():
+    from search_engine.scoring.metatest import baseline_rescale
+
+    task = load_task(tiny_config())
+    twice = "add(mul(-1, mul(y, log(f))), mul(-1, mul(y, log(f))))"
+    assert baseline_rescale(task, twice, None, None) == pytest.approx(2.0)
+    assert baseline_rescale(task, "square(sub(y, f))", None, None) is None  # another shape
+
+
+def test_a_rate_is_picked_on_the_meta_tests_own_schedule():
+    from search_engine.scoring.tuned_lr import validation_metric
+
+    plain = tiny_config()
+    scheduled = tiny_config(meta_test={"lr_milestones": [2], "lr_gamma": 0.001})  # nearly stops after 2 steps
+    task, loss = load_task(plain), make_loss(CROSS_ENTROPY, "classification")
+    assert validation_metric(task, loss, plain, 0.316, 30) != validation_metric(task, loss, scheduled, 0.316, 30)

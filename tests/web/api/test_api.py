@@ -13,7 +13,7 @@ from lfl_web.api.http import MAX_BODY_BYTES
 from lfl_web.api.models import ApiToken
 from lfl_web.experiments.models import Experiment, LearnedLoss, Status
 from search_engine.catalog import EXPORT_FORMATS
-from search_engine.config import ExperimentConfig
+from search_engine.config import ExperimentConfig, load_config
 from search_engine.limits import work_estimate
 
 from ..conftest import tiny_config
@@ -99,8 +99,12 @@ def test_create_api_token_command_prints_a_working_key_once(client, user):
     assert len(key) == 40 and key not in err.getvalue()
     assert ApiToken.objects.get().name == "ci"
     assert client.get("/api/experiments/", **auth(key)).status_code == 200
-    with pytest.raises(CommandError, match="no user named 'nobody'"):
+    with pytest.raises(CommandError, match="no user named 'nobody'") as refused:
         call_command("create_api_token", "nobody", stdout=out, stderr=err)
+    # The message says how to add the user, both ways, with the name filled in.
+    assert reverse("admin:auth_user_add") in str(refused.value)
+    assert "manage.py createsuperuser --username nobody" in str(refused.value)
+    assert ApiToken.objects.count() == 1
 
 
 def test_admin_creates_a_token_and_shows_its_key_once(client, django_user_model, user):
@@ -161,6 +165,17 @@ def test_create_stores_one_experiment_and_sends_it_to_a_worker(client, user, key
         ({"name": "x", "config": tiny_config(search={"mutation_rate": -0.1})}, "search.mutation_rate",
          "must be in [0, 1]"),
         ({"name": "x", "config": tiny_config(task={"dataset": "nope"})}, "task.dataset", "unknown dataset 'nope'"),
+        ({"name": "x", "config": tiny_config(training={"lr": 1e308})}, "training.lr",
+         "must be positive and at most 100, got 1e+308"),
+        (b'{"name": "x", "config": {"training": {"lr": 1e400}}}', "training.lr", "must be a finite number"),
+        ({"name": "x", "config": tiny_config(local_search={"meta_lr": 1e308})}, "local_search.meta_lr",
+         "must be positive and at most 10, got 1e+308"),
+        ({"name": "x", "config": tiny_config(training={"momentum": 1.0})}, "training.momentum",
+         "must be in [0, 1), got 1.0"),
+        ({"name": "x", "config": tiny_config(training={"lr": "abc"})}, "training.lr", "must be a number, got 'abc'"),
+        ({"name": "x", "config": tiny_config(training={"lr": ""})}, "training.lr", "must be a number, got ''"),
+        ({"name": "x", "config": tiny_config(search={"generations": "abc"})}, "search.generations",
+         "must be an integer, got 'abc'"),
         ({"name": "x", "config": tiny_config(search={"crossover_rate": 0.8, "mutation_rate": 0.5})},
          "search.mutation_rate", "crossover_rate + mutation_rate must be at most 1"),
         ({"name": "x", "config": tiny_config(task={"datset": "digits"})}, "task.datset", "did you mean 'dataset'"),
@@ -202,10 +217,11 @@ def test_data_too_small_to_split_is_a_400_at_the_data_file(client, key, sent, tm
 
 
 def test_over_the_ceiling_is_a_400_naming_estimate_and_ceiling(client, key, sent, settings):
-    settings.LFL_MAX_TRAINING_STEPS = 100  # tiny_config asks for 340 steps
+    settings.LFL_MAX_TRAINING_STEPS = 100  # tiny_config asks for hundreds of steps (its meta-test alone 600)
+    total = work_estimate(load_config(tiny_config(), check_data=False))["total_steps"]
     response = post_json(client, "/api/experiments/", key, {"name": "x", "config": tiny_config()})
     assert response.status_code == 400
-    assert "asks for 340 training steps" in response.json()["errors"]["config"]
+    assert f"asks for {total:,} training steps" in response.json()["errors"]["config"]
     assert "more than the 100 this server allows" in response.json()["errors"]["config"]
     assert not Experiment.objects.exists()
 
@@ -258,6 +274,28 @@ def test_status_returns_the_current_state_and_hides_private_experiments(client, 
     for pk in (secret.pk, 10**6):
         response = client.get(f"/api/experiments/{pk}/", **auth(key))
         assert response.status_code == 404 and "no experiment" in response.json()["error"]
+
+
+def test_a_learned_loss_leads_with_its_meta_tests_verdict_and_comparison_at_tuned_rates(client, key, make_experiment):
+    experiment, loss = finished_with_loss(make_experiment)
+    fixed = {"metric": "error rate", "seeds": [1000, 1001], "learned": [0.1, 0.1], "baseline": [0.2, 0.2],
+             "learned_mean": 0.1, "learned_std": 0.0, "baseline_mean": 0.2, "baseline_std": 0.0, "wins": 2,
+             "t_statistic": None, "p_value": None}
+    tuned = {**fixed, "learned": [0.15, 0.14], "learned_mean": 0.145, "learned_std": 0.007, "p_value": 0.03,
+             "t_statistic": -21.0, "learned_lr": 0.0316, "baseline_lr": 1.0, "tried": {}}
+    LearnedLoss.objects.filter(pk=loss.pk).update(meta_test={**fixed, "tuned_lr": tuned, "rescales_baseline": None})
+    entry = client.get(f"/api/experiments/{experiment.pk}/", **auth(key)).json()["learned_losses"][0]
+    assert list(entry)[:4] == ["id", "verdict", "tuned_comparison", "fixed_rate_comparison"]
+    assert entry["verdict"] == {
+        "code": "better", "phrase": "better than cross-entropy at its best learning rate (p = 0.03)",
+        "sentence": "The learned loss is better than cross-entropy at its best learning rate (p = 0.03).",
+        "p_value": 0.03, "rescale": None}
+    assert entry["tuned_comparison"]["relative_improvement"] == pytest.approx(0.275)
+    assert (entry["tuned_comparison"]["learned_lr"], entry["tuned_comparison"]["seeds"]) == (0.0316, 2)
+    assert entry["fixed_rate_comparison"]["relative_improvement"] == pytest.approx(0.5)
+    assert "learned_lr" not in entry["fixed_rate_comparison"]
+    # the fields that were there before stay
+    assert entry["meta_test"]["tuned_lr"]["learned_mean"] == 0.145 and entry["relative_improvement"] == 0.5
 
 
 def test_only_the_owner_or_staff_may_cancel(client, key, other_key, other_user, make_experiment, django_user_model):

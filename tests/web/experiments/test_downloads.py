@@ -1,5 +1,6 @@
 """Downloads of a learned loss in the engine's four export formats, and who may have them."""
 
+import ast
 import io
 import json
 
@@ -55,6 +56,18 @@ def test_the_spec_carries_what_the_row_knows(learned):
     assert (spec.dataset, spec.model, spec.metric) == ("digits", "logistic", "error rate")
     assert (spec.fitness, spec.baseline_loss, spec.baseline_fitness) == (0.1, "cross_entropy", 0.2)
     assert "learned better on 2/2" in spec.meta_test
+
+
+def test_the_downloaded_module_leads_with_the_verdict_at_each_losss_best_learning_rate(signed_in, learned):
+    loss = learned()
+    tuned = {**META_TEST, "learned_mean": 0.19, "p_value": 0.5, "learned_lr": 0.0316, "baseline_lr": 0.316}
+    LearnedLoss.objects.filter(pk=loss.pk).update(meta_test={**META_TEST, "tuned_lr": tuned})
+    doc = " ".join(ast.get_docstring(ast.parse(download(signed_in, loss, "torch").content.decode())).split())
+    said = doc.index("Meta-test: The learned loss is no better than cross-entropy at its best learning rate (p = 0.5).")
+    at_tuned = doc.index("At each loss's own best learning rate (learned 0.0316, baseline 0.316): test error rate: "
+                         "learned 0.1900")
+    assert said < at_tuned < doc.index("At the search's learning rate (the paper's protocol): test error rate: "
+                                       "learned 0.1100")
 
 
 def test_a_regression_loss_without_a_recorded_baseline_takes_its_kind_from_the_dataset(learned):

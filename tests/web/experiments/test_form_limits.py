@@ -2,12 +2,15 @@
 change), the server's ceiling, the per-user queue limit, and data too small to split: each refused
 at submit with a message where it belongs, and nothing stored."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
 from lfl_web.experiments.models import Experiment
 
-from .test_forms import csv_upload, field_block, form_data, uploaded_files
+from .test_form_uploads import csv_upload
+from .test_forms import field_block, form_data, uploaded_files
 
 pytestmark = pytest.mark.django_db
 
@@ -34,21 +37,38 @@ def test_a_billion_candidates_are_refused_at_their_fields_and_nothing_is_stored(
     assert not Experiment.objects.exists() and sent == []
 
 
+def steps_shown(panel: str) -> dict[str, int]:
+    """The estimate panel's step counts by kind ("fitness", ..., "meta-test") and its total ("total")."""
+    numbers = {label: int(n.replace(",", "")) for n, label in re.findall(
+        r"([\d,]+) (fitness|rejection|local search|meta-test)\b", panel)}
+    numbers["total"] = int(re.search(r"<strong>([\d,]+)</strong> training steps", panel).group(1).replace(",", ""))
+    return numbers
+
+
 def test_the_page_shows_the_presets_work_estimate(signed_in):
-    # quick: 25 x 10 = 250 candidates; (250 + 1) x 300 fitness, 250 x 100 rejection, 250 x 50 x 1 local
-    # search, 5 seeds x 3 x 1500 meta-test; 251 + 15 models
+    # quick: 25 x 10 = 250 candidates; 250 x 100 rejection, 250 x 50 x 1 local search, 5 seeds x 3 x 1500
+    # meta-test and, tuned by default, 2 x (at most 11 rates + 5 seeds) x 1500 more and the final
+    # choice's 4 losses x 11 rates x 1500 (the fitness trainings: tests/search_engine/test_bounds counts them)
     panel = estimate_panel(signed_in.get(NEW + "?preset=quick").content.decode())
-    assert "<strong>135,300</strong> training steps" in panel
-    assert "75,300 fitness, 25,000 rejection, 12,500 local search, 22,500 meta-test" in panel
-    assert "250 candidates, 266 models trained" in panel and "allows up to 2,000,000,000" in panel
+    shown = steps_shown(panel)
+    meta_test = 22_500 + 48_000 + 66_000
+    assert (shown["rejection"], shown["local search"], shown["meta-test"]) == (25_000, 12_500, meta_test)
+    assert shown["total"] == shown["fitness"] + 25_000 + 12_500 + meta_test
+    assert "250 candidates" in panel and "allows up to 2,000,000,000" in panel
 
 
 def test_the_estimate_endpoint_renders_the_same_panel_for_the_forms_current_values(signed_in):
-    # form_data: 4 x 2 candidates; 9 x 20 fitness, 8 x 100 rejection, no local search, 5 x 2 x 1500 meta-test
+    # form_data: 4 x 2 candidates; 8 x 100 rejection, no local search, 5 x 2 x 1500 meta-test and its
+    # tuning (the box is ticked, as the form starts), 2 x (11 + 5) x 1500, with the final choice's
+    # 4 x 11 x 1500; unticked, the paper's protocol alone
     values = form_data()
     del values["name"]  # an estimate needs no name
     response = signed_in.post(ESTIMATE, values)
-    assert response.status_code == 200 and "<strong>15,980</strong> training steps" in response.content.decode()
+    shown = steps_shown(response.content.decode())
+    assert response.status_code == 200 and (shown["rejection"], shown["meta-test"]) == (800, 15_000 + 48_000 + 66_000)
+    assert shown["total"] == shown["fitness"] + 800 + 129_000
+    del values["meta_test_tune_lr"]
+    assert steps_shown(signed_in.post(ESTIMATE, values).content.decode())["meta-test"] == 15_000
     refused = signed_in.post(ESTIMATE, form_data(population_size=10**9)).content.decode()
     assert "No estimate until" in refused and "search.population_size: must be at most 10000" in refused
     unparsed = signed_in.post(ESTIMATE, form_data(generations="many")).content.decode()
@@ -60,7 +80,9 @@ def test_over_the_ceiling_is_refused_with_both_numbers_and_the_estimate_warns(si
     settings.LFL_MAX_TRAINING_STEPS = 15_000
     page = signed_in.post(NEW, form_data()).content.decode()
     errors = page[page.index('class="form-errors"'):page.index("</div>", page.index('class="form-errors"'))]
-    assert "asks for 15,980 training steps in total" in errors and "more than the 15,000 this server" in errors
+    total = steps_shown(estimate_panel(page))["total"]
+    assert total > 63_000 and f"asks for {total:,} training steps in total" in errors
+    assert "more than the 15,000 this server" in errors
     assert "the search would be refused" in estimate_panel(page)
     assert not Experiment.objects.exists() and sent == []
 

@@ -79,7 +79,7 @@ def test_an_unparsable_field_of_another_method_is_no_error(signed_in, sent):
 
 
 @pytest.mark.parametrize(("method", "changes", "field", "message"), [
-    ("ml3", {"ml3_meta_lr": 0}, "ml3_meta_lr", "must be positive, got 0.0"),
+    ("ml3", {"ml3_meta_lr": 0}, "ml3_meta_lr", "must be positive and at most 10, got 0.0"),
     ("ml3", {"ml3_report_every": 0}, "ml3_report_every", "must be at least 1, got 0"),
     ("ml3", {"ml3_meta_steps": "lots"}, "ml3_meta_steps", "Enter a whole number."),
     ("ml3", {"ml3_meta_steps": 10**6}, "ml3_meta_steps", "must be at most 100000, got 1000000"),
@@ -149,16 +149,20 @@ def estimate(signed_in, **changes) -> str:
 
 
 def test_the_estimate_follows_the_chosen_method(signed_in):
-    # ML3: 3 meta steps x 2 inner; ceil(3 / 2) = 2 reports (+ 1 baseline) x 20 steps; 2 seeds x 2 x 1500 meta-test
+    # ML3: 3 meta steps x 2 inner; ceil(3 / 2) = 2 reports (+ 1 baseline) x 20 steps; seeds x 2 x 1500
+    # meta-test, and each at its best rate: 2 x (11 rates + seeds) x 1500 (a network loss: no final choice)
     seeds, steps = form_data()["meta_test_seeds"], form_data()["meta_test_steps"]
     ml3 = estimate(signed_in, method="ml3", **ML3_FIELDS, population_size=10**9)  # the search's fields: ignored
-    total = 6 + 3 * 20 + seeds * 2 * steps
+    meta_test = seeds * 2 * steps + 2 * (11 + seeds) * steps
+    total = 6 + 3 * 20 + meta_test
     assert f"ML3: at most <strong>{total:,}</strong> training steps" in ml3
-    assert f"(60 fitness, 6 meta-training, {seeds * 2 * steps:,} meta-test)" in ml3
+    assert f"(60 fitness, 6 meta-training, {meta_test:,} meta-test)" in ml3
     assert "2 scored snapshots of the loss network" in ml3
-    # TaylorGLO: 5 x 2 polynomials (+ 1 baseline) x 20 steps; 3 meta-test runs per seed
+    # TaylorGLO: 5 x 2 polynomials (+ 1 baseline, + up to 9 baseline runs choosing the search's rate) x 20
+    # steps; seeds x 2 meta-test runs, each loss at its best rate, and the final choice's 4 x 11 x 1500
     taylorglo = estimate(signed_in, method="taylorglo", taylorglo_population_size=5, taylorglo_generations=2)
-    assert f"<strong>{11 * 20 + seeds * 2 * steps:,}</strong>" in taylorglo and "10 candidate polynomials" in taylorglo
+    total = (11 + 9) * 20 + seeds * 2 * steps + 2 * (11 + seeds) * steps + 4 * 11 * steps
+    assert f"<strong>{total:,}</strong>" in taylorglo and "10 candidate polynomials" in taylorglo
     # GP-LFL: the form's 4 x 2 search, no local search even with mode "all" typed in
     gplfl = estimate(signed_in, method="gplfl", local_search_mode="all")
     assert "GP-LFL: at most" in gplfl and "0 local search" in gplfl and "8 candidates" in gplfl

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
+from django import forms as django_forms
 from django.test import Client
 from django.urls import reverse
 
@@ -72,6 +72,18 @@ def test_the_form_starts_from_the_engine_defaults(signed_in):
     form = signed_in.get(NEW).context["form"]
     assert form["crossover_rate"].value() == 0.7 and form["population_size"].value() == 25
     assert form["seed_known_losses"].value() is True and form["local_search_mode"].value() == "all"
+
+
+def test_the_meta_test_at_each_losss_best_rate_starts_ticked_and_can_be_unticked(signed_in, sent):
+    page = signed_in.get(NEW).content.decode()
+    box = field_block(page, "meta_test_tune_lr")
+    assert 'type="checkbox"' in box and "checked" in box and "the paper&#x27;s protocol" in box
+    assert signed_in.post(NEW, form_data()).status_code == 302  # as a browser sends the ticked box
+    unticked = form_data(name="paper")
+    del unticked["meta_test_tune_lr"]  # a browser sends no key for an unticked box
+    assert signed_in.post(NEW, unticked).status_code == 302
+    tuned = {e.name: e.config["meta_test"]["tune_lr"] for e in Experiment.objects.all()}
+    assert tuned == {"digits run": True, "paper": False}
 
 
 def test_a_preset_fills_the_form(signed_in, preset_folder):
@@ -228,6 +240,14 @@ def test_a_blank_number_keeps_the_engine_default(signed_in, sent):
         ({"evaluation_strategy": "parallel"}, "evaluation_strategy", "Select a valid choice."),
         ({"device": "tpu"}, "device", "must be &#x27;auto&#x27;, &#x27;cpu&#x27;, &#x27;cuda&#x27; or &#x27;cuda:N&#x27;"),
         ({"lr": "fast"}, "lr", "Enter a number."),
+        ({"lr": "abc"}, "lr", "Enter a number."),
+        ({"momentum": "0.9x"}, "momentum", "Enter a number."),
+        ({"population_size": "abc"}, "population_size", "Enter a whole number."),
+        ({"lr": "1e309"}, "lr", "Enter a number."),  # infinite
+        ({"lr": 1e308}, "lr", "must be positive and at most 100, got 1e+308"),
+        ({"meta_lr": 1e308}, "meta_lr", "must be positive and at most 10, got 1e+308"),
+        ({"weight_decay": 2}, "weight_decay", "must be in [0, 1], got 2.0"),
+        ({"meta_test_lr_gamma": 0}, "meta_test_lr_gamma", "must be positive and at most 1, got 0.0"),
         ({"dataset": "imagenet"}, "dataset", "Select a valid choice."),
         ({"name": ""}, "name", "This field is required."),
         ({"dataset": "mnist", "model": "lenet5", "data_root": "/nowhere/at/all"}, "data_root", "/nowhere/at/all"),
@@ -240,6 +260,26 @@ def test_bad_input_is_reported_at_its_field_and_nothing_is_stored(signed_in, sen
     page = response.content.decode()
     assert message in field_block(page, field)
     assert "nothing was stored" in page
+    assert not Experiment.objects.exists() and sent == []
+
+
+def test_every_number_field_is_a_text_input_so_what_was_typed_reaches_the_server(signed_in):
+    # A browser submits unreadable text in an <input type="number"> as "", which would read as "blank:
+    # use the default"; as text it arrives, and the field says it is not a number.
+    page = signed_in.get(NEW).content.decode()
+    numbers = [name for name, field in forms.ExperimentForm().fields.items()
+               if isinstance(field, (django_forms.IntegerField, django_forms.FloatField))]
+    assert {"lr", "momentum", "taylorglo_sigma", "population_size"} <= set(numbers)
+    for name in numbers:
+        block = field_block(page, name)
+        assert 'type="text"' in block and 'type="number"' not in block, name
+
+
+def test_text_typed_into_a_number_field_is_never_taken_for_the_default(signed_in, sent):
+    response = signed_in.post(NEW, form_data(training_steps="abc", lr="abc"))
+    form = response.context["form"]
+    assert form.errors["training_steps"] == ["Enter a whole number."] and form.errors["lr"] == ["Enter a number."]
+    assert 'value="abc"' in field_block(response.content.decode(), "lr")  # kept as typed, to be corrected
     assert not Experiment.objects.exists() and sent == []
 
 
@@ -265,66 +305,6 @@ def test_a_post_without_the_csrf_token_is_refused(user):
 
 
 # ----------------------------------------------------------------------------- uploads
-
-GOOD_CSV = "a,b,label\n" + "".join(f"{i},{i % 3},{'yes' if i % 2 else 'no'}\n" for i in range(40))
-
-
-def csv_upload(text: str, name: str = "my data.csv") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
-
-
-def test_an_uploaded_csv_is_stored_under_a_generated_name(signed_in, sent, upload_dir):
-    response = signed_in.post(NEW, form_data(dataset="csv", model="mlp", kind="classification", label="label",
-                                             data_file=csv_upload(GOOD_CSV, "../../etc/evil.csv")))
-    assert response.status_code == 302
-    stored = uploaded_files(upload_dir)
-    assert len(stored) == 1 and stored[0].suffix == ".csv" and "evil" not in stored[0].name
-    assert stored[0].read_text() == GOOD_CSV
-    task = Experiment.objects.get().config["task"]
-    assert task["data_file"] == str(stored[0]) and task["kind"] == "classification"
-
-
-@pytest.mark.parametrize(
-    ("text", "changes", "message"),
-    [
-        ("a,b,label\n1,2,yes\n3,4\n", {}, "line 3: 2 fields but the header has 3"),
-        (GOOD_CSV, {"label": "target"}, "label column &#x27;target&#x27; not found"),
-        ("", {}, "is empty"),
-        (GOOD_CSV, {"kind": ""}, "needs kind set to one of"),
-    ],
-)
-def test_a_bad_csv_is_reported_at_the_file_field_and_deleted(signed_in, sent, upload_dir, text, changes, message):
-    fields = {"dataset": "csv", "kind": "classification", "label": "label", **changes}
-    data = form_data(data_file=csv_upload(text), **fields)
-    response = signed_in.post(NEW, data)
-    assert response.status_code == 200
-    block = field_block(response.content.decode(), "data_file")
-    assert message in block
-    assert str(upload_dir) not in response.content.decode()  # the server's path is never shown
-    assert not Experiment.objects.exists() and sent == [] and uploaded_files(upload_dir) == []
-
-
-def test_a_file_that_is_not_csv_or_npz_is_refused_before_it_is_stored(signed_in, sent, upload_dir):
-    response = signed_in.post(NEW, form_data(dataset="csv", kind="classification",
-                                             data_file=SimpleUploadedFile("data.txt", b"a,b\n1,2\n")))
-    assert "must be a .csv or .npz file" in field_block(response.content.decode(), "data_file")
-    assert not Experiment.objects.exists() and uploaded_files(upload_dir) == []
-
-
-def test_an_upload_needs_the_matching_dataset(signed_in, sent, upload_dir):
-    response = signed_in.post(NEW, form_data(dataset="digits", kind="classification", data_file=csv_upload(GOOD_CSV)))
-    assert "needs dataset &#x27;csv&#x27;" in field_block(response.content.decode(), "data_file")
-    assert not Experiment.objects.exists() and uploaded_files(upload_dir) == []
-
-
-def test_dataset_csv_without_a_file_asks_for_one(signed_in, sent):
-    response = signed_in.post(NEW, form_data(dataset="csv", kind="classification"))
-    assert "needs data_file" in field_block(response.content.decode(), "data_file")
-    assert not Experiment.objects.exists()
-
-
-# ----------------------------------------------------------------------------- the form agrees with the engine
-
 
 def test_the_form_offers_the_engines_choices():
     from search_engine.config import EVALUATION_STRATEGIES as ENGINE_STRATEGIES

@@ -3,12 +3,15 @@ the held-out meta-test, losses not meta-tested after the meta-tested ones by val
 
 Rows are small and synthetic (no search runs here)."""
 
+import html
+import re
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
 from lfl_web.api.models import ApiToken
-from lfl_web.experiments.models import Experiment, LearnedLoss, Status
+from lfl_web.experiments.models import Experiment, LearnedLoss, Status, TransferRun
 
 from ..conftest import tiny_config
 
@@ -153,3 +156,105 @@ def test_the_page_offers_every_sort_key_as_a_tab(signed_in, board):
     page = signed_in.get(reverse("leaderboard"), {"method": "evomal"}).content.decode()
     for key, text in LEADERBOARD_SORTS:
         assert f'href="?method=evomal&amp;sort={key}"' in page and f">{text}</a>" in page
+
+
+# ----------------------------------------------------------------------------- each at its best learning rate
+
+
+def tuned_record(fixed: tuple, tuned: tuple, p_value: float) -> dict:
+    """A meta-test record with (learned, baseline) means at the search's rate and at tuned rates."""
+    return {**meta_test_record(*fixed), "p_value": 0.001,
+            "tuned_lr": {**meta_test_record(*tuned), "p_value": p_value, "learned_lr": 0.1, "baseline_lr": 0.316}}
+
+
+@pytest.fixture
+def tuned_board(finished_loss):
+    """"rescaled" wins by half at the search's rate and ties at tuned rates (a rescaled cross-entropy);
+    "shape" wins by a tenth at tuned rates; "old" was meta-tested before tuning was the default."""
+    for name, record in (("rescaled", tuned_record((0.10, 0.20), (0.20, 0.20), p_value=0.6)),
+                         ("shape", tuned_record((0.19, 0.20), (0.18, 0.20), p_value=0.01)),
+                         ("old", meta_test_record(0.19, 0.20))):
+        finished_loss(name, "evomal").learned_losses.filter(rank=1).update(meta_test=record)
+
+
+def test_the_ranking_compares_each_loss_at_its_best_learning_rate_where_it_can(signed_in, tuned_board):
+    rows = list(LearnedLoss.objects.ranked_by("meta_test"))
+    assert [r.experiment.name for r in rows] == ["shape", "old", "rescaled"]  # +10%, +5% (search's rate), 0%
+    assert [r.test_tuned for r in rows] == [1, 0, 1]
+    assert [round(r.test_improvement, 3) for r in rows] == [0.1, 0.05, 0.0]
+    assert [round(r.fixed_improvement, 3) for r in rows] == [0.05, 0.05, 0.5]
+    assert [r.verdict.code for r in rows] == ["better", "untested", "tie"]
+
+    page = html.unescape(signed_in.get(reverse("leaderboard")).content.decode())
+    assert "each loss at its own best learning rate" in page[page.index('id="ranking-note"'):]
+    before = page[:page.index(">rescaled</a>")]  # its row, up to the experiment's link
+    cell = before[before.rindex('<td class="num test'):]
+    leading = cell.index("0.2000 <small")  # the tuned figure, +0.0%
+    verdict = cell.index("no better than cross-entropy at its best learning rate (p = 0.6)")
+    paper = cell.index("at the search's learning rate (the paper's protocol): 0.1000 vs 0.2000 (+50.0%)")
+    assert leading < verdict < paper and 'data-basis="tuned"' in cell
+    assert "better" not in cell[:cell.index(">")]  # +0.0% and p = 0.6: not shown as better
+    before = page[:page.index(">shape</a>")]
+    shape = before[before.rindex('<td class="num test'):]
+    assert "better" in shape[:shape.index(">")] and "better than cross-entropy at its best learning rate" in shape
+    before = page[:page.index(">old</a>")]
+    old_cell = before[before.rindex('<td class="num test'):]
+    assert 'data-basis="search_rate"' in old_cell
+    assert "not compared with cross-entropy at its best learning rate" in old_cell
+
+
+def test_the_api_leads_with_the_tuned_comparison_and_keeps_the_old_fields(api, tuned_board):
+    losses = api().json()["losses"]
+    assert [e["experiment_name"] for e in losses] == ["shape", "old", "rescaled"]
+    rescaled = losses[-1]
+    assert list(rescaled)[:7] == ["id", "meta_test_improvement", "meta_test_improvement_basis",
+                                  "meta_test_improvement_at_search_rate", "verdict", "tuned_comparison",
+                                  "fixed_rate_comparison"]
+    assert rescaled["meta_test_improvement"] == pytest.approx(0.0) and rescaled["meta_test_improvement_basis"] == "tuned"
+    assert rescaled["meta_test_improvement_at_search_rate"] == pytest.approx(0.5)
+    assert rescaled["verdict"]["code"] == "tie" and rescaled["verdict"]["sentence"].startswith(
+        "The learned loss is no better than cross-entropy at its best learning rate")
+    assert rescaled["tuned_comparison"] == {
+        "learned_lr": 0.1, "baseline_lr": 0.316, "metric": "error rate", "learned_mean": 0.2, "learned_std": 0.0,
+        "baseline_mean": 0.2, "baseline_std": 0.0, "wins": 0, "t_statistic": None, "p_value": 0.6, "seeds": 2,
+        "relative_improvement": 0.0}
+    assert rescaled["fixed_rate_comparison"]["relative_improvement"] == pytest.approx(0.5)
+    assert rescaled["meta_test"]["tuned_lr"]["learned_mean"] == 0.2  # the whole record, as before
+    old = losses[1]
+    assert (old["meta_test_improvement_basis"], old["tuned_comparison"], old["verdict"]["code"]) == (
+        "search_rate", None, "untested")
+
+
+# ----------------------------------------------------------------------------- what the rows show
+
+
+def row_of(page: str, name: str) -> str:
+    """The group of rows of experiment `name`'s loss (its figures and its transfers)."""
+    start = page.rindex('<tbody class="loss-group">', 0, page.index(f">{name}</a>"))
+    return page[start:page.index("</tbody>", start)]
+
+
+def test_a_change_that_shows_as_none_is_neither_red_nor_signed(signed_in, finished_loss):
+    finished_loss("tie", "evomal", fitness=(0.2000000001,), test=(0.2000000001, 0.2))  # the baseline's 0.2, to 1e-10
+    row = row_of(signed_in.get(reverse("leaderboard")).content.decode(), "tie")
+    classes = {name for names in re.findall(r'class="([^"]*)"', row) for name in names.split()}
+    assert not classes & {"worse", "better"} and "-0.0%" not in row and "(0.0%)" in row
+    assert "0.2000 <small" in row and "-1e-10 (0.0%)" in row  # the difference is printed, not coloured
+
+
+def test_the_transfers_of_a_loss_fold_into_one_line_below_its_figures(signed_in, finished_loss):
+    loss = finished_loss("travelled", "evomal", test=(0.1, 0.2)).learned_losses.get(rank=1)
+    for dataset, model, improvement in (("digits", "mlp", 0.25), ("digits", "lenet5", -0.1),
+                                        ("digits28", "mlp", 0.0), ("mnist", "lenet5", 0.5)):
+        TransferRun.objects.create(learned_loss=loss, dataset=dataset, model=model, status="succeeded", seeds=2,
+                                   steps=20, seeds_done=2, improvement=improvement,
+                                   record=meta_test_record(0.2 * (1 - improvement), 0.2))
+    row = row_of(signed_in.get(reverse("leaderboard")).content.decode(), "travelled")
+    figures, transfers = row.split('<tr class="transfers-row">')
+    assert "digits / mlp" not in figures  # no column of transfers beside the figures
+    summary = transfers[transfers.index("<summary"):transfers.index("</summary>")]
+    assert summary.count('class="transfer-chip') == 3 and "+1 more" in summary  # a few, and how many more
+    assert '<span class="transfer-chip better">digits / mlp +25.0%</span>' in summary
+    assert '<span class="transfer-chip worse">digits / lenet5 -10.0%</span>' in summary
+    assert '<span class="transfer-chip ">digits28 / mlp 0.0%</span>' in summary
+    assert transfers.count("<li data-status=\"succeeded\">") == 4  # every run in full, once opened

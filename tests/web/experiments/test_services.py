@@ -12,6 +12,8 @@ from lfl_web.experiments import services
 from lfl_web.experiments.files import checkpoint_path
 from lfl_web.experiments.models import Experiment, LearnedLoss, MetaTestStatus, Status
 from lfl_web.experiments.validation import InvalidExperiment
+from search_engine.config import load_config
+from search_engine.limits import work_estimate
 
 from ..conftest import tiny_config, watch_group
 
@@ -118,16 +120,21 @@ def test_unbounded_work_is_refused_by_field_and_over_the_ceiling_as_a_whole(user
         services.create_experiment(owner=user, name="huge", config=config)
     assert caught.value.errors["search.population_size"] == "must be at most 10000, got 1000000000"
     assert caught.value.errors["search.generations"] == "must be at most 10000, got 1000000000"
-    # tiny_config: 4 x 2 candidates; (8 + 1) x 20 fitness + 8 x 10 rejection + 2 seeds x 2 x 20 meta-test = 340
-    settings.LFL_MAX_TRAINING_STEPS = 339
+    # tiny_config: 4 x 2 candidates, 8 x 10 rejection steps; meta-test 2 seeds x 2 x 20 steps and, tuned by
+    # default, 2 x (at most 11 rates + 2 seeds) x 20 more, and the final choice's 4 x 11 x 20: 1480 (the
+    # fitness steps: test_bounds counts them)
+    work = work_estimate(load_config(tiny_config(), check_data=False))
+    assert (work["rejection_steps"], work["meta_test_steps"]) == (80, 1480)
+    total = work["total_steps"]
+    settings.LFL_MAX_TRAINING_STEPS = total - 1
     with pytest.raises(InvalidExperiment) as caught:
         services.create_experiment(owner=user, name="tiny", config=tiny_config())
     assert list(caught.value.errors) == ["config"]
     assert caught.value.errors["config"].startswith(
-        "asks for 340 training steps in total (180 fitness, 80 rejection, 0 local search, 80 meta-test), "
-        "more than the 339 this server allows (LFL_MAX_TRAINING_STEPS)")
+        f"asks for {total:,} training steps in total ({work['fitness_steps']:,} fitness, 80 rejection, 0 local "
+        f"search, 1,480 meta-test), more than the {total - 1:,} this server allows (LFL_MAX_TRAINING_STEPS)")
     assert not Experiment.objects.exists() and sent == []
-    settings.LFL_MAX_TRAINING_STEPS = 340
+    settings.LFL_MAX_TRAINING_STEPS = total
     services.create_experiment(owner=user, name="tiny", config=tiny_config())
 
 

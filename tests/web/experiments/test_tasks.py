@@ -66,7 +66,7 @@ def test_watchers_hear_each_meta_test_seed_and_the_results(make_experiment):
     types = [m["type"] for m in messages]
     succeeded = next(m for m in messages if m["type"] == "experiment_status" and m["experiment"]["status"] == "succeeded")
     assert succeeded["experiment"]["meta_test_status"] == "running"  # the page shows the indicator at once
-    assert succeeded["experiment"]["meta_test_plan"] == {"seeds": 2, "steps": 20}
+    assert succeeded["experiment"]["meta_test_plan"] == {"seeds": 2, "steps": 20, "tune_lr": True}  # on by default
     progress = [m for m in messages if m["type"] == "meta_test_progress"]
     assert [(m["seeds_done"], m["seeds"]) for m in progress] == [(1, 2), (2, 2)]
     assert types[-1] == "meta_test_finished" and types.index("meta_test_progress") > types.index("search_finished")
@@ -127,6 +127,8 @@ def test_an_exception_marks_the_experiment_failed_with_its_message(user, tmp_pat
     experiment.refresh_from_db()
     assert experiment.status == Status.FAILED and experiment.finished_at
     assert experiment.error.startswith("ConfigError: task.data_file:") and str(data) in experiment.error
+    assert experiment.error_detail.startswith("Traceback (most recent call last):")  # for staff, on the page
+    assert experiment.error_detail.rstrip().endswith(experiment.error)
     assert [m["experiment"]["status"] for m in received() if m["type"] == "experiment_status"] == ["running", "failed"]
 
 

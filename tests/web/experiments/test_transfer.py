@@ -160,3 +160,31 @@ def test_a_restarted_stack_sends_unfinished_transfers_again_under_their_own_task
     assert got == [(transfers.RUN_TRANSFER, waiting.pk, "task-a"), (transfers.RUN_TRANSFER, lost.pk, "task-b")]
     lost.refresh_from_db()
     assert lost.claim("task-b") and lost.status == TransferStatus.RUNNING  # the redelivered task takes it over
+
+
+def test_a_transfer_leads_with_its_verdict_at_tuned_rates_and_counts_the_tuning_against_the_ceiling(
+        signed_in, make_experiment, settings, sent_transfers, django_capture_on_commit_callbacks):
+    loss = make_loss(make_experiment)
+    fixed = {"metric": "error rate", "seeds": [1, 2], "learned_mean": 0.1, "baseline_mean": 0.2, "learned_std": 0.0,
+             "baseline_std": 0.0, "wins": 2, "p_value": 0.001, "relative_improvement": 0.5,
+             "baseline_loss": "cross_entropy"}
+    tuned = {**fixed, "learned_mean": 0.19, "p_value": 0.4, "learned_lr": 0.1, "baseline_lr": 0.316, "wins": 1,
+             "relative_improvement": 0.05}
+    queued(loss, status=TransferStatus.SUCCEEDED, record={**fixed, "tuned_lr": tuned}, improvement=0.05)
+    listed = signed_in.get(reverse("loss_transfers", args=[loss.pk])).content.decode().replace("&#x27;", "'")
+    said = listed.index("no better than cross-entropy at its best learning rate (p = 0.4)")
+    at_tuned = listed.index("each at its own best learning rate: +5.0%")
+    paper = listed.index("at the search's learning rate (the paper's protocol): learned 0.1000 vs baseline 0.2000 (+50.0%")
+    assert said < at_tuned < paper
+
+    # 2 seeds x 5 steps x 2 losses, and the tuning: 2 x (at most 11 rates + 2 seeds) x 5
+    settings.LFL_MAX_TRAINING_STEPS = 20 + 130 - 1
+    with pytest.raises(transfers.InvalidTransfer) as caught:
+        transfers.create_transfer(user=loss.experiment.owner, learned_loss=loss, dataset="digits", model="logistic",
+                                  seeds=2, steps=5)
+    assert caught.value.errors["steps"].startswith("asks for 150 training steps")
+    settings.LFL_MAX_TRAINING_STEPS = 150
+    with django_capture_on_commit_callbacks(execute=True):
+        run = transfers.create_transfer(user=loss.experiment.owner, learned_loss=loss, dataset="digits",
+                                        model="logistic", seeds=2, steps=5)
+    assert sent_transfers == [run.pk]

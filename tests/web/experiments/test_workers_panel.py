@@ -216,3 +216,45 @@ def panel_of(experiment: Experiment) -> str:
 ])
 def test_candidates_are_shown_as_runs_of_population_indices(indices, shown):
     assert index_ranges(indices) == shown
+
+
+# ----------------------------------------------------------------------------- waiting, and an ended search
+
+
+def eta(experiment) -> str:
+    html = render_panels(Experiment.objects.get(pk=experiment.pk), ("progress-panel",))["progress-panel"]
+    return re.search(r'<dd id="eta">(.*?)</dd>', html).group(1)
+
+
+def test_the_eta_says_when_the_chunks_wait_for_a_worker(client, user, running):
+    assert eta(running) == "—"  # a worker holds chunk 1 under a live lease: the search is moving
+    Chunk.objects.filter(experiment=running, generation=3, number=1, phase=Phase.EVALUATE).update(lease_until=ago(5))
+    assert eta(running) == "waiting for a worker"  # its worker was lost: the chunks wait to be sent again
+    client.force_login(user)
+    url = reverse("experiment_progress", args=[running.pk])
+    assert "waiting for a worker" in client.get(url).content.decode()  # what the page fetches again
+    waiting = Chunk.objects.get(experiment=running, generation=3, phase=Phase.EVALUATE, number=2)
+    assert waiting.claim("w9@vm", NOW + timedelta(minutes=5))
+    assert eta(running) == "—" and "waiting for a worker" not in client.get(url).content.decode()
+
+
+def test_the_progress_panel_is_fetched_again_only_while_a_fanned_out_search_runs(running, make_experiment):
+    progress = render_panels(running, ("progress-panel",))["progress-panel"]
+    assert f'data-refresh-url="{reverse("experiment_progress", args=[running.pk])}"' in progress
+    alone = make_experiment(config=tiny_config(method="taylorglo"))  # runs in one task: no chunks to wait for
+    alone.claim_for_worker("t")
+    assert "data-refresh-url" not in render_panels(alone, ("progress-panel",))["progress-panel"]
+    Experiment.objects.filter(pk=running.pk).update(status=Status.CANCELLED, finished_at=NOW)
+    assert "data-refresh-url" not in render_panels(Experiment.objects.get(pk=running.pk), ("progress-panel",))[
+        "progress-panel"]
+
+
+def test_a_cancelled_search_shows_its_unfinished_chunks_as_not_run(running):
+    Experiment.objects.filter(pk=running.pk).update(status=Status.CANCELLED, finished_at=NOW)
+    html = panel(running)
+    summary = re.search(r'<p id="workers-summary">(.*?)</p>', html, re.S).group(1)
+    assert summary == "5 chunks: 1 done, 1 failed, 3 not run (the search ended first)"
+    assert [row[2].split(" (")[0].split(":")[0] for row in rows_of(html)] == [
+        "done", "not run", "not run", "failed", "not run"]
+    assert "waiting" not in html and "so far" not in html and "lease ran out" not in html
+    assert eta(running) == "—"

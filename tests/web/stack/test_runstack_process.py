@@ -1,5 +1,6 @@
 """`python manage.py runstack` as `make run` starts it: serves HTTP, then Ctrl-C stops every process;
-a killed embedded Redis comes back where it was."""
+a killed embedded Redis comes back where it was; a killed worker, coordinator or daphne is started
+again and the stack goes on."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 from django.contrib.auth.hashers import check_password
@@ -48,6 +50,12 @@ def started_pids(lines: list[str]) -> dict[str, int]:
             name = line[len("started "):line.index(" (pid ")]
             found[name] = int(line.split("(pid ")[1].split(")")[0])
     return found
+
+
+def restarted_pids(lines: list[str]) -> dict[str, int]:
+    """{name: pid} of the latest "restarted NAME (pid N)" line of each part."""
+    return {line[len("restarted "):line.index(" (pid ")]: int(line.split("(pid ")[1].split(")")[0])
+            for line in lines if line.startswith("restarted ") and "(pid " in line}
 
 
 def start_runstack(var_dir, port: int) -> tuple[subprocess.Popen, list[str], dict]:
@@ -151,4 +159,55 @@ def test_runstack_restarts_a_killed_redis_where_it_was_and_the_worker_runs_what_
                 kill_group(stack.pid)
                 stack.wait()
         for pid in started_pids(lines).values():
+            kill_group(pid)
+
+
+def chunks_running(database: Path) -> bool:
+    """Whether the stack's worker holds a chunk of a search (read from its SQLite file)."""
+    with closing(sqlite3.connect(database, timeout=10)) as db:
+        return db.execute("select count(*) from experiments_chunk where status = 'running'").fetchone()[0] > 0
+
+
+def test_runstack_restarts_a_killed_worker_coordinator_and_daphne_and_the_running_search_finishes(tmp_path):
+    port = free_port()
+    stack, lines, env = start_runstack(tmp_path, port)
+    collect_lines(stack.stdout, lines)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_until(lambda: any("lfl is running" in line for line in lines) or stack.poll() is not None,
+                          timeout=90, interval=0.2), "\n".join(lines)
+        created = subprocess.run([sys.executable, "manage.py", "create_api_token", "admin", "--name", "t"], cwd=REPO,
+                                 env=env, capture_output=True, text=True, check=True)
+        key = created.stdout.strip().splitlines()[-1]
+        config = tiny_config(search={"population_size": 6, "generations": 3}, training={"steps": 200},
+                             evaluation={"strategy": "batched", "max_population_chunk": 2})
+        experiment = api(f"{base}/api/experiments/", key, {"name": "through a lost worker", "config": config})
+        assert wait_until(lambda: chunks_running(tmp_path / "db.sqlite3"), timeout=90, interval=0.05), "\n".join(lines)
+        worker = started_pids(lines)["celery worker"]
+        os.kill(worker, signal.SIGKILL)  # the parent only: its pool process is left behind, mid-chunk
+
+        assert wait_until(lambda: "celery worker" in restarted_pids(lines), timeout=30), "\n".join(lines)
+        assert "celery worker exited (code -9); restarting it" in lines
+        assert wait_until(lambda: group_is_empty(worker), timeout=10)  # the orphaned pool process was killed
+
+        def status() -> str:
+            return api(f"{base}/api/experiments/{experiment['id']}/", key)["experiment"]["status"]
+
+        assert wait_until(lambda: status() in ("succeeded", "failed", "cancelled"), timeout=180, interval=0.5)
+        assert status() == "succeeded", "\n".join(lines)
+
+        for name in ("coordinator", "daphne"):
+            os.kill(started_pids(lines)[name], signal.SIGKILL)
+        assert wait_until(lambda: {"coordinator", "daphne"} <= set(restarted_pids(lines)), timeout=30), "\n".join(lines)
+        assert wait_until(lambda: answers(f"{base}/accounts/login/"), timeout=60, interval=0.2), "\n".join(lines)
+        assert stack.poll() is None, "\n".join(lines)
+    finally:
+        if stack.poll() is None:
+            stack.send_signal(signal.SIGINT)
+            try:
+                stack.wait(60)
+            except subprocess.TimeoutExpired:
+                kill_group(stack.pid)
+                stack.wait()
+        for pid in [*started_pids(lines).values(), *restarted_pids(lines).values()]:
             kill_group(pid)

@@ -44,11 +44,12 @@ class Processes:
         self.running[name] = process
         return process
 
-    def worker(self, name: str, queues: str | None = None) -> subprocess.Popen:
-        """A solo-pool worker `name@host` on the search and evaluation queues; returns once it is ready."""
+    def worker(self, name: str, queues: str | None = None, pool: str = "solo") -> subprocess.Popen:
+        """A one-process worker `name@host` (`pool`: solo, or prefork with one pool process) on the
+        search and evaluation queues; returns once it is ready."""
         queues = queues or f"celery,{settings.LFL_EVALUATION_QUEUE}"
         process = self.start(name, [
-            sys.executable, "-m", "celery", "-A", "lfl_web", "worker", "--pool=solo", "--concurrency=1",
+            sys.executable, "-m", "celery", "-A", "lfl_web", "worker", f"--pool={pool}", "--concurrency=1",
             "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h",
             "-Q", queues])
         assert wait_until(lambda: "ready." in self.log(name).read_text() or process.poll() is not None, timeout=90), \
@@ -58,6 +59,11 @@ class Processes:
 
     def coordinator(self, interval: float = 0.5) -> subprocess.Popen:
         return self.start("coordinator", [sys.executable, "manage.py", "coordinate", "--interval", str(interval)])
+
+    def pool_processes(self, name: str) -> list[int]:
+        """The pids of a prefork worker's pool processes (its parent's children)."""
+        parent = self.running[name].pid
+        return [pid for pid in all_pids() if parent_of(pid) == parent]
 
     def kill(self, name: str) -> None:
         """SIGKILL the process and its group, as a lost machine would end it."""
@@ -76,3 +82,16 @@ class Processes:
                 process.wait(15)
             kill_group(process.pid)
             process.wait()
+
+
+def all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of `pid`, from /proc (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

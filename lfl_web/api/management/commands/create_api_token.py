@@ -16,7 +16,11 @@ class Command(BaseCommand):
     def handle(self, *args, username, name, **options):
         user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
         if user is None:
-            raise CommandError(f"no user named {username!r}")
+            # The first mistake of a fresh install (only `admin` exists): say how to add the user.
+            raise CommandError(
+                f"no user named {username!r}; add one in the admin (/admin/auth/user/add/, signed in as "
+                f"staff) or with `python manage.py createsuperuser --username {username}` (an administrator), "
+                "then run this again")
         if not user.is_active:
             raise CommandError(f"user {username!r} is inactive; its tokens would be refused")
         if len(name) > 100:

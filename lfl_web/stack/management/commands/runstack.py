@@ -1,12 +1,15 @@
 """`python manage.py runstack` (what `make run` runs): the whole web stack on one machine.
 
 Migrates the database, starts an embedded Redis unless REDIS_URL is set, creates the first admin,
-then runs daphne (HTTP + websockets) and a Celery worker until Ctrl-C or SIGTERM. If either dies,
-everything stops and the command exits non-zero. If the embedded Redis dies, it is started again on
-the same port with the same password (the worker and daphne reconnect), and the queued searches it
-lost are sent to it again from the database. LFL_WORKERS=N starts N evaluation workers, each with
-1/N of the cores; they share every search's chunks. A coordinator (`manage.py coordinate`) sends
-again what a lost worker or a restarted Redis lost.
+then runs daphne (HTTP + websockets), a Celery worker and the coordinator until Ctrl-C or SIGTERM.
+Every part that dies is started again, at most LFL_RESTARTS_PER_MINUTE times a minute each; one
+that dies more often stops everything, and the command exits non-zero saying which. The embedded
+Redis comes back on the same port with the same password (the worker and daphne reconnect), and the
+queued searches it lost are sent to it again from the database. A restarted worker's work is sent
+again at once (see `resend_lost_work`), and dashboards reconnect to a restarted daphne by
+themselves. LFL_WORKERS=N starts N evaluation workers, each with 1/N of the cores; they share every
+search's chunks. The coordinator (`manage.py coordinate`) sends again what a lost worker or a
+restarted Redis lost.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import sys
 from contextlib import ExitStack
 
+from celery.utils.nodenames import host_format
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
@@ -60,7 +64,10 @@ def child_env(redis_url: str) -> dict[str, str]:
     return env
 
 
-def check_options(host: str, port: int, pool: str, concurrency: int, workers: int = 1) -> None:
+def check_options(host: str, port: int, pool: str, concurrency: int, workers: int = 1,
+                  restarts_per_minute: int = 5) -> None:
+    if restarts_per_minute < 0:
+        raise CommandError(f"LFL_RESTARTS_PER_MINUTE must be 0 or more, got {restarts_per_minute}")
     if workers < 1:
         raise CommandError(f"LFL_WORKERS must be at least 1, got {workers}")
     if pool not in POOLS:
@@ -81,31 +88,39 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=os.environ.get("LFL_WORKER_CONCURRENCY", "1"))
         parser.add_argument("--workers", type=int, default=os.environ.get("LFL_WORKERS", "1"),
                             help="evaluation worker processes, each with an equal share of the cores")
+        parser.add_argument("--restarts-per-minute", type=int,
+                            default=os.environ.get("LFL_RESTARTS_PER_MINUTE", "5"),
+                            help="how often each part may be restarted within a minute before the stack stops")
 
-    def handle(self, *args, host, port, pool, concurrency, workers, **options):
-        check_options(host, port, pool, concurrency, workers)
+    def handle(self, *args, host, port, pool, concurrency, workers, restarts_per_minute, **options):
+        check_options(host, port, pool, concurrency, workers, restarts_per_minute)
         call_command("migrate", interactive=False, verbosity=0)
         self.create_admin()
-        dead = self.supervise(host, port, pool, concurrency, workers)
-        if dead:
-            raise CommandError(f"{dead.name} exited unexpectedly (code {dead.process.returncode}); the stack was stopped")
+        gave_up = self.supervise(host, port, pool, concurrency, workers, restarts_per_minute)
+        if gave_up:
+            raise CommandError(f"{gave_up.why} (last exit code {gave_up.process.returncode}); the stack was "
+                               f"stopped. LFL_RESTARTS_PER_MINUTE ({restarts_per_minute}) is how often a part "
+                               "may be restarted within a minute.")
         self.stdout.write("lfl stopped.")
 
-    def supervise(self, host: str, port: int, pool: str, concurrency: int, workers: int = 1):
-        """Run until Ctrl-C/SIGTERM (returns None) or until a child dies (returns it); stops everything."""
+    def supervise(self, host: str, port: int, pool: str, concurrency: int, workers: int = 1,
+                  restarts_per_minute: int = 5):
+        """Run until Ctrl-C/SIGTERM (returns None) or until a part is given up on (returns it); stops everything."""
         with StopOnSignals() as stop, ExitStack() as cleanup:
             redis_url, embedded = self.redis_url(cleanup)
-            supervisor = Supervisor(child_env(redis_url), say=self.stdout.write)
+            supervisor = Supervisor(child_env(redis_url), say=self.stdout.write, max_restarts=restarts_per_minute)
             cleanup.callback(supervisor.stop_all)
+            sole = embedded is not None and workers == 1
             for i in range(1, workers + 1):
-                name = "celery worker" if workers == 1 else f"celery worker {i}"
-                supervisor.start(name, worker_command(pool, concurrency, f"worker{i}"), thread_share(workers))
+                name, node = ("celery worker" if workers == 1 else f"celery worker {i}"), f"worker{i}"
+                supervisor.start(name, worker_command(pool, concurrency, node), thread_share(workers),
+                                 after_restart=lambda node=node: self.resend_lost_work(node, redis_url, sole=sole))
             supervisor.start("coordinator", coordinator_command())
             supervisor.start("daphne", daphne_command(host, port))
             if embedded:
                 self.requeue(redis_url)
                 supervisor.keep_alive("embedded redis", embedded, after_restart=lambda: self.resend_queued(redis_url))
-            self.announce(host, port, lambda: not stop.is_set() and supervisor.first_exited() is None)
+            self.announce(host, port, lambda: not stop.is_set() and supervisor.check() is None)
             return supervisor.wait(stop)
 
     def create_admin(self) -> None:
@@ -136,14 +151,16 @@ class Command(BaseCommand):
         self.stdout.write(f"started embedded redis (pid {server.pid}) on port {server.port}")
         return server.url, server
 
-    def requeue(self, redis_url: str) -> None:
+    def requeue(self, redis_url: str, holders: str = "the previous run's workers") -> None:
+        """Send everything unfinished to the workers again (the stack's broker kept none of it, or
+        `holders`, every worker there was, were lost with it)."""
         from lfl_web.experiments.coordinator import release_every_lease
         from lfl_web.experiments.services import requeue_unfinished
         from lfl_web.experiments.transfers import resend_unfinished
 
-        held = release_every_lease()  # their workers stopped with the previous run of the stack
+        held = release_every_lease()  # their workers are gone: none of them can still be evaluating
         if held:
-            self.stdout.write(f"{len(held)} chunk(s) held by the previous run's workers will be sent again: {held}")
+            self.stdout.write(f"{len(held)} chunk(s) held by {holders} will be sent again: {held}")
         pks = requeue_unfinished(broker_url=redis_url)
         if pks:
             self.stdout.write(f"sent {len(pks)} unfinished experiment(s) to the worker again: {pks}")
@@ -163,6 +180,26 @@ class Command(BaseCommand):
         runs = resend_unfinished(broker_url=redis_url, running_too=False)
         if runs:
             self.stdout.write(f"sent {len(runs)} queued transfer(s) to the restarted redis again: {runs}")
+
+    def resend_lost_work(self, node: str, redis_url: str, *, sole: bool) -> None:
+        """Worker `node` was restarted: what it was doing is sent again now, not when its chunks'
+        leases run out. The stack's only worker on its own Redis: everything unfinished, as at start
+        (no other worker can hold any of it: ML3 and TaylorGLO searches, meta-tests and transfers
+        come back too). One of several workers, or a shared Redis: the chunks it held; a search or
+        meta-test it ran in one task is sent again by the next start of the stack."""
+        close_old_connections()  # this process has been waiting, not serving requests
+        if sole:
+            self.requeue(redis_url, holders="the restarted worker")
+            return
+        from lfl_web.experiments import dispatch
+        from lfl_web.experiments.coordinator import release_held_by
+
+        # The restarted worker has the same name, but it is still starting up (seconds) and cannot
+        # have claimed a chunk yet; even so, a chunk evaluated twice changes nothing stored.
+        held = release_held_by(host_format(f"{node}@%h"))
+        if held:
+            dispatch.send(held, broker_url=redis_url)
+            self.stdout.write(f"{len(held)} chunk(s) held by {node} before its restart were sent again: {held}")
 
     def announce(self, host: str, port: int, alive) -> None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

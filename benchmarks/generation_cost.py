@@ -1,0 +1,148 @@
+"""Seconds per generation of the default fitness against the fixed-rate one and an earlier version.
+
+    python -m benchmarks.generation_cost                       # quick.json and the LeNet-5 preset
+    python -m benchmarks.generation_cost --against HEAD~5      # also that commit's code, side by side
+    python -m benchmarks.generation_cost --smoke               # tiny: checks that everything runs
+
+The tuned protocol (`training.lr_protocol`, scoring.protocol) adds work to every generation (a
+gradient scale per candidate, a differentiable one in local search) and once per search (the
+baseline trained at a few rates). This runs the same searches under each variant in separate
+processes, one after another and alternating the order each repeat, so that a busy machine slows
+each variant alike, and prints the median seconds per generation (generation 0 apart: it also
+pays warm-up) with each variant's ratio to the first. `--against REF` adds REF's code (checked out
+into a temporary git worktree; its configurations run with the fields it knows) as the first
+variant: "today's code" when REF is the last release.
+
+Searches: configs/quick.json (digits / MLP) and the mnist_lenet5 preset's settings on digits28
+(the bundled digits at 28 x 28: MNIST itself cannot be downloaded here) with its population, the
+training steps and local search meta steps scaled down (--lenet-steps) so a generation takes
+seconds rather than minutes on a CPU; every variant runs the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The search a child process runs: argv[1] = configuration JSON; prints per-generation seconds.
+_CHILD = """
+import json, sys
+from search_engine.config import load_config
+from search_engine.evolution.loop import run_search
+result = run_search(load_config(json.loads(sys.argv[1])))
+print(json.dumps({"seconds": [g.seconds for g in result.history], "plan": result.plan,
+                  "best": result.best.expression if result.best else None}))
+"""
+
+
+def presets(generations: int, lenet_steps: int, smoke: bool) -> dict[str, dict]:
+    """{name: configuration} of the searches measured."""
+    quick = json.loads((ROOT / "configs" / "quick.json").read_text())
+    quick["search"] = {**quick["search"], "generations": generations}
+    lenet = json.loads((ROOT / "configs" / "mnist_lenet5.json").read_text())
+    lenet["task"] = {"dataset": "digits28", "model": "lenet5", "val_fraction": 0.1}
+    lenet["search"] = {**lenet["search"], "generations": generations}
+    lenet["training"] = {**lenet["training"], "steps": lenet_steps}
+    lenet["local_search"] = {**lenet["local_search"], "meta_steps": max(lenet_steps // 10, 2)}
+    found = {"quick.json": quick, "mnist_lenet5 on digits28": lenet}
+    if smoke:
+        for config in found.values():
+            config["search"] = {**config["search"], "population_size": 4, "generations": 2}
+            config["training"] = {**config["training"], "steps": 20}
+            config["local_search"] = {**config["local_search"], "meta_steps": 2}
+            config["task"] = {**config["task"], "max_train": 200}
+    for config in found.values():
+        config["device"] = "cpu"
+    return found
+
+
+def with_protocol(config: dict, protocol: str | None) -> dict:
+    """`config` with training.lr_protocol set (None: the field left out, for code that predates it)."""
+    training = {k: v for k, v in config["training"].items() if k != "lr_protocol"}
+    if protocol is not None:
+        training["lr_protocol"] = protocol
+    return {**config, "training": training}
+
+
+def run_child(code_root: Path, config: dict) -> dict:
+    """Run one search in a fresh interpreter on the code at `code_root`; its printed record."""
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(config)], cwd=code_root,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"search failed under {code_root}:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def variants(against: Path | None) -> list[tuple[str, Path, str | None]]:
+    """(label, code root, protocol) of each variant, the reference first."""
+    out = [("fixed rate (the paper's protocol)", ROOT, "fixed"), ("tuned (default)", ROOT, "tuned")]
+    if against is not None:
+        out.insert(0, ("earlier code (fixed rate)", against, None))
+    return out
+
+
+def measure(configs: dict[str, dict], chosen: list[tuple[str, Path, str | None]], repeats: int) -> dict:
+    """{(preset, label): [per-generation seconds after generation 0, over every repeat]}; also gen 0."""
+    later: dict[tuple[str, str], list[float]] = {}
+    first: dict[tuple[str, str], list[float]] = {}
+    for name, config in configs.items():
+        for repeat in range(repeats):
+            order = chosen if repeat % 2 == 0 else list(reversed(chosen))
+            for label, root, protocol in order:
+                record = run_child(root, with_protocol(config, protocol))
+                first.setdefault((name, label), []).append(record["seconds"][0])
+                later.setdefault((name, label), []).extend(record["seconds"][1:])
+                print(f"  {name} | {label} | repeat {repeat}: {[round(s, 2) for s in record['seconds']]} "
+                      f"best {record['best']}", flush=True)
+    return {"later": later, "first": first}
+
+
+def print_table(configs: dict, chosen: list, found: dict) -> None:
+    print("| search | variant | median s / generation (after gen 0) | ratio | median gen 0 s |")
+    print("|---|---|---|---|---|")
+    for name in configs:
+        reference = None
+        for label, _, _ in chosen:
+            later = found["later"].get((name, label)) or [float("nan")]
+            median = statistics.median(later)
+            reference = median if reference is None else reference
+            print(f"| {name} | {label} | {median:.2f} | {median / reference:.2f}x | "
+                  f"{statistics.median(found['first'][(name, label)]):.2f} |")
+
+
+def worktree(ref: str) -> Path:
+    """A temporary git worktree of `ref` (removed by the caller)."""
+    path = Path(tempfile.mkdtemp(prefix="lfl-ref-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=ROOT, check=True,
+                   capture_output=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", default=None, help="a git ref whose code runs as the first variant")
+    parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--lenet-steps", type=int, default=100)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    configs = presets(args.generations, args.lenet_steps, args.smoke)
+    against = worktree(args.against) if args.against else None
+    try:
+        chosen = variants(against)
+        found = measure(configs, chosen, 1 if args.smoke else args.repeats)
+        print_table(configs, chosen, found)
+    finally:
+        if against is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(against)], cwd=ROOT, check=False)
+
+
+if __name__ == "__main__":
+    main()
