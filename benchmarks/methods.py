@@ -101,9 +101,10 @@ HEADER = ["task", "method", "search s", "learned test metric", "baseline", "pair
           "at tuned learning rates: learned vs baseline"]
 
 
-def print_table(rows: list[list[str]]) -> None:
-    print("| " + " | ".join(HEADER) + " |")
-    print("|" + "---|" * len(HEADER))
+def print_table(rows: list[list[str]], header: list[str] = HEADER) -> None:
+    """The table as Markdown, `header` first."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for r in rows:
         print("| " + " | ".join(r) + " |", flush=True)
 

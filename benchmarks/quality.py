@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import methods
 from benchmarks.methods import TASKS, _p, method_config
 from search_engine import catalog
 from search_engine.config import TrainingConfig, load_config
@@ -235,10 +236,7 @@ HEADER = ["task", "method", "protocol", "search seeds", "wins / ties / losses (t
 
 def print_table(rows: list[list[str]]) -> None:
     """The table as Markdown, HEADER first."""
-    print("| " + " | ".join(HEADER) + " |")
-    print("|" + "---|" * len(HEADER))
-    for r in rows:
-        print("| " + " | ".join(r) + " |", flush=True)
+    methods.print_table(rows, HEADER)
 
 
 # ------------------------------------------------------------------ command line
