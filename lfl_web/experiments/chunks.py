@@ -8,6 +8,7 @@ Imports torch only when a chunk runs (`experiments.evaluators`).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from datetime import timedelta
@@ -63,6 +64,29 @@ class Lease:
             connection.close()  # this thread's own connection
 
 
+def holder_name(node: str, pid: int) -> str:
+    """How a chunk's holder is named: its Celery node and its process ("worker1@host#1234"), so a
+    replaced pool process can tell its dead predecessor's chunks from its live siblings'."""
+    return f"{node}#{pid}"
+
+
+def dead_sibling(chunk: Chunk, worker: str) -> str | None:
+    """The chunk's holder when it is a process of `worker`'s own node (the same machine) that no longer
+    exists: a pool process killed mid-chunk, whose message came back to its replacement. None otherwise
+    (a live holder, another node's, whose processes this one cannot see, or an unnamed one)."""
+    holder = chunk.worker if chunk.status == ChunkStatus.RUNNING else ""
+    node, _, pid = holder.rpartition("#")
+    if not node or node != worker.rpartition("#")[0] or not pid.isdigit() or holder == worker:
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return holder
+    except PermissionError:  # it exists, under another user
+        return None
+    return None
+
+
 def run_chunk(chunk_id: int, *, worker: str) -> str:
     """Evaluate chunk `chunk_id` for `worker` and move its search on; returns what happened:
     "done", "failed" (the evaluator raised; its candidates are recorded with the error),
@@ -75,7 +99,7 @@ def run_chunk(chunk_id: int, *, worker: str) -> str:
         fanout.advance(experiment.pk)
         return "stopped"
     lease = Lease(chunk, worker)
-    if not chunk.claim(worker, lease.until()):
+    if not chunk.claim(worker, lease.until(), orphaned_from=dead_sibling(chunk, worker)):
         return "dropped"
     from search_engine.runtime import interrupt
 

@@ -93,10 +93,11 @@ def release_every_lease() -> list[int]:
 
 
 def release_held_by(worker: str) -> list[int]:
-    """Every chunk running under Celery node `worker` (e.g. "worker1@host") back to pending; returns
-    their pks. Only for a worker known to be dead (the stack restarts it under the same name): its
-    chunks need not wait for their leases to run out."""
-    return _release(Chunk.objects.filter(status=ChunkStatus.RUNNING, worker=worker))
+    """Every chunk running under Celery node `worker` (e.g. "worker1@host", held by any of its
+    processes: "worker1@host#1234") back to pending; returns their pks. Only for a worker known to be
+    dead (the stack restarts it under the same name): its chunks need not wait for their leases to run out."""
+    held = Q(worker=worker) | Q(worker__startswith=f"{worker}#")
+    return _release(Chunk.objects.filter(held, status=ChunkStatus.RUNNING))
 
 
 def _release_expired_leases() -> list[int]:

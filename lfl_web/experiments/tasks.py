@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 
 from celery import shared_task
 from django.conf import settings
 
 from lfl_web.experiments import dispatch, fanout, services, transfers
-from lfl_web.experiments.chunks import drain, run_chunk
+from lfl_web.experiments.chunks import drain, holder_name, run_chunk
 from lfl_web.experiments.files import checkpoint_path
 from lfl_web.experiments.models import Experiment
 from lfl_web.experiments.runner import execute_search, run_pending_meta_test
@@ -66,4 +67,4 @@ def run_transfer(self, transfer_id: int) -> str:
 @shared_task(bind=True, name=dispatch.EVALUATE_CHUNK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def evaluate_chunk(self, chunk_id: int) -> str:
     """Evaluate one chunk of a search and move the search on (chunks.run_chunk)."""
-    return run_chunk(chunk_id, worker=self.request.hostname or "worker")
+    return run_chunk(chunk_id, worker=holder_name(self.request.hostname or "worker", os.getpid()))

@@ -42,7 +42,7 @@ class ChunkRow:
     @property
     def worker_name(self) -> str:
         """The Celery node name before its host ("w1" of "w1@vm")."""
-        return self.worker.split("@", 1)[0]
+        return self.worker.split("@", 1)[0].split("#", 1)[0]
 
     @property
     def refines(self) -> bool:

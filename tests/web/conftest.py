@@ -37,10 +37,17 @@ def tiny_config(**sections) -> dict:
     return config
 
 
+#: A quick hasher for the users the tests create and sign in (the default costs most of a second a
+#: password on 2 cores). Not for the stack lane: its servers, with the product's settings, check them.
+QUICK_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"
+
+
 @pytest.fixture(autouse=True)
-def isolated_web_settings(settings, tmp_path):
+def isolated_web_settings(request, settings, tmp_path):
     """Channel messages stay in this process, and so do a search's chunks; checkpoints go to a fresh folder; data files the tests
-    write under tmp_path may be used by experiments."""
+    write under tmp_path may be used by experiments; passwords hash quickly outside the stack lane."""
+    if request.node.get_closest_marker("stack") is None:
+        settings.PASSWORD_HASHERS = [QUICK_HASHER, *settings.PASSWORD_HASHERS]
     settings.CHANNEL_LAYERS = {"default": MEMORY_LAYER}
     settings.LFL_CHECKPOINT_DIR = tmp_path / "checkpoints"
     settings.LFL_DATA_DIRS = [tmp_path]

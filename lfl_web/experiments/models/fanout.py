@@ -92,14 +92,16 @@ class Chunk(models.Model):
     def indices(self) -> list[int]:
         return [item["index"] for item in self.items]
 
-    def claim(self, worker: str, lease_until) -> bool:
+    def claim(self, worker: str, lease_until, *, orphaned_from: str | None = None) -> bool:
         """Take the chunk for `worker`: one that is pending, or running under a lease that has
-        expired (its worker was lost). False, with nothing changed, for a chunk that is finished
-        or held by a live lease: a second message for it is dropped."""
+        expired (its worker was lost), or still held by `orphaned_from` (a holder the caller knows to
+        be dead: a pool process of its own node that no longer exists). False, with nothing changed,
+        for a chunk that is finished or held by a live lease: a second message for it is dropped."""
         now = timezone.now()
-        taken = Chunk.objects.filter(
-            Q(status=ChunkStatus.PENDING) | Q(status=ChunkStatus.RUNNING, lease_until__lt=now), pk=self.pk,
-        ).update(status=ChunkStatus.RUNNING, worker=worker, attempts=F("attempts") + 1, started_at=now,
+        takeable = Q(status=ChunkStatus.PENDING) | Q(status=ChunkStatus.RUNNING, lease_until__lt=now)
+        if orphaned_from:
+            takeable |= Q(status=ChunkStatus.RUNNING, worker=orphaned_from)
+        taken = Chunk.objects.filter(takeable, pk=self.pk).update(status=ChunkStatus.RUNNING, worker=worker, attempts=F("attempts") + 1, started_at=now,
                  lease_until=lease_until)
         self.refresh_from_db()
         return bool(taken)

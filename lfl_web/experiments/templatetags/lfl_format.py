@@ -41,6 +41,14 @@ def fitness(value) -> str:
 
 
 @register.filter
+def rate(value) -> str:
+    """A learning rate to 3 significant digits ("3.16", "0.0316"); "" for none (a template's default follows)."""
+    if not _is_number(value):
+        return ""
+    return f"{value:.3g}"
+
+
+@register.filter
 def signed(value) -> str:
     """A change with its sign, at `fitness`'s precision: "+0.0266", "-3.12e-05", "0"; an em dash for None."""
     shown = fitness(value)

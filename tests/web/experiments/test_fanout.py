@@ -2,6 +2,7 @@
 whatever order, repetition or failure the chunks come back with. Real worker processes:
 tests/web/stack/test_fan_out_workers.py."""
 
+import os
 import random
 from datetime import timedelta
 
@@ -104,6 +105,32 @@ def test_a_chunk_held_by_a_live_lease_is_not_taken_twice(make_experiment, settin
     assert chunk.claim("w1", lease.until())
     assert chunks.run_chunk(chunk.pk, worker="w2") == "dropped"
     assert Chunk.objects.get(pk=chunk.pk).worker == "w1"
+
+
+def test_a_chunk_of_a_dead_pool_process_is_taken_at_once_by_its_nodes_next_process(make_experiment, settings):
+    """A pool process killed mid-chunk leaves the chunk running under a lease that still holds; its
+    replacement on the same node (the same machine) sees that the holder's process is gone and takes
+    it at once, where another node, which cannot see that process, waits for the lease."""
+    import subprocess
+    import sys
+
+    experiment = make_experiment(config=chunked_config())
+    experiment.claim_for_worker("t")
+    fanout.start(experiment)
+    chunk = Chunk.objects.get(pk=dispatch.inline_queue()[0])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = chunks.holder_name("w1@host", int(gone.stdout))  # a process that has exited
+    assert chunk.claim(dead, chunks.Lease(chunk, dead).until())
+    assert chunks.run_chunk(chunk.pk, worker=chunks.holder_name("w2@host", os.getpid())) == "dropped"
+    assert chunks.run_chunk(chunk.pk, worker=chunks.holder_name("w1@host", os.getpid())) == "done"
+    taken = Chunk.objects.get(pk=chunk.pk)
+    assert taken.attempts == 2 and taken.worker == f"w1@host#{os.getpid()}"
+    # A live sibling (this very process) is not taken over.
+    other = Chunk.objects.filter(experiment=experiment, status=ChunkStatus.PENDING).first()
+    live = chunks.holder_name("w1@host", os.getppid())
+    assert other.claim(live, chunks.Lease(other, live).until())
+    assert chunks.run_chunk(other.pk, worker=chunks.holder_name("w1@host", os.getpid())) == "dropped"
 
 
 def test_the_sweep_sends_chunks_the_broker_never_took(make_experiment, settings, monkeypatch):

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from lfl_web.experiments.templatetags.lfl_format import duration, fitness, signed, signed_percent, trend
+from lfl_web.experiments.templatetags.lfl_format import duration, fitness, rate, signed, signed_percent, trend
 
 
 @pytest.mark.parametrize(("value", "shown"), [
@@ -33,3 +33,9 @@ def test_a_change_too_small_to_show_is_neither_signed_nor_coloured(change, perce
 
 def test_durations_read_in_hours_minutes_or_seconds():
     assert [duration(s) for s in (42.4, 200, 3900, None, math.inf)] == ["42 s", "3 min 20 s", "1 h 05 min", "—", "—"]
+
+
+@pytest.mark.parametrize(("value", "shown"), [(3.1622776601683795, "3.16"), (0.03162277660168379, "0.0316"),
+                                              (1.0, "1"), (None, ""), ("x", "")])
+def test_learning_rates_print_to_three_significant_digits(value, shown):
+    assert rate(value) == shown

@@ -38,7 +38,7 @@ async def close_code_of(communicator) -> int:
         message = await communicator.receive_output(timeout=10)  # re-raises what the consumer raised
         assert message["type"] == "websocket.close", message
         code = message["code"]
-    await communicator.wait(timeout=5)
+    await communicator.disconnect(timeout=5)  # as the server says once the socket is closed; re-raises too
     return code
 
 

@@ -117,7 +117,16 @@ def test_a_worker_killed_mid_chunk_leaves_the_history_unchanged(make_experiment,
 
 
 def test_a_killed_pool_process_is_replaced_at_once_and_the_search_ends_as_run_search(
-        make_experiment, processes, embedded_redis):
+        make_experiment, embedded_redis, tmp_path):
+    # The default lease (60 s): the chunk the killed process held must not wait for it to run out.
+    processes = Processes(embedded_redis.url, tmp_path, LFL_CHUNK_LEASE_SECONDS="60")
+    try:
+        _kill_a_pool_process_mid_chunk(make_experiment, processes, embedded_redis)
+    finally:
+        processes.stop_all()
+
+
+def _kill_a_pool_process_mid_chunk(make_experiment, processes, embedded_redis) -> None:
     config = chunked_config(steps=600, rejection={"enabled": False})
     experiment = make_experiment(config=config)
     processes.worker("w1", pool="prefork")
@@ -125,11 +134,14 @@ def test_a_killed_pool_process_is_replaced_at_once_and_the_search_ends_as_run_se
     submit(experiment, embedded_redis.url)
     assert wait_until(lambda: Chunk.objects.filter(experiment=experiment, status=ChunkStatus.RUNNING).exists(),
                       timeout=120, interval=0.02), processes.logs()
+    held = Chunk.objects.get(experiment=experiment, status=ChunkStatus.RUNNING)
     [pool_process] = processes.pool_processes("w1")
     os.kill(pool_process, signal.SIGKILL)  # mid-chunk, as the kernel's OOM killer would
     killed_at = timezone.now()
 
-    assert wait_until(lambda: Chunk.objects.filter(experiment=experiment, started_at__gt=killed_at).exists(),
+    # The very chunk the dead process held starts again within seconds (its message comes back to the
+    # replacement, which sees that the holder's process is gone), not after its lease.
+    assert wait_until(lambda: Chunk.objects.filter(pk=held.pk, started_at__gt=killed_at).exists(),
                       timeout=NEXT_CHUNK_SECONDS, interval=0.05), processes.logs()
     assert processes.pool_processes("w1") not in ([], [pool_process])  # replaced
     experiment = wait_for_the_end(experiment, processes)
