@@ -52,7 +52,9 @@ def _data_file(spec: DatasetSpec) -> Path:
     if not spec.data_file:
         raise DataError(f"dataset {spec.name!r} needs data_file (the path of the {spec.name} file)")
     if spec.kind not in KINDS:
-        raise DataError(f"dataset {spec.name!r} needs kind set to one of {KINDS}, got {spec.kind!r}")
+        chosen = "nothing" if spec.kind is None else repr(spec.kind)
+        raise DataError(f"an uploaded {spec.name} file needs its kind: choose {' or '.join(KINDS)} (got {chosen})",
+                        field="kind")
     path = Path(spec.data_file)
     try:
         found = path.is_file()

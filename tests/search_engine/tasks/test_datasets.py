@@ -208,8 +208,8 @@ def test_csv_regression_round_trip(tmp_path):
      ("a,y\n1,0\nnan,1\n", {}, "feature column 'a' contains NaN"),
      ("a,y\n1,0\ninf,1\n", {}, "feature column 'a' contains NaN or infinite"),
      ("a,y\n" + "1,u\n2,u\n3,u\n4,v\n", {}, "too few samples per class.*class 'v' has 1 sample"),
-     ("a,y\n1,0\n2,1\n", {"kind": None}, "needs kind"),
-     ("a,y\n1,0\n2,1\n", {"kind": "ranking"}, "needs kind"),
+     ("a,y\n1,0\n2,1\n", {"kind": None}, "needs its kind: choose classification or regression \\(got nothing\\)"),
+     ("a,y\n1,0\n2,1\n", {"kind": "ranking"}, "needs its kind.*got 'ranking'"),
      ("a,y\n1,high\n2,1\n", {"kind": "regression"}, "column 'y' is not numeric"),
      ("y\n1\n2\n", {}, "at least one feature column")],
 )
@@ -272,8 +272,9 @@ def test_npz_unreadable_and_kind_missing(tmp_path):
     junk.write_bytes(b"not a zip archive")
     with pytest.raises(DataError, match="cannot read npz file"):
         describe_dataset(DatasetSpec("npz", data_file=str(junk), kind="classification"))
-    with pytest.raises(DataError, match="needs kind"):
+    with pytest.raises(DataError, match="needs its kind") as caught:
         describe_dataset(_npz(tmp_path, kind=None, x=np.zeros((4, 2)), y=np.zeros(4)))
+    assert caught.value.field == "kind"  # reported at the kind field, not at the file
 
 
 def test_describe_reports_bad_csv_and_npz_features_before_any_training(tmp_path):

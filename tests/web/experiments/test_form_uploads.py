@@ -39,7 +39,6 @@ def test_an_uploaded_csv_is_stored_under_a_generated_name(signed_in, sent, uploa
         ("a,b,label\n1,2,yes\n3,4\n", {}, "line 3: 2 fields but the header has 3"),
         (GOOD_CSV, {"label": "target"}, "label column &#x27;target&#x27; not found"),
         ("", {}, "is empty"),
-        (GOOD_CSV, {"kind": ""}, "needs kind set to one of"),
     ],
 )
 def test_a_bad_csv_is_reported_at_the_file_field_and_deleted(signed_in, sent, upload_dir, text, changes, message):
@@ -73,3 +72,11 @@ def test_dataset_csv_without_a_file_asks_for_one(signed_in, sent):
 
 
 # ----------------------------------------------------------------------------- the form agrees with the engine
+
+
+def test_an_upload_without_its_kind_is_asked_for_it_at_the_kind_field(signed_in, sent, upload_dir):
+    response = signed_in.post(NEW, form_data(data_file=csv_upload(GOOD_CSV), dataset="csv", kind="", label="label"))
+    assert "needs its kind: choose classification or regression" in field_block(response.content.decode(), "kind")
+    assert "None" not in field_block(response.content.decode(), "kind")
+    assert not Experiment.objects.exists() and sent == [] and uploaded_files(upload_dir) == []
+
