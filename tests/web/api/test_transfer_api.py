@@ -20,7 +20,8 @@ CROSS_ENTROPY = "mul(-1, mul(y, log(f)))"
 @pytest.fixture
 def loss(make_experiment):
     experiment = make_experiment(status=Status.SUCCEEDED, baseline_loss="cross_entropy", baseline_fitness=0.2,
-                                 config=tiny_config(task={"max_train": 200}, meta_test={"steps": 10, "seeds": 2}))
+                                 config=tiny_config(task={"max_train": 200}, meta_test={"steps": 10, "seeds": 2},
+                                                    product_defaults=True))  # a source searched at a tuned rate
     return LearnedLoss.objects.create(experiment=experiment, rank=1, expression=CROSS_ENTROPY, complexity=6,
                                       validation_fitness=0.1, baseline_fitness=0.2, dataset="digits",
                                       model="logistic", metric="error rate")

@@ -32,7 +32,7 @@ async def close_code(communicator):
     connected, _ = await communicator.connect()
     assert connected  # accepted, then closed with a code the browser can read
     message = await communicator.receive_output(timeout=5)
-    await communicator.wait()
+    await communicator.disconnect()  # as the server says once the socket is closed; re-raises what the consumer raised
     return message["type"], message.get("code")
 
 

@@ -40,7 +40,7 @@ def drain_shuffled(rng: random.Random, repeat: bool) -> None:
 
 @pytest.mark.parametrize("local_search", [{"mode": "off"}, {"mode": "top_k", "top_k": 2, "meta_steps": 2}])
 def test_chunks_in_any_order_and_delivered_twice_give_the_history_of_run_search(make_experiment, local_search):
-    config = chunked_config(local_search=local_search)
+    config = chunked_config(local_search=local_search, product_defaults=True)  # the tuned rate travels with chunks
     experiment = make_experiment(config=config)
     experiment.claim_for_worker("t")
     fanout.start(experiment)

@@ -39,7 +39,7 @@ def intercept_events(monkeypatch, react):
 
 
 def test_a_search_runs_to_success_and_stores_everything(make_experiment):
-    experiment = make_experiment()
+    experiment = make_experiment(config=tiny_config(product_defaults=True))  # the tuned protocol and meta-test
     assert run_experiment(experiment.pk) == Status.SUCCEEDED
     experiment.refresh_from_db()
     assert experiment.status == Status.SUCCEEDED and experiment.started_at and experiment.finished_at
@@ -55,11 +55,12 @@ def test_a_search_runs_to_success_and_stores_everything(make_experiment):
     # the best loss is meta-tested against the baseline on paired seeds once the search has succeeded
     assert best.meta_test["expression"] == best.expression and len(best.meta_test["learned"]) == 2
     assert len(best.meta_test["baseline"]) == 2 and best.meta_test["metric"] == "error rate"
+    assert best.meta_test["tuned_lr"]["learned_lr"] and best.meta_test["final_choice"]["candidates"]  # the defaults
     assert (experiment.meta_test_status, experiment.meta_test_seeds_done) == (MetaTestStatus.SUCCEEDED, 2)
 
 
 def test_watchers_hear_each_meta_test_seed_and_the_results(make_experiment):
-    experiment = make_experiment()
+    experiment = make_experiment(config=tiny_config(product_defaults=True))
     received = watch_group(experiment.pk)
     run_experiment(experiment.pk)
     messages = received()

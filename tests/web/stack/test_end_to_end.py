@@ -51,7 +51,8 @@ async def watch_until_finished(communicator) -> list[dict]:
 def test_a_worker_runs_the_search_and_the_browser_sees_it_live(user, worker, embedded_redis, settings):
     settings.CHANNEL_LAYERS = {"default": redis_channel_layer(embedded_redis.url)}
     worker_process, log_path = worker
-    experiment = Experiment.objects.create(owner=user, name="e2e", config=tiny_config(), total_generations=2)
+    experiment = Experiment.objects.create(owner=user, name="e2e", config=tiny_config(product_defaults=True),
+                                           total_generations=2)
 
     async def run_and_watch():
         communicator = communicator_for(experiment.pk, user)

@@ -43,9 +43,11 @@ NEXT_CHUNK_SECONDS = 10
 
 
 def chunked_config(steps: int = 20, **sections) -> dict:
-    """6 candidates per generation in chunks of 2, 3 generations."""
+    """6 candidates per generation in chunks of 2, 3 generations, at the product's rate settings (the
+    tuned protocol's rate travels with the chunks)."""
     return tiny_config(search={"population_size": 6, "generations": 3}, training={"steps": steps},
-                       evaluation={"strategy": "batched", "max_population_chunk": 2}, **sections)
+                       evaluation={"strategy": "batched", "max_population_chunk": 2}, product_defaults=True,
+                       **sections)
 
 
 @pytest.fixture
