@@ -120,6 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data_root or args.out:
         raise ValueError("--data-root and --out are for a transfer: give --dataset and --model too")
     from search_engine.scoring.metatest import evaluate_learned_loss
+    from search_engine.scoring.protocol import search_rate_of
     from search_engine.tasks.task import load_task
 
     path = Path(args.result)
@@ -135,7 +136,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if tuned:
             print(f"choosing among the {FINALISTS} best losses on validation data, each at its own best learning rate")
         record = meta_test_final(load_task(config), config, result["hall_of_fame"], result["baseline_loss"],
-                                 on_seed=on_seed, tune_lr=args.tune_lr, search_rate=stored_search_rate(result))
+                                 on_seed=on_seed, tune_lr=args.tune_lr, search_rate=search_rate_of(result.get("plan")))
         if record["final_choice"]:
             print(describe_final_choice(record["final_choice"]))
     else:
@@ -143,19 +144,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"meta-testing {entry['expression']} against {result['baseline_loss']}: {seeds} seeds x {steps} steps")
         record = {"rank": args.rank, **evaluate_learned_loss(
             load_task(config), config, entry["expression"], entry.get("weights"), result["baseline_loss"],
-            on_seed=on_seed, network=entry.get("network"), tune_lr=args.tune_lr, search_rate=stored_search_rate(result),
+            on_seed=on_seed, network=entry.get("network"), tune_lr=args.tune_lr,
+            search_rate=search_rate_of(result.get("plan")),
         )}
     print(describe_meta_test(record, catalog.kind_of_baseline(result["baseline_loss"])))
     result["meta_test"] = record
     write_json_atomic(path, result)
     print(f"added meta_test to {path}")
     return 0
-
-
-def stored_search_rate(result: dict) -> float | None:
-    """The rate the search trained its candidates at, as its plan recorded it (tuned protocol), else None."""
-    rate = ((result.get("plan") or {}).get("search_rate") or {}).get("lr")
-    return float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None
 
 
 def _with_meta_test(config, seeds: int, steps: int):

@@ -107,6 +107,7 @@ def meta_test_best(experiment: Experiment, config) -> None:
     message when the numbers are in.
     """
     from search_engine.scoring.final_choice import meta_test_final
+    from search_engine.scoring.protocol import search_rate_of
     from search_engine.tasks.task import load_task
 
     losses = list(experiment.learned_losses.order_by("rank"))
@@ -119,9 +120,7 @@ def meta_test_best(experiment: Experiment, config) -> None:
         services.count_meta_test_seed(experiment=experiment, seeds=seeds)
 
     entries = [{"expression": loss.expression, "weights": loss.weights, "network": loss.network} for loss in losses]
-    plan = experiment.evaluation_plan or {}
-    rate = (plan.get("search_rate") or {}).get("lr")  # the rate the search trained at (tuned protocol)
     record = json_ready(meta_test_final(load_task(config), config, entries, experiment.baseline_loss,
-                                        on_seed=seed_done, search_rate=rate))
+                                        on_seed=seed_done, search_rate=search_rate_of(experiment.evaluation_plan)))
     chosen = losses[record["rank"] - 1]
     services.finish_meta_test(experiment=experiment, learned_loss=chosen, record=record)

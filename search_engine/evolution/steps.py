@@ -230,25 +230,26 @@ def _require_reported(state: SearchState, step: str) -> GenerationProgress:
     return progress
 
 
-def fitnesses(state: SearchState) -> list[float | None]:
-    """Every current candidate's fitness (after any refinement), from the cache; all must be known."""
+def _outcomes(state: SearchState) -> list[Outcome]:
+    """Every current candidate's outcome (after any refinement), from the cache; all must be known."""
     keys = population_keys(state)
     missing = [i for i, key in enumerate(keys) if key not in state.cache]
     if missing:
         raise ValueError(f"candidates {missing} of generation {state.next_generation} have no outcome yet")
-    return [state.cache[key].fitness for key in keys]
+    return [state.cache[key] for key in keys]
+
+
+def fitnesses(state: SearchState) -> list[float | None]:
+    """Every current candidate's fitness (after any refinement); all must be known."""
+    return [outcome.fitness for outcome in _outcomes(state)]
 
 
 def ranks(state: SearchState) -> list[tuple[float, float, int] | None]:
     """How selection ranks every current candidate: (fitness, tie-breaker, size), so of equal error
     rates the lower validation cross-entropy wins, and of equal both the smaller expression; None
     without a fitness."""
-    fits = fitnesses(state)  # raises for a candidate without an outcome
-    out = []
-    for tree, key, fitness in zip(state.population, population_keys(state), fits, strict=True):
-        rank = state.cache[key].rank
-        out.append(None if fitness is None or rank is None else (*rank, tree.size()))
-    return out
+    return [None if o.rank is None else (*o.rank, tree.size())
+            for tree, o in zip(state.population, _outcomes(state), strict=True)]
 
 
 def refinement_work(state: SearchState) -> list[WorkItem]:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from search_engine.config import ExperimentConfig
+from search_engine.scoring import protocol
 from search_engine.scoring.tuned_lr import at_rate, tune_rates
 from search_engine.tasks.task import Task
 from search_engine.tasks.training import LossFn, evaluate_metric, train
@@ -181,8 +182,6 @@ def _as_searched(task: Task, config: ExperimentConfig, losses: dict[str, LossFn]
                  search_rate: float | None) -> tuple[ExperimentConfig, dict[str, LossFn]]:
     """The configuration at the search's rate, and the losses as the search trained them (see
     `evaluate_learned_loss`). A network loss (ML3) was scored at training.lr, as it is."""
-    from search_engine.scoring import protocol
-
     if not protocol.is_tuned(config) or not expression_loss:
         return config, losses
     lr = search_rate if search_rate is not None else protocol.search_rate(task, config)[0]

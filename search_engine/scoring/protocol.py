@@ -77,12 +77,7 @@ class GradientProbe:
 
     def differentiable_scale(self, loss_fn: LossFn) -> Tensor:
         """s(L) as a tensor that carries the gradient with respect to whatever `loss_fn` depends on."""
-        norm = gradient_norm(loss_fn, self.outputs, self.targets, create_graph=True)
-        size = float(norm.detach())
-        if not (math.isfinite(size) and size > 0 and self.reference > 0):
-            return torch.ones((), dtype=self.outputs.dtype, device=self.outputs.device)
-        return (self.reference / norm).clamp(*SCALE_RANGE)
-
+        return self.population_scales(lambda z, t: loss_fn(z[0], t).unsqueeze(0), 1)[0]
 
     def population_scales(self, values_fn: Callable[[Tensor, Tensor], Tensor], members: int) -> Tensor:
         """`differentiable_scale` of P losses at once: values_fn(outputs (P, n, C), targets) -> (P,).  # (P,)"""
@@ -163,6 +158,13 @@ def same_rate_choice(record: dict | None, config: ExperimentConfig) -> bool:
     if record.get("protocol") != config.training.lr_protocol:
         return False
     return record.get("configured_lr", record["lr"]) == config.training.lr
+
+
+def search_rate_of(plan: dict | None) -> float | None:
+    """The rate a search trained its candidates at, as its plan recorded it (`search_rate`, the
+    tuned protocol); None for a plan without one (the fixed protocol, or a plan stored before)."""
+    rate = ((plan or {}).get("search_rate") or {}).get("lr")
+    return float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None
 
 
 def tuned_config(config: ExperimentConfig, lr: float) -> ExperimentConfig:

@@ -147,9 +147,9 @@ def tiebreak(outputs, targets, kind: str) -> float | None:
     continuous already, and where it is not finite)."""
     if kind != "classification":
         return None
-    import torch.nn.functional as F
+    from search_engine.expr.losses import baseline_loss
 
-    value = float(F.cross_entropy(outputs, targets))
+    value = float(baseline_loss(kind)(outputs, targets))
     return value if math.isfinite(value) else None
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from django.contrib.auth.hashers import check_password
@@ -122,14 +122,47 @@ def api(url: str, key: str, data: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def test_runstack_restarts_a_killed_redis_where_it_was_and_the_worker_runs_what_comes_next(tmp_path):
+@contextmanager
+def ready_stack(var_dir):
+    """`runstack` started as in `start_runstack` and running ("lfl is running"); yields (process, its output
+    lines, its environment, its base URL); stops it with Ctrl-C and kills every part it started or restarted."""
     port = free_port()
-    stack, lines, env = start_runstack(tmp_path, port)
+    stack, lines, env = start_runstack(var_dir, port)
     collect_lines(stack.stdout, lines)
-    base = f"http://127.0.0.1:{port}"
     try:
         assert wait_until(lambda: any("lfl is running" in line for line in lines) or stack.poll() is not None,
                           timeout=90, interval=0.2), "\n".join(lines)
+        yield stack, lines, env, f"http://127.0.0.1:{port}"
+    finally:
+        if stack.poll() is None:
+            stack.send_signal(signal.SIGINT)
+            try:
+                stack.wait(60)
+            except subprocess.TimeoutExpired:
+                kill_group(stack.pid)
+                stack.wait()
+        for pid in [*started_pids(lines).values(), *restarted_pids(lines).values()]:
+            kill_group(pid)
+
+
+def api_key(env: dict) -> str:
+    """A new API token for the stack's administrator."""
+    created = subprocess.run([sys.executable, "manage.py", "create_api_token", "admin", "--name", "t"], cwd=REPO,
+                             env=env, capture_output=True, text=True, check=True)
+    return created.stdout.strip().splitlines()[-1]
+
+
+def finished_status(base: str, key: str, experiment: dict, timeout: float) -> str:
+    """The experiment's status once it has ended (or its last one, after `timeout` seconds)."""
+    def status() -> str:
+        return api(f"{base}/api/experiments/{experiment['id']}/", key)["experiment"]["status"]
+
+    wait_until(lambda: status() in ("succeeded", "failed", "cancelled"), timeout=timeout, interval=0.5)
+    return status()
+
+
+def test_runstack_restarts_a_killed_redis_where_it_was_and_the_worker_runs_what_comes_next(tmp_path):
+    with ready_stack(tmp_path) as (stack, lines, env, base):
         first = started_pids(lines)["embedded redis"]
         address = redis_address(first)
         os.kill(first, signal.SIGKILL)
@@ -140,26 +173,9 @@ def test_runstack_restarts_a_killed_redis_where_it_was_and_the_worker_runs_what_
         assert again != first and redis_address(again) == address  # the same port (and password: see below)
         assert any(line.startswith("sent 0 queued experiment(s) to the restarted redis") for line in lines)
 
-        created = subprocess.run([sys.executable, "manage.py", "create_api_token", "admin", "--name", "t"], cwd=REPO,
-                                 env=env, capture_output=True, text=True, check=True)
-        key = created.stdout.strip().splitlines()[-1]
+        key = api_key(env)
         experiment = api(f"{base}/api/experiments/", key, {"name": "after the restart", "config": tiny_config()})
-
-        def status() -> str:
-            return api(f"{base}/api/experiments/{experiment['id']}/", key)["experiment"]["status"]
-
-        assert wait_until(lambda: status() in ("succeeded", "failed", "cancelled"), timeout=90, interval=0.5)
-        assert status() == "succeeded", "\n".join(lines)  # the worker and daphne reconnected
-    finally:
-        if stack.poll() is None:
-            stack.send_signal(signal.SIGINT)
-            try:
-                stack.wait(60)
-            except subprocess.TimeoutExpired:
-                kill_group(stack.pid)
-                stack.wait()
-        for pid in started_pids(lines).values():
-            kill_group(pid)
+        assert finished_status(base, key, experiment, 90) == "succeeded", "\n".join(lines)  # worker and daphne reconnected
 
 
 def chunks_running(database: Path) -> bool:
@@ -169,16 +185,8 @@ def chunks_running(database: Path) -> bool:
 
 
 def test_runstack_restarts_a_killed_worker_coordinator_and_daphne_and_the_running_search_finishes(tmp_path):
-    port = free_port()
-    stack, lines, env = start_runstack(tmp_path, port)
-    collect_lines(stack.stdout, lines)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_until(lambda: any("lfl is running" in line for line in lines) or stack.poll() is not None,
-                          timeout=90, interval=0.2), "\n".join(lines)
-        created = subprocess.run([sys.executable, "manage.py", "create_api_token", "admin", "--name", "t"], cwd=REPO,
-                                 env=env, capture_output=True, text=True, check=True)
-        key = created.stdout.strip().splitlines()[-1]
+    with ready_stack(tmp_path) as (stack, lines, env, base):
+        key = api_key(env)
         config = tiny_config(search={"population_size": 6, "generations": 3}, training={"steps": 200},
                              evaluation={"strategy": "batched", "max_population_chunk": 2})
         experiment = api(f"{base}/api/experiments/", key, {"name": "through a lost worker", "config": config})
@@ -190,24 +198,10 @@ def test_runstack_restarts_a_killed_worker_coordinator_and_daphne_and_the_runnin
         assert "celery worker exited (code -9); restarting it" in lines
         assert wait_until(lambda: group_is_empty(worker), timeout=10)  # the orphaned pool process was killed
 
-        def status() -> str:
-            return api(f"{base}/api/experiments/{experiment['id']}/", key)["experiment"]["status"]
-
-        assert wait_until(lambda: status() in ("succeeded", "failed", "cancelled"), timeout=180, interval=0.5)
-        assert status() == "succeeded", "\n".join(lines)
+        assert finished_status(base, key, experiment, 180) == "succeeded", "\n".join(lines)
 
         for name in ("coordinator", "daphne"):
             os.kill(started_pids(lines)[name], signal.SIGKILL)
         assert wait_until(lambda: {"coordinator", "daphne"} <= set(restarted_pids(lines)), timeout=30), "\n".join(lines)
         assert wait_until(lambda: answers(f"{base}/accounts/login/"), timeout=60, interval=0.2), "\n".join(lines)
         assert stack.poll() is None, "\n".join(lines)
-    finally:
-        if stack.poll() is None:
-            stack.send_signal(signal.SIGINT)
-            try:
-                stack.wait(60)
-            except subprocess.TimeoutExpired:
-                kill_group(stack.pid)
-                stack.wait()
-        for pid in [*started_pids(lines).values(), *restarted_pids(lines).values()]:
-            kill_group(pid)
