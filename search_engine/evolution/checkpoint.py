@@ -61,6 +61,9 @@ class SearchState:
     # True while a generation begun before cache keys knew the task kind (a checkpoint written then,
     # mid-generation) finishes: its keys stay task-agnostic and signature-free until it is bred.
     legacy_keys: bool = False
+    # Canonical keys refined by local search mode "top_k" whose refinement was not kept (the symbolic
+    # outcome ranked better): they are not refined again in later generations.
+    refined_keys: set[str] = field(default_factory=set)
 
 
 def state_to_dict(state: SearchState) -> dict[str, Any]:
@@ -85,6 +88,8 @@ def state_to_dict(state: SearchState) -> dict[str, Any]:
         data["progress"] = asdict(state.progress)
     if state.legacy_keys:
         data["legacy_keys"] = True
+    if state.refined_keys:
+        data["refined_keys"] = sorted(state.refined_keys)
     return data
 
 
@@ -112,6 +117,7 @@ def state_from_dict(data: dict[str, Any]) -> SearchState:
             # Both absent in checkpoints written before keys knew the task (see SearchState).
             signatures={str(k): str(v) for k, v in dict(data.get("signatures") or {}).items()},
             legacy_keys=bool(data.get("legacy_keys", "signatures" not in data and "progress" in data)),
+            refined_keys={str(k) for k in data.get("refined_keys") or ()},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint is damaged: {exc}") from exc

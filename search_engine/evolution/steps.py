@@ -267,7 +267,7 @@ def refinement_work(state: SearchState) -> list[WorkItem]:
     for i in sorted((i for i, r in enumerate(order) if r is not None), key=lambda i: order[i]):
         best.setdefault(keys[i], i)
     return [_item(state, i, key) for key, i in list(best.items())[: ls["top_k"]]
-            if state.cache[key].weights is None and i not in progress.refined]
+            if state.cache[key].weights is None and key not in state.refined_keys and i not in progress.refined]
 
 
 def apply_refinements(state: SearchState, refined: Mapping[int, Outcome]) -> list[CandidateRefined]:
@@ -297,6 +297,8 @@ def _refine(state: SearchState, item: WorkItem, refined: Outcome) -> CandidateRe
     before = state.cache[item.canonical_key]
     kept = refined if refined.ok and refined.rank <= before.rank else before  # rank: see Outcome.rank
     state.cache[item.canonical_key] = kept
+    if kept is before:  # its weights stay None: remember it was refined, so no later generation repeats it
+        state.refined_keys.add(item.canonical_key)
     tree = state.population[item.index]
     if kept is refined:
         _enter_hall(state, HallOfFameEntry(
