@@ -169,6 +169,13 @@ def step_labels(method: str) -> dict[str, str]:
 #: up to 3 extensions past each edge (a test checks this against that module).
 TUNING_RATES_AT_MOST = 11
 
+#: Seeds each of those rates is trained on (scoring.tuned_lr.tuning_seeds): a rate at the edge of
+#: stability trains well on one seed and badly on another, which one seed cannot see.
+TUNING_SEEDS = 2
+
+#: Trainings meta_test.tune_lr runs per loss at most to pick its rate: every rate on every tuning seed.
+TUNING_RUNS_AT_MOST = TUNING_SEEDS * TUNING_RATES_AT_MOST
+
 #: Losses the final choice compares at their own best rates before the meta-test (scoring.final_choice):
 #: the hall of fame's best few, and the baseline beside them.
 FINALISTS = 3
@@ -190,8 +197,8 @@ def work_estimate(config: Any) -> dict[str, int]:
                        the meta-test's runs: meta_test.seeds x 2 (learned loss and baseline; x 3
                        where local search refined the learned loss's weights, as it is also
                        trained with every weight at 1); with meta_test.tune_lr, 2 x (at most
-                       TUNING_RATES_AT_MOST rates + meta_test.seeds) more, and (not for ML3) the
-                       final choice's (FINALISTS + 1) x TUNING_RATES_AT_MOST
+                       TUNING_RUNS_AT_MOST tuning runs + meta_test.seeds) more, and (not for ML3)
+                       the final choice's (FINALISTS + 1) x TUNING_RUNS_AT_MOST
     fitness_steps      (candidates + 1 + refined under "top_k") x training.steps, plus the tuned
                        protocol's choice of rate (at most SEARCH_RATES_AT_MOST baseline trainings;
                        not for ML3, which scores its snapshots at training.lr)
@@ -206,9 +213,9 @@ def work_estimate(config: Any) -> dict[str, int]:
     counts = {"ml3": _ml3_work, "taylorglo": _taylorglo_work}.get(config.method, _evolutionary_work)(config)
     candidates, refitted, screened, unrolled, meta_test_runs = counts
     if config.meta_test.tune_lr:  # every rate tried on validation data, then the seeds again at the best
-        meta_test_runs += 2 * (TUNING_RATES_AT_MOST + config.meta_test.seeds)
+        meta_test_runs += 2 * (TUNING_RUNS_AT_MOST + config.meta_test.seeds)
         if config.method != "ml3":  # a network loss is its run's one learned loss: nothing to choose
-            meta_test_runs += (FINALISTS + 1) * TUNING_RATES_AT_MOST
+            meta_test_runs += (FINALISTS + 1) * TUNING_RUNS_AT_MOST
     fitness_runs = candidates + 1 + refitted
     if config.training.lr_protocol == "tuned" and config.method != "ml3":
         fitness_runs += SEARCH_RATES_AT_MOST

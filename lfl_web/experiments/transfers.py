@@ -23,7 +23,7 @@ from lfl_web.experiments.recording import json_ready
 from lfl_web.experiments.validation import server_paths_outside_data_dirs
 from search_engine import catalog
 from search_engine.config import ConfigError
-from search_engine.limits import TUNING_RATES_AT_MOST
+from search_engine.limits import TUNING_RUNS_AT_MOST
 from search_engine.scoring.verdict import leading_comparison, relative_improvement
 
 logger = logging.getLogger(__name__)
@@ -83,12 +83,12 @@ def transfer_settings(*, learned_loss: LearnedLoss, dataset, model, data_root: s
 
 def _check_ceiling(config, learned_loss: LearnedLoss) -> None:
     """The training steps a transfer asks for (learned, baseline and, with weights, symbolic; with
-    tuning, every rate tried and the seeds again at the best, as `limits.work_estimate` counts them)
-    within settings.LFL_MAX_TRAINING_STEPS."""
+    tuning, every rate tried on every tuning seed and the seeds again at the best, as
+    `limits.work_estimate` counts them) within settings.LFL_MAX_TRAINING_STEPS."""
     runs = 3 if learned_loss.weights else 2
     total = config.meta_test.seeds * config.meta_test.steps * runs
     if config.meta_test.tune_lr:
-        total += 2 * (TUNING_RATES_AT_MOST + config.meta_test.seeds) * config.meta_test.steps
+        total += 2 * (TUNING_RUNS_AT_MOST + config.meta_test.seeds) * config.meta_test.steps
     ceiling = settings.LFL_MAX_TRAINING_STEPS
     if ceiling and total > ceiling:
         raise InvalidTransfer({"steps": f"asks for {total:,} training steps, more than the {ceiling:,} this "

@@ -3,9 +3,10 @@
 The hall of fame is ranked by fitness, one training run at the search's rate on the validation
 split, which a few hundred samples make noisy and which rewards losses that suit that one rate.
 Before the meta-test, the few best distinct entries and the baseline are each trained at their
-own best learning rate (`tuned_lr.tune_rates`: the tuning seed, the meta-test's steps, the
-validation split) and the entry with the lowest validation metric there is chosen. The test
-split is never read: it stays for the meta-test.
+own best learning rate (`tuned_lr.tune_rates`: the tuning seeds, the meta-test's steps, the
+validation split) and the entry with the lowest validation metric there is chosen. A rate's
+metric is the worse of its tuning seeds' (`tuned_lr.rate_score`), so a loss that trains well at a
+rate on one seed only is not chosen for it. The test split is never read: it stays for the meta-test.
 
 The record says, for every candidate, its hall-of-fame rank, its best rate and validation metric,
 and which was chosen, so a page can show the comparison.
@@ -32,7 +33,8 @@ def choose_final(task: Task, config: ExperimentConfig, entries: Sequence[Any], b
     JSON dicts, best first) and the baseline at their own best rates on validation data.
 
     Returns {"chosen": rank of the winner (1-based, in `entries`), "steps", "candidates": [{"rank",
-    "expression", "lr", "validation", "tried"}], "baseline": {"lr", "validation", "tried"}}. A network
+    "expression", "lr", "validation", "tried", "seeds", "by_seed"}], "baseline": {the same but "rank" and
+    "expression"}} ("seeds", "by_seed": the tuning seeds and each rate's metric on each). A network
     loss (ML3) has no expression to rebuild here: with one, the first entry is chosen untested.
     """
     steps = config.meta_test.steps if steps is None else steps
@@ -66,9 +68,11 @@ def _loss(task: Task, fields: dict[str, Any], probe: protocol.GradientProbe | No
 
 
 def _best(tuned: dict[str, Any]) -> dict[str, Any]:
-    """{"lr", "validation" (the metric at that rate, None if every rate diverged), "tried"}."""
+    """{"lr", "validation" (the score at that rate, None if every rate diverged), "tried", "seeds",
+    "by_seed"}."""
     values = [v for lr, v in tuned["tried"] if lr == tuned["lr"] and v is not None and math.isfinite(v)]
-    return {"lr": tuned["lr"], "validation": values[0] if values else None, "tried": tuned["tried"]}
+    return {"lr": tuned["lr"], "validation": values[0] if values else None, "tried": tuned["tried"],
+            "seeds": tuned["seeds"], "by_seed": tuned["by_seed"]}
 
 
 def meta_test_final(task: Task, config: ExperimentConfig, entries: Sequence[Any], baseline: str, *,

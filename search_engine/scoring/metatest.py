@@ -152,7 +152,8 @@ def evaluate_learned_loss(
     a hall-of-fame entry holds it), the learned loss is that network and `expression` only names
     it. With `tune_lr` (default `meta_test.tune_lr`, on unless configured off), the learned loss and
     the baseline are also meta-tested each at its own best learning rate, picked on validation data
-    (`tuned_lr`), under "tuned_lr" with the rates chosen and every rate tried: the comparison that
+    (`tuned_lr`: every rate on two tuning seeds), under "tuned_lr" with the rates chosen, every rate
+    tried ("tried": its score; "by_seed": its metric on each of "tuning_seeds"): the comparison that
     reports lead with (`verdict`). "rescales_baseline" is c where the loss only rescales the
     baseline (its gradient is c times the baseline's, see `baseline_rescale`), else None.
     """
@@ -211,7 +212,8 @@ def _at_tuned_rates(task: Task, config: ExperimentConfig, losses: dict[str, Loss
     rates = {name: t["lr"] for name, t in tuned.items() if t["lr"] is not None}
     runs = run_meta_test(task, config, pair, seeds=seeds, steps=steps, rates=rates)
     return {"learned_lr": tuned["learned"]["lr"], "baseline_lr": tuned["baseline"]["lr"],
-            "tried": {name: t["tried"] for name, t in tuned.items()},
+            "tried": {name: t["tried"] for name, t in tuned.items()}, "tuning_seeds": tuned["baseline"]["seeds"],
+            "by_seed": {name: t["by_seed"] for name, t in tuned.items()},
             **compare(runs["learned"], runs["baseline"], seeds=seeds, metric=task.metric_name).to_dict()}
 
 

@@ -58,3 +58,37 @@ def test_the_meta_test_of_the_final_choice_records_its_rank(tmp_path):
     assert chosen_rank(path, None) == 2 and chosen_rank(path, 1) == 1
     path.write_text("{}")
     assert chosen_rank(path, None) == 1
+
+
+def _two_seed_metric(at_1):
+    """A fake validation metric: 0.04 at 0.316 for every loss, `at_1[name]` per tuning seed at 1, worse
+    elsewhere, diverged above 1 (so the grid does not grow past 1)."""
+    def metric(task, loss_fn, config, lr, steps, seed):
+        if lr > 1.01:
+            return None
+        if lr > 0.99:
+            return at_1[loss_fn][seed - config.seed - 2000]
+        return 0.04 if abs(lr - 0.316) < 0.01 else 0.3
+    return metric
+
+
+def test_a_loss_good_at_a_rate_on_one_tuning_seed_only_is_not_chosen_for_it(monkeypatch):
+    from types import SimpleNamespace
+
+    from search_engine.scoring import final_choice, tuned_lr
+
+    # edgy: the best of all at rate 1 on the first seed, bad on the second; steady: good at 1 on both;
+    # the baseline (cross-entropy) is edgy at 1 as well, so it is tuned to 0.316 the same way.
+    at_1 = {"edgy": (0.01, 0.5), "steady": (0.03, 0.03), "baseline": (0.02, 0.6)}
+    monkeypatch.setattr(tuned_lr, "validation_metric", _two_seed_metric(at_1))
+    monkeypatch.setattr(final_choice, "_loss", lambda task, fields, probe: fields["expression"])
+    monkeypatch.setattr(final_choice, "loss_for", lambda *args: "baseline")
+    config = tiny_config(training={"lr_protocol": "fixed"})
+    task = SimpleNamespace(kind="classification", device="cpu")
+    choice = choose_final(task, config, [{"expression": "edgy"}, {"expression": "steady"}], "cross_entropy")
+    edgy, steady = choice["candidates"]
+    assert choice["chosen"] == 2 and (steady["lr"], steady["validation"]) == (1.0, 0.03)
+    assert abs(edgy["lr"] - 0.316) < 0.001 and edgy["validation"] == 0.04  # one seed alone: 0.01 at 1
+    assert abs(choice["baseline"]["lr"] - 0.316) < 0.001 and choice["baseline"]["validation"] == 0.04
+    assert [runs for lr, runs in choice["baseline"]["by_seed"] if lr == 1.0] == [[0.02, 0.6]]
+    assert "* rank 2: 0.0300 at lr 1.0" in describe_final_choice(choice)

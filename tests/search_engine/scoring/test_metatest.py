@@ -37,3 +37,36 @@ def test_meta_test_is_paired_and_uses_the_test_split():
     assert c.learned == c.baseline and all(0 <= v < 0.9 for v in c.learned)
     other = meta_test(task, config, make_loss(SQUARED_ERROR, "classification"), ce, seeds=seeds, steps=30)
     assert other.baseline == c.baseline and other.learned != c.learned
+
+
+def test_at_tuned_rates_each_rate_is_picked_on_both_tuning_seeds_the_baseline_alike(monkeypatch):
+    from types import SimpleNamespace
+
+    from search_engine.scoring import metatest, tuned_lr
+
+    # Both losses train best of all at rate 1 on the first tuning seed and badly on the second: both
+    # get 0.316, the best rate on both seeds, and the meta-test trains each at that rate.
+    at_1 = {"learned": (0.01, 0.5), "baseline": (0.02, 0.6)}
+
+    def metric(task, loss_fn, config, lr, steps, seed):
+        if lr > 1.01:
+            return None
+        return at_1[loss_fn][seed - config.seed - 2000] if lr > 0.99 else 0.04 if abs(lr - 0.316) < 0.01 else 0.3
+
+    trained_at = {}
+
+    def run(task, config, losses, *, seeds, steps, rates):
+        trained_at.update(rates)
+        return {name: [0.1] * len(seeds) for name in losses}
+
+    monkeypatch.setattr(tuned_lr, "validation_metric", metric)
+    monkeypatch.setattr(metatest, "run_meta_test", run)
+    config = tiny_config()
+    losses = {"learned": "learned", "baseline": "baseline"}
+    record = metatest._at_tuned_rates(SimpleNamespace(metric_name="error rate"), config, losses, (1, 2), steps=7)
+    assert record["learned_lr"] == record["baseline_lr"] == trained_at["learned"] == trained_at["baseline"]
+    assert abs(record["learned_lr"] - 0.316) < 0.001
+    assert [runs for lr, runs in record["by_seed"]["learned"] if lr == 1.0] == [[0.01, 0.5]]
+    assert dict(record["tried"]["baseline"])[1.0] == 0.6  # the worse of the two
+    seeds = record["tuning_seeds"]
+    assert len(seeds) == 2 and not set(seeds) & set(meta_seeds(config, 1000)) and config.seed not in seeds

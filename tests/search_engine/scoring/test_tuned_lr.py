@@ -9,7 +9,7 @@ import pytest
 from search_engine.config import load_config
 from search_engine.expr.losses import make_loss
 from search_engine.expr.tree import CROSS_ENTROPY
-from search_engine.scoring.tuned_lr import choose_rate, rate, tune_rates
+from search_engine.scoring.tuned_lr import choose_rate, rate, rate_score, tune_rates, tuning_seeds
 from search_engine.tasks.task import load_task
 from tests.search_engine.conftest import tiny_config
 
@@ -48,6 +48,52 @@ def test_tuning_a_real_loss_is_reproducible():
     losses = {"baseline": make_loss(CROSS_ENTROPY, task.kind)}
     a, b = tune_rates(task, config, losses, steps=20), tune_rates(task, config, losses, steps=20)
     assert a == b and a["baseline"]["lr"] in {lr for lr, _ in a["baseline"]["tried"]}
+    assert a["baseline"]["seeds"] == list(tuning_seeds(config)) and len(set(tuning_seeds(config))) == 2
+    # every rate's score is the worse of its two runs
+    assert all(dict(a["baseline"]["tried"])[lr] == rate_score(runs) for lr, runs in a["baseline"]["by_seed"])
+
+
+#: A fake validation metric per (loss, seed): "steady" is 0.05 at 0.1, 0.04 at 0.316 and 0.03 at 1 on
+#: both seeds; "edgy" is better still at 1 on the first seed but at the edge of stability there, bad on
+#: the second; both diverge above 1.
+GOOD_AT_1 = {"steady": (0.03, 0.03), "edgy": (0.01, 0.40)}
+
+
+def _fake_metric(calls):
+    def metric(task, loss_fn, config, lr, steps, seed):
+        calls.append((loss_fn, round(lr, 6), seed))
+        if lr > 1.01:
+            return None
+        if lr > 0.99:
+            return GOOD_AT_1[loss_fn][seed - config.seed - 2000]
+        return {0.316228: 0.04, 0.1: 0.05}.get(round(lr, 6), 0.2)
+    return metric
+
+
+def test_a_rate_good_on_one_tuning_seed_and_bad_on_the_other_is_not_chosen():
+    config = tiny_config()
+    calls = []
+    tuned = tune_rates(None, config, {"edgy": "edgy", "steady": "steady"}, steps=7, metric=_fake_metric(calls))
+    assert tuned["steady"]["lr"] == pytest.approx(1.0)
+    assert tuned["edgy"]["lr"] == pytest.approx(rate(-1))  # one seed alone would have picked 1.0 (0.01)
+    edgy = {round(lr, 6): runs for lr, runs in tuned["edgy"]["by_seed"]}
+    assert edgy[1.0] == [0.01, 0.40] and dict(tuned["edgy"]["tried"])[1.0] == 0.40
+    # every rate tried was trained on both tuning seeds, and only on them
+    assert {seed for _, _, seed in calls} == set(tuning_seeds(config)) == {config.seed + 2000, config.seed + 2001}
+    assert len(calls) == 2 * sum(len(t["tried"]) for t in tuned.values())
+
+
+def test_a_rate_where_either_tuning_run_diverges_counts_as_diverged():
+    assert rate_score([0.1, None]) is None and rate_score([None, 0.1]) is None
+    assert rate_score([0.1, float("nan")]) is None and rate_score([]) is None
+    assert rate_score([0.1, 0.3]) == 0.3
+
+    def metric(task, loss_fn, config, lr, steps, seed):
+        first = seed == tuning_seeds(config)[0]
+        return 0.01 if lr > 0.99 and first else None if lr > 0.99 else abs(math.log10(lr) + 1)
+
+    tuned = tune_rates(None, tiny_config(), {"baseline": "cross_entropy"}, steps=7, metric=metric)
+    assert tuned["baseline"]["lr"] == pytest.approx(0.1) and dict(tuned["baseline"]["tried"])[1.0] is None
 
 
 def test_the_work_estimate_knows_how_many_rates_tuning_tries_at_most():
@@ -55,11 +101,13 @@ def test_the_work_estimate_knows_how_many_rates_tuning_tries_at_most():
     from search_engine.scoring import tuned_lr
 
     assert limits.TUNING_RATES_AT_MOST == len(tuned_lr.GRID_EXPONENTS) + 2 * tuned_lr.MAX_EXTENSIONS
+    # every rate is trained on each tuning seed
+    assert limits.TUNING_RUNS_AT_MOST == len(tuned_lr.tuning_seeds(tiny_config())) * limits.TUNING_RATES_AT_MOST
     plain, tuned = tiny_config(meta_test={"tune_lr": False}), tiny_config()  # tuning is on by default
     assert tuned.meta_test.tune_lr and load_config({}, check_data=False).meta_test.tune_lr
     extra = limits.work_estimate(tuned)["meta_test_steps"] - limits.work_estimate(plain)["meta_test_steps"]
-    final_choice = (limits.FINALISTS + 1) * limits.TUNING_RATES_AT_MOST  # only with tuned rates
-    assert extra == (2 * (limits.TUNING_RATES_AT_MOST + plain.meta_test.seeds) + final_choice) * plain.meta_test.steps
+    final_choice = (limits.FINALISTS + 1) * limits.TUNING_RUNS_AT_MOST  # only with tuned rates
+    assert extra == (2 * (limits.TUNING_RUNS_AT_MOST + plain.meta_test.seeds) + final_choice) * plain.meta_test.steps
 
 
 def test_meta_testing_reports_the_figures_at_tuned_rates_by_default():

@@ -150,18 +150,19 @@ def estimate(signed_in, **changes) -> str:
 
 def test_the_estimate_follows_the_chosen_method(signed_in):
     # ML3: 3 meta steps x 2 inner; ceil(3 / 2) = 2 reports (+ 1 baseline) x 20 steps; seeds x 2 x 1500
-    # meta-test, and each at its best rate: 2 x (11 rates + seeds) x 1500 (a network loss: no final choice)
+    # meta-test, and each at its best rate: 2 x (11 rates x 2 tuning seeds + seeds) x 1500 (a network loss:
+    # no final choice)
     seeds, steps = form_data()["meta_test_seeds"], form_data()["meta_test_steps"]
     ml3 = estimate(signed_in, method="ml3", **ML3_FIELDS, population_size=10**9)  # the search's fields: ignored
-    meta_test = seeds * 2 * steps + 2 * (11 + seeds) * steps
+    meta_test = seeds * 2 * steps + 2 * (2 * 11 + seeds) * steps
     total = 6 + 3 * 20 + meta_test
     assert f"ML3: at most <strong>{total:,}</strong> training steps" in ml3
     assert f"(60 fitness, 6 meta-training, {meta_test:,} meta-test)" in ml3
     assert "2 scored snapshots of the loss network" in ml3
     # TaylorGLO: 5 x 2 polynomials (+ 1 baseline, + up to 9 baseline runs choosing the search's rate) x 20
-    # steps; seeds x 2 meta-test runs, each loss at its best rate, and the final choice's 4 x 11 x 1500
+    # steps; seeds x 2 meta-test runs, each loss at its best rate, and the final choice's 4 x 11 x 2 x 1500
     taylorglo = estimate(signed_in, method="taylorglo", taylorglo_population_size=5, taylorglo_generations=2)
-    total = (11 + 9) * 20 + seeds * 2 * steps + 2 * (11 + seeds) * steps + 4 * 11 * steps
+    total = (11 + 9) * 20 + seeds * 2 * steps + 2 * (2 * 11 + seeds) * steps + 4 * 2 * 11 * steps
     assert f"<strong>{total:,}</strong>" in taylorglo and "10 candidate polynomials" in taylorglo
     # GP-LFL: the form's 4 x 2 search, no local search even with mode "all" typed in
     gplfl = estimate(signed_in, method="gplfl", local_search_mode="all")

@@ -177,13 +177,13 @@ def test_a_transfer_leads_with_its_verdict_at_tuned_rates_and_counts_the_tuning_
     paper = listed.index("at the search's learning rate (the paper's protocol): learned 0.1000 vs baseline 0.2000 (+50.0%")
     assert said < at_tuned < paper
 
-    # 2 seeds x 5 steps x 2 losses, and the tuning: 2 x (at most 11 rates + 2 seeds) x 5
-    settings.LFL_MAX_TRAINING_STEPS = 20 + 130 - 1
+    # 2 seeds x 5 steps x 2 losses, and the tuning: 2 x (at most 11 rates x 2 tuning seeds + 2 seeds) x 5
+    settings.LFL_MAX_TRAINING_STEPS = 20 + 240 - 1
     with pytest.raises(transfers.InvalidTransfer) as caught:
         transfers.create_transfer(user=loss.experiment.owner, learned_loss=loss, dataset="digits", model="logistic",
                                   seeds=2, steps=5)
-    assert caught.value.errors["steps"].startswith("asks for 150 training steps")
-    settings.LFL_MAX_TRAINING_STEPS = 150
+    assert caught.value.errors["steps"].startswith("asks for 260 training steps")
+    settings.LFL_MAX_TRAINING_STEPS = 260
     with django_capture_on_commit_callbacks(execute=True):
         run = transfers.create_transfer(user=loss.experiment.owner, learned_loss=loss, dataset="digits",
                                         model="logistic", seeds=2, steps=5)
