@@ -21,8 +21,8 @@ import time
 
 from search_engine import catalog
 from search_engine.config import load_config
-from search_engine.methods.registry import run_method
 from search_engine.scoring.metatest import evaluate_learned_loss
+from search_engine.study.driver import run_search
 from search_engine.tasks.task import load_task
 
 TASKS = {
@@ -65,7 +65,7 @@ def run_one(method: str, task: dict, b: dict) -> dict:
     """Search, then meta-test the best loss: the figures of one table row."""
     config = load_config(method_config(method, task, b))
     started = time.perf_counter()
-    result = run_method(config)
+    result = run_search(config)
     seconds = time.perf_counter() - started
     best = result.best
     if best is None:

@@ -50,9 +50,9 @@ from benchmarks import methods
 from benchmarks.methods import TASKS, _p, method_config
 from search_engine import catalog
 from search_engine.config import TrainingConfig, load_config
-from search_engine.methods.registry import run_method
 from search_engine.scoring.metatest import evaluate_learned_loss
 from search_engine.scoring.verdict import relative_improvement, verdict
+from search_engine.study.driver import run_search
 from search_engine.tasks.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def run_seed(arm: Arm, task_name: str, b: dict, seed: int, chooser) -> dict:
     """Search with `seed`, then meta-test its learned loss: one per-seed record."""
     config = load_config(arm_config(arm, task_name, b, seed))
     wall, cpu = time.perf_counter(), time.process_time()
-    result = run_method(config)
+    result = run_search(config)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     task = load_task(config)
     started = time.perf_counter()

@@ -25,9 +25,9 @@ def _spin() -> None:
 
 
 def _run(config: str):
-    from search_engine.methods.registry import run_method
+    from search_engine.study.driver import run_search
 
-    return run_method(config).to_dict()
+    return run_search(config).to_dict()
 
 
 def _record(result: dict) -> str:

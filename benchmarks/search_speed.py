@@ -31,7 +31,6 @@ from torch import nn
 
 from search_engine.config import ExperimentConfig, load_config
 from search_engine.evolution.events import GenerationFinished
-from search_engine.evolution.loop import run_search
 from search_engine.expr.losses import make_loss
 from search_engine.expr.tree import CROSS_ENTROPY, SQUARED_ERROR, parse
 from search_engine.population.local_search import local_search_population
@@ -42,6 +41,7 @@ from search_engine.scoring.batched import BatchedEvaluator, Plan
 from search_engine.scoring.local_search import local_search
 from search_engine.scoring.plan import make_evaluator
 from search_engine.scoring.sequential import SequentialEvaluator
+from search_engine.study.driver import run_search
 from search_engine.tasks.task import Task, load_task
 from search_engine.tasks.training import train
 

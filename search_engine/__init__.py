@@ -7,8 +7,8 @@ is first used, so a web page can validate a configuration without loading torch.
 from importlib import import_module
 
 _EXPORTS = {
-    "run_search": "search_engine.evolution.loop",
-    "SearchResult": "search_engine.evolution.loop",
+    "run_search": "search_engine.study.driver",
+    "SearchResult": "search_engine.study.result",
     "ExperimentConfig": "search_engine.config",
     "ConfigError": "search_engine.config",
     "load_config": "search_engine.config",

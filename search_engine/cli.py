@@ -68,16 +68,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from search_engine.evolution.loop import write_result
-    from search_engine.methods.registry import run_method
     from search_engine.progress import ProgressPrinter
+    from search_engine.study.driver import run_search
+    from search_engine.study.result import write_result
 
     config = load_config(Path(args.config))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     printer = ProgressPrinter(config, enabled=not args.quiet)
     try:
-        result = run_method(config, printer, checkpoint_path=out / CHECKPOINT, resume=args.resume)
+        result = run_search(config, printer, checkpoint_path=out / CHECKPOINT, resume=args.resume)
     except KeyboardInterrupt:
         printer.close()
         print(f"interrupted; resume with --resume (checkpoint in {out / CHECKPOINT})", file=sys.stderr)

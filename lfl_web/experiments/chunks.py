@@ -20,7 +20,7 @@ from django.utils import timezone
 from lfl_web.experiments import fanout
 from lfl_web.experiments.dispatch import inline_queue
 from lfl_web.experiments.evaluators import evaluator_for
-from lfl_web.experiments.models import Chunk, ChunkStatus, Phase
+from lfl_web.experiments.models import Chunk, ChunkStatus
 from lfl_web.experiments.runner import CancelPoll
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ def run_chunk(chunk_id: int, *, worker: str) -> str:
         except Exception as exc:
             logger.exception("%s failed on %s", chunk, worker)
             error = f"{type(exc).__name__}: {exc}"
-            outcomes = [{"fitness": None, "reason": f"{FAILED_PREFIX}: {error}", "weights": None} for _ in chunk.items]
+            failed = fanout.method_of(experiment.config).failed_outcome(f"{FAILED_PREFIX}: {error}")
+            outcomes = [failed for _ in chunk.items]
             status = ChunkStatus.FAILED
         if outcomes is not None and chunk.store(status, outcomes, error):
             logger.info("%s: %s on %s in %.1f s", chunk, status, worker, time.perf_counter() - started)
@@ -124,19 +125,14 @@ def run_chunk(chunk_id: int, *, worker: str) -> str:
 
 
 def _evaluate(chunk: Chunk) -> list[dict]:
-    """The chunk's outcomes as JSON: screen -> local search -> fitness, batched as the plan says."""
-    from search_engine.evolution.checkpoint import outcome_to_dict
-    from search_engine.expr.tree import parse
-
+    """The chunk's outcomes as JSON, evaluated as its method says (EvoMAL: screen -> local search ->
+    fitness, batched as the plan says; TaylorGLO: training; ML3: a block of meta steps)."""
     state = chunk.experiment.stored_search.state
+    method = fanout.method_of(chunk.experiment.config)
     task, evaluator = evaluator_for(chunk.experiment_id, fanout.search_config(chunk.experiment),
                                     saved_plan=state.get("plan"))
-    trees = [parse(item["expression"]) for item in chunk.items]
-    if chunk.phase == Phase.REFINE:
-        results = [evaluator.refine(tree) for tree in trees]
-    else:
-        results = evaluator.evaluate(trees)
-    return [outcome_to_dict(o) for o in results]
+    items = [method.item_from_dict(item) for item in chunk.items]
+    return [method.outcome_to_dict(o) for o in method.evaluate(evaluator, chunk.phase, items)]
 
 
 def drain() -> int:

@@ -18,7 +18,7 @@ from functools import cached_property
 
 from django.template.loader import render_to_string
 
-from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, loss_shape_for
+from lfl_web.experiments.downloads import DOWNLOAD_FORMATS
 from lfl_web.experiments.models import Experiment, MetaTestStatus
 from lfl_web.experiments.pareto import RUNNING_FRONTS, ParetoChart, experiment_chart
 from lfl_web.experiments.workers_panel import WorkersView, workers_view
@@ -151,9 +151,11 @@ class Dashboard:
         """The weights of every candidate of a network method (ML3); None for expressions."""
         return network_weight_count(self.experiment.config)
 
-    @cached_property
+    @property
     def loss_shape(self) -> dict | None:
-        return loss_shape_for(self.best, self.experiment.class_count)
+        """The best learned loss's shape, computed by the worker that stored it (None: no loss yet, or
+        one the engine could not read)."""
+        return self.best.loss_shape if self.best is not None else None
 
     @cached_property
     def meta_test_view(self) -> str:

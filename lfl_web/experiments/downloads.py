@@ -1,7 +1,9 @@
-"""A stored learned loss as the engine's export files, and its loss-shape data for the dashboard.
+"""A stored learned loss as the engine's export files.
 
-The engine (and so torch) is imported only when a file or a shape is actually built: pages that
-merely link to downloads never load it.
+The engine is imported only when a file is built: pages that merely link to downloads never load
+it. Writing a file's text needs no torch (the JSON needs nothing heavy; the torch module's and the
+LaTeX document's simplified formula needs SymPy); only the TorchScript archive, compiled by torch,
+loads it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ def spec_for(loss: LearnedLoss):
     """The engine's LearnedLossSpec for a stored learned loss (ValueError if the row is inconsistent).
 
     A row with `network` is a network loss (its `expression` is only the network's description);
-    the engine reads the form from the spec, so every format and the loss shape follow from it.
+    the engine reads the form from the spec, so every format follows from it.
     """
     from search_engine.export.spec import LearnedLossSpec, meta_test_summary
 
@@ -43,22 +45,3 @@ def export_file(loss: LearnedLoss, fmt: str) -> tuple[bytes, str]:
 
     data = export(spec_for(loss), fmt)
     return data, f"lfl_experiment{loss.experiment_id}_{default_filename(loss.rank, fmt)}"
-
-
-#: The classes a loss shape is drawn for when the task's count is unknown (an experiment created
-#: before it was recorded): the catalogue's image sets have as many.
-DEFAULT_SHAPE_CLASSES = 10
-
-
-def loss_shape_for(loss: LearnedLoss | None, n_classes: int | None = None) -> dict | None:
-    """loss_shape data of a learned loss for the dashboard plot, drawn for the task's `n_classes`
-    (classification); None without a loss or if it cannot be built."""
-    if loss is None:
-        return None
-    from search_engine.export.loss_shape import loss_shape
-
-    classes = n_classes if n_classes and n_classes >= 2 else DEFAULT_SHAPE_CLASSES
-    try:
-        return loss_shape(spec_for(loss), n_classes=classes, grid=41)
-    except (ValueError, TypeError):
-        return None

@@ -18,15 +18,16 @@ def evaluator_for(experiment_id: int, config, saved_plan: dict | None):
     `saved_plan` is the search's plan record (None when it is being chosen, at the start): the kept
     evaluator is reused when it follows that plan.
     """
-    from search_engine.scoring.plan import make_evaluator, plan_record
+    from search_engine.study.method import method_named
     from search_engine.tasks.task import load_task
 
     key = (experiment_id, json.dumps(config.to_dict(), sort_keys=True))
     if _cached.get("key") != key or saved_plan not in (None, _cached.get("plan")):
         forget_evaluator()
+        method = method_named(config.method)
         task = load_task(config)
-        evaluator = make_evaluator(task, config, saved_plan=saved_plan)
-        chosen = plan_record(evaluator, task.device) if saved_plan is None else saved_plan
+        evaluator = method.make_evaluator(task, config, saved_plan=saved_plan)
+        chosen = method.plan_record(evaluator, task.device) if saved_plan is None else saved_plan
         _cached.update(key=key, value=(task, evaluator), plan=chosen)
     return _cached["value"]
 

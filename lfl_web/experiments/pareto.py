@@ -9,21 +9,21 @@ nothing itself.
 Cost: one ordered query over the experiment's evaluated candidates (`candidate_rows`); a row is
 tokenized only when it can be the best of its key, and at most `DOMINATED_LIMIT` points off the
 front are plotted, so the markup stays small however long the search runs. A generation's live
-update reads only the rows it adds (`RunningFronts`), so its cost does not grow with the history. Sizes are counted from
-the prefix text: the engine's tree module imports torch, which a web process rendering a page must
-not load.
+update reads only the rows it adds (`RunningFronts`), so its cost does not grow with the history. A
+loss's size is the engine's node count of its prefix text (`tree.prefix_size`: neither torch nor
+SymPy is loaded).
 """
 
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from search_engine import catalog
+from search_engine.expr.tree import prefix_size
 
 #: Methods whose losses are expressions (ML3's are networks: they have no size to plot).
 SYMBOLIC_METHODS = frozenset(m.name for m in catalog.METHODS.values() if m.symbolic)
@@ -37,15 +37,11 @@ DOMINATED_LIMIT = 200
 #: (a linear axis would squash every good loss into one line at the bottom).
 LOG_RATIO = 20.0
 
-# A node of a prefix string is a name (operator or terminal) or a numeric constant; parentheses and
-# commas are structure. Names are matched first, so "log1p" is one token and "1e3" one number.
-_NODE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-
 
 def expression_size(expression: str) -> int:
-    """Number of nodes of a function-call prefix string such as ``mul(-1, mul(y, log(f)))`` (6): what
-    the engine's `Node.size` returns for the parsed tree, without parsing it (or importing torch)."""
-    return len(_NODE_RE.findall(expression or ""))
+    """Number of nodes of a prefix string such as ``mul(-1, mul(y, log(f)))`` (6): the engine's
+    `Node.size` of its tree, counted without building it (`tree.prefix_size`)."""
+    return prefix_size(expression or "")
 
 
 @dataclass(frozen=True)

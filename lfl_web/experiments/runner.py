@@ -1,6 +1,6 @@
-"""Running one experiment's search inside a worker: the glue between the row and `run_search`.
+"""The worker's side of an experiment besides its chunks: the cancel poll, and the meta-test.
 
-Imports torch (through search_engine) only when a search runs, so a Celery parent process that
+Imports torch (through search_engine) only when a meta-test runs, so a Celery parent process that
 merely imports the tasks never touches CUDA.
 """
 
@@ -9,14 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
 
 from django.conf import settings
 
 from lfl_web.experiments import services
-from lfl_web.experiments.files import checkpoint_path
 from lfl_web.experiments.models import Experiment
-from lfl_web.experiments.recording import json_ready, record_event
+from lfl_web.experiments.recording import json_ready
 
 logger = logging.getLogger(__name__)
 
@@ -43,32 +41,6 @@ class CancelPoll:
             self.checked_at = now
             self.stop = not Experiment.objects.filter(pk=self.experiment_id, cancel_requested=False).exists()
         return self.stop
-
-
-def execute_search(experiment: Experiment, *, resume: bool) -> str:
-    """Run the experiment's search, recording every event; returns the method's status.
-
-    With `resume`, a checkpoint left by an interrupted run of this experiment is continued;
-    otherwise a stale file of that name (from an earlier database) is removed first.
-    """
-    from search_engine.config import load_config
-    from search_engine.methods.registry import run_method
-
-    # The structure only: the data is checked as the search loads it (a ConfigError naming the field),
-    # where a cancel request reaches it; reading a large file twice here would not be interruptible.
-    config = load_config(experiment.config, check_data=False)
-    path = checkpoint_path(experiment.pk)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        path.unlink(missing_ok=True)
-    result = run_method(
-        config, on_event=partial(record_event, experiment.pk),
-        should_stop=CancelPoll(experiment.pk),
-        checkpoint_path=path, resume=resume,
-    )
-    if result.status == "completed":
-        run_pending_meta_test(experiment.pk, config)
-    return result.status
 
 
 def run_pending_meta_test(experiment_id: int, config=None) -> None:

@@ -1,4 +1,5 @@
-"""What the pages say about an experiment's data: the name it is listed under and its class count.
+"""What the pages say about an experiment's data: the name it is listed under, its kind of task and
+its class count.
 
 A data set of the catalogue is named as the catalogue names it ("digits"); a file, uploaded or
 already on the server, by its file name ("iris.csv"), so that two tables are two data sets on the
@@ -48,6 +49,25 @@ def class_count(config: dict) -> int | None:
     if dataset not in catalog.FILE_DATASETS:
         return None
     return _file_class_count(config)
+
+
+def task_kind(config: dict, baseline_loss: str) -> str:
+    """"classification" or "regression" for an experiment's stored `config`: from the baseline its
+    search used (once known), else from the configuration."""
+    if baseline_loss in catalog.BASELINES:
+        return catalog.kind_of_baseline(baseline_loss)
+    task = config.get("task", {})
+    configured = task.get("kind") if task.get("kind") in catalog.KINDS else "classification"
+    return catalog.dataset_kind(task.get("dataset", ""), configured)
+
+
+def stored_class_count(config: dict, baseline_loss: str, n_classes: int | None) -> int | None:
+    """Classes of an experiment's classification task: `n_classes`, counted when it was created, else
+    the catalogue's count for its data set; None for regression or when unknown."""
+    if n_classes:
+        return n_classes
+    facts = catalog.DATA_FACTS.get(config.get("task", {}).get("dataset", ""))
+    return facts.n_outputs if facts is not None and task_kind(config, baseline_loss) == "classification" else None
 
 
 def _file_class_count(config: dict) -> int | None:

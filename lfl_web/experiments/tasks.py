@@ -13,7 +13,7 @@ from lfl_web.experiments import dispatch, fanout, services, transfers
 from lfl_web.experiments.chunks import drain, holder_name, run_chunk
 from lfl_web.experiments.files import checkpoint_path
 from lfl_web.experiments.models import Experiment
-from lfl_web.experiments.runner import execute_search, run_pending_meta_test
+from lfl_web.experiments.runner import run_pending_meta_test
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 def run_experiment(self, experiment_id: int) -> str:
     """Run an experiment's search and return its final status.
 
-    An evolutionary search only starts here (`fanout.start`): its generations are evaluated as
-    chunks by `evaluate_chunk`, on any worker. An exception marks it failed with the error text; a cancel request ends it as cancelled with
+    A search only starts here (`fanout.start`): its generations are evaluated as chunks by
+    `evaluate_chunk`, on any worker. An exception marks it failed with the error text; a cancel request ends it as cancelled with
     everything found so far. A redelivered task resumes from the experiment's checkpoint, or runs
     the meta-test again if the worker was lost after the search had succeeded; a second message for
     a search that another task runs does nothing (claim_for_worker).
@@ -41,12 +41,9 @@ def run_experiment(self, experiment_id: int) -> str:
             run_pending_meta_test(experiment_id)
         return experiment.status
     try:
-        if fanout.fans_out(experiment.config):
-            fanout.start(experiment, resume_file=checkpoint_path(experiment.pk) if resume else None)
-            if settings.LFL_CHUNK_DISPATCH == "inline":
-                drain()
-        else:
-            execute_search(experiment, resume=resume)
+        fanout.start(experiment, resume_file=checkpoint_path(experiment.pk) if resume else None)
+        if settings.LFL_CHUNK_DISPATCH == "inline":
+            drain()
     except Exception as exc:
         logger.exception("experiment %s failed", experiment_id)
         services.mark_failed(experiment=experiment, error=f"{type(exc).__name__}: {exc}",

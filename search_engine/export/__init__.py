@@ -4,6 +4,6 @@
     formats       the four download formats (torch, torchscript, latex, json), reading result files
     torch_source  the standalone torch module and TorchScript
     network_source  the standalone torch module of a network loss (ML3), its weights embedded
-    latex         the LaTeX document and weighted formula
+    latex         the LaTeX document (its formulas: `expr.formula`)
     loss_shape    the loss sampled against the prediction, for plotting
 """

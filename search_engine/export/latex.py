@@ -1,5 +1,6 @@
-"""LaTeX rendering for the exporters: the weighted formula and a small standalone document
-(for an expression tree, or for a network loss: its formula over the layers and its architecture)."""
+"""LaTeX rendering for the exporters: a small standalone document (for an expression tree, or for a
+network loss: its formula over the layers and its architecture). The tree's formulas are
+`expr.formula`'s (text only); SymPy is imported only for a tree's simplified form."""
 
 from __future__ import annotations
 
@@ -7,39 +8,10 @@ import json
 from typing import TYPE_CHECKING
 
 from search_engine.expr import primitives as P
-from search_engine.expr.symbolic import to_latex, to_simplified_latex
-from search_engine.expr.tree import Node
+from search_engine.expr.formula import latex_number, to_latex, weighted_latex
 
 if TYPE_CHECKING:
     from search_engine.export.spec import LearnedLossSpec
-
-
-def latex_number(w: float, digits: int = 4) -> str:
-    """`w` rounded to `digits` significant digits, in LaTeX (negatives parenthesized)."""
-    text = f"{w:.{digits}g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa} \\times 10^{{{int(exponent)}}}"
-    return rf"\left({text}\right)" if w < 0 else text
-
-
-def weighted_latex(tree: Node, weights: tuple[float, ...] | None, digits: int = 4) -> str:
-    """LaTeX of the tree (as `to_latex` writes it) with node i + 1's value times its rounded weights[i]."""
-    if weights is None:
-        return to_latex(tree)
-
-    def render(node: Node, i: int) -> tuple[str, int]:
-        parts, nxt = [], i + 1
-        for child in node.children:
-            text, after = render(child, nxt)
-            text = P.latex_factor(text)  # bracketed if a sum or negative: w times all of it
-            parts.append(rf"{latex_number(weights[nxt - 1], digits)} \cdot {text}")
-            nxt = after
-        if node.is_terminal:
-            return P.TERMINAL_LATEX[node.op], nxt
-        return P.PRIMITIVES[node.op].latex(*parts), nxt
-
-    return render(tree, 0)[0]
 
 
 _SPECIALS = {
@@ -109,6 +81,8 @@ def latex_document(spec: LearnedLossSpec) -> str:
     (for a network loss: its formula over the layers and its architecture)."""
     if spec.network is not None:
         return _network_document(spec)
+    from search_engine.expr.symbolic import to_simplified_latex  # SymPy: only here
+
     lines = _opening(spec, [
         f"% Learned loss exported by lfl, learned by {spec.method_label}; compile with pdflatex.",
         f"% expression: {spec.expression}",

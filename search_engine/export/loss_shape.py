@@ -79,7 +79,14 @@ def _network_elementwise(net: NetworkLoss):
 
 
 def _resolve(spec_or_tree: Any, weights: Sequence[float] | None, kind: str | None):
-    """(elementwise (y, f) -> values, kind) from a LearnedLossSpec, a Node or a prefix string."""
+    """(elementwise (y, f) -> values, kind) from a LearnedLossSpec, a NetworkLoss, a Node or a prefix
+    string."""
+    if isinstance(spec_or_tree, NetworkLoss):  # a network loss on its own: the kind is given
+        if weights is not None:
+            raise ValueError("a network loss has no edge weights to override")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        return _network_elementwise(spec_or_tree), kind
     network = getattr(spec_or_tree, "network", None)
     if network is not None:  # a LearnedLossSpec of a network loss
         if weights is not None:
@@ -125,9 +132,9 @@ def loss_shape(
     """The per-sample loss along the slices described in the module docstring.
 
     `spec_or_tree`: a LearnedLossSpec (its kind and weights are used; `weights` overrides them;
-    a network loss's network), or a Node / prefix string together with `kind`. Returns, for classification,
-    ``{"kind", "n_classes", "p", "loss_true", "loss_wrong"}`` (``loss_wrong[k]`` is at ``q = p[k]``);
-    for regression ``{"kind", "target", "residual", "loss"}``.
+    a network loss's network), or a Node / prefix string / NetworkLoss together with `kind`.
+    Returns, for classification, ``{"kind", "n_classes", "p", "loss_true", "loss_wrong"}``
+    (``loss_wrong[k]`` is at ``q = p[k]``); for regression ``{"kind", "target", "residual", "loss"}``.
     """
     elementwise, kind = _resolve(spec_or_tree, weights, kind)
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:

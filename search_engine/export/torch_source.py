@@ -2,9 +2,12 @@
 
 `render_module` walks the tree and writes one straight-line statement per node (children before
 parents, one local variable ``v<i>`` per node, ``i`` its position in `Node.walk()`'s prefix order).
-The protected operations are written out inline with the constants of `primitives`, so the file
-needs nothing but torch and computes exactly what `expr.losses.make_loss` computes. With learned edge
-weights, ``weights[i]`` scales the output of node ``i + 1`` before its parent uses it.
+Each node is its primitive's torch text from the primitive table (the text the search's own torch
+functions are compiled from), the protected operations written out inline with their constant, so
+the file needs nothing but torch and computes exactly what `expr.losses.make_loss` computes. With
+learned edge weights, ``weights[i]`` scales the output of node ``i + 1`` before its parent uses it.
+Writing the source needs no torch (SymPy only, for the docstring's simplified formula); compiling
+it with TorchScript does.
 
 The generated file is TorchScript-compatible (annotated forward, no closures or lambdas, the
 reduction kept as a str attribute); `script_module` compiles it and serializes it for
@@ -19,16 +22,13 @@ import sys
 import tempfile
 import textwrap
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from search_engine import catalog
-from search_engine.export.latex import weighted_latex
 from search_engine.expr import primitives as P
-from search_engine.expr.symbolic import simplified_text, to_latex
+from search_engine.expr.formula import to_latex, weighted_latex
 from search_engine.expr.tree import Node, to_prefix
 
 if TYPE_CHECKING:
@@ -36,25 +36,6 @@ if TYPE_CHECKING:
 
 #: Name under which `script_module` imports the generated file (it appears in the .pt archive).
 GENERATED_MODULE = "learned_loss"
-
-_EPS = repr(P.PROTECT_EPS)
-
-# The expression each primitive computes, from the children's variable names: the same torch
-# calls as the primitive table's torch_fn (the protected ones spelled out with PROTECT_EPS).
-_TORCH_EXPRESSIONS: dict[str, Callable[..., str]] = {
-    "add": lambda a, b: f"torch.add({a}, {b})",
-    "sub": lambda a, b: f"torch.sub({a}, {b})",
-    "mul": lambda a, b: f"torch.mul({a}, {b})",
-    "div": lambda a, b: f"{a} / torch.hypot(torch.ones_like({b}), {b})",
-    "min": lambda a, b: f"torch.minimum({a}, {b})",
-    "max": lambda a, b: f"torch.maximum({a}, {b})",
-    "sign": lambda a: f"torch.sign({a})",
-    "square": lambda a: f"torch.square({a})",
-    "abs": lambda a: f"torch.abs({a})",
-    "tanh": lambda a: f"torch.tanh({a})",
-    "log": lambda a: f"torch.log(torch.clamp(torch.abs({a}), min={_EPS}))",
-    "sqrt": lambda a: f"torch.sqrt(torch.clamp(torch.abs({a}), min={_EPS}))",
-}
 
 
 def _terminal_expression(name: str) -> str:
@@ -85,13 +66,12 @@ def node_statements(tree: Node, weighted: bool) -> list[str]:
             child_vars.append(f"v{nxt}")
             nxt = emit(child, nxt)
         if node.is_terminal:
-            expr = _terminal_expression(node.op)
-        elif node.op in _TORCH_EXPRESSIONS:
-            expr = _TORCH_EXPRESSIONS[node.op](*child_vars)
-        else:  # a primitive added to the table but not yet to this exporter
-            raise ValueError(f"the torch exporter does not support the primitive {node.op!r} yet")
-        if weighted and i > 0:
-            expr = f"w[{i - 1}] * ({expr})" if node.op == "div" else f"w[{i - 1}] * {expr}"
+            expr, one_call = _terminal_expression(node.op), True
+        else:  # the primitive table's text: what the search computes
+            primitive = P.PRIMITIVES[node.op]
+            expr, one_call = primitive.torch_source(*child_vars), primitive.torch_is_call
+        if weighted and i > 0:  # w * (a / h), not (w * a) / h: the search rounds the quotient first
+            expr = f"w[{i - 1}] * {expr}" if one_call else f"w[{i - 1}] * ({expr})"
         lines.append(f"v{i} = {expr}  # node {i}: {_comment(node)}")
         return nxt
 
@@ -202,6 +182,8 @@ def _plain(text: str) -> str:
 
 def module_docstring(spec: LearnedLossSpec) -> str:
     """The generated file's docstring: formula, weights, symbols, task, fitness, meta-test, usage."""
+    from search_engine.expr.symbolic import simplified_text  # SymPy: only for the simplified form
+
     tree = spec.tree
     if spec.weights is None:
         weights = "Weights: none; the loss is exactly the formula above."
@@ -231,7 +213,7 @@ Simplified for {spec.kind} (the same loss for this task):
 
 Symbols: {symbols}
 and averaged over the batch (reduction "mean"). Protected operations, as in the search:
-log|a| = log(max(|a|, {_EPS})), sqrt|a| = sqrt(max(|a|, {_EPS})), div(a, b) = a / sqrt(1 + b^2).
+log|a| = log(max(|a|, {P.EPS_TEXT})), sqrt|a| = sqrt(max(|a|, {P.EPS_TEXT})), div(a, b) = a / sqrt(1 + b^2).
 
 {docstring_footer(spec)}"""
 
@@ -323,6 +305,8 @@ def script_module(source: str) -> bytes:
     The scripted module's reduction is "mean"; set ``loaded.reduction = "sum"`` (or "none")
     after ``torch.jit.load`` to change it (an unknown value raises when the loss is called).
     """
+    import torch  # generating the source needs no torch; compiling it does
+
     with tempfile.TemporaryDirectory(prefix="lfl-export-") as tmp:
         module = load_generated(source, Path(tmp))
         # TorchScript reads the class's source and resolves its globals through sys.modules.

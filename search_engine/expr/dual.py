@@ -1,20 +1,18 @@
 """Dual-number code generation for one loss tree: each primitive's value and derivative rule.
 
 `expr.program` compiles a population's trees into one straight-line function; this module holds
-what it emits per node. A node while compiling is a `Sym`: the generated variable holding its
-value and its derivative with respect to f, which is decided while compiling to be a structural
-zero (None), a constant (a float) or a tensor variable. `Code` collects the generated lines and
-the 0-d constants they read. The rules follow PyTorch autograd's conventions at the edges (see
-`expr.program`'s module doc for each one).
+what it emits per node (each row of the primitive table names its rule: `Primitive.derivative`;
+this module imports nothing of the engine, so the table can). A node while compiling is a `Sym`:
+the generated variable holding its value and its derivative with respect to f, which is decided
+while compiling to be a structural zero (None), a constant (a float) or a tensor variable. `Code`
+collects the generated lines and the 0-d constants they read. The rules follow PyTorch autograd's
+conventions at the edges (see `expr.program`'s module doc for each one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Hashable
 from dataclasses import dataclass
-
-from search_engine.expr import primitives as P
-from search_engine.expr.tree import Node
 
 #: A derivative while compiling: None (structural zero), a float (the same everywhere) or the
 #: name of a tensor variable in the generated code.
@@ -37,12 +35,17 @@ class Sym:
 
 
 class Code:
-    """Lines of the generated function and the constants it reads (0-d tensors, one per value)."""
+    """Lines of the generated function and the constants it reads (0-d tensors, one per value).
 
-    def __init__(self, need_deriv: bool) -> None:
+    `protect_eps` is the clamp of the protected log and sqrt (`primitives.PROTECT_EPS`), where
+    their derivative stops.
+    """
+
+    def __init__(self, need_deriv: bool, protect_eps: float) -> None:
         self.need_deriv = need_deriv
+        self.protect_eps = protect_eps
         self.lines: list[str] = []
-        self.constants: list[float | tuple[Node, list[float] | None]] = []
+        self.constants: list[float | tuple[Hashable, list[float] | None]] = []
         self._names: dict = {}
         self._count = 0
         self.leaks: list[str] = []  # this member's sign zeros, added to its derivative at the end
@@ -58,8 +61,9 @@ class Code:
         """The variable of a numeric constant (a 0-d tensor of the inputs' dtype)."""
         return self._constant(("number", float(value).hex()), float(value))
 
-    def subtree(self, node: Node, weights: list[float] | None) -> str:
-        """The variable of a constant subtree's value, computed once per dtype as compile_tree does."""
+    def subtree(self, node: Hashable, weights: list[float] | None) -> str:
+        """The variable of a constant subtree's value (`node`, a tree), computed once per dtype as
+        compile_tree does."""
         key = ("tree", node, None if weights is None else tuple(float(w).hex() for w in weights))
         return self._constant(key, (node, weights))
 
@@ -114,15 +118,15 @@ class Code:
 # ------------------------------------------------------------------ rules
 
 
-def _add(code: Code, a: Sym, b: Sym) -> Sym:
+def add_rule(code: Code, a: Sym, b: Sym) -> Sym:
     return Sym(code.let(f"torch.add({a.value}, {b.value})"), code.plus(a.deriv, b.deriv))
 
 
-def _sub(code: Code, a: Sym, b: Sym) -> Sym:
+def sub_rule(code: Code, a: Sym, b: Sym) -> Sym:
     return Sym(code.let(f"torch.sub({a.value}, {b.value})"), code.minus(a.deriv, b.deriv))
 
 
-def _mul(code: Code, a: Sym, b: Sym) -> Sym:
+def mul_rule(code: Code, a: Sym, b: Sym) -> Sym:
     """d(a b) = a' b + a b' (autograd: grad * other for each input)."""
     value = code.let(f"torch.mul({a.value}, {b.value})")
     if isinstance(a.deriv, str) and isinstance(b.deriv, str):  # two ops instead of three
@@ -130,7 +134,7 @@ def _mul(code: Code, a: Sym, b: Sym) -> Sym:
     return Sym(value, code.plus(code.scaled(a.deriv, b.value), code.scaled(b.deriv, a.value)))
 
 
-def _div(code: Code, a: Sym, b: Sym) -> Sym:
+def div_rule(code: Code, a: Sym, b: Sym) -> Sym:
     """a / hypot(1, b); autograd: grad_a = g / h, grad_b = -g * ((a / h) / h) * (b / h)."""
     h = code.let(f"torch.hypot({code.const(1.0)}, {b.value})")  # the values of hypot(ones_like(b), b)
     value = code.let(f"torch.div({a.value}, {h})")
@@ -165,22 +169,22 @@ def _extremum(code: Code, a: Sym, b: Sym, fn: str, loses: str) -> Sym:
     return Sym(value, code.plus(part(a.deriv, a.value, b.value), part(b.deriv, b.value, a.value)))
 
 
-def _min(code: Code, a: Sym, b: Sym) -> Sym:
+def min_rule(code: Code, a: Sym, b: Sym) -> Sym:
     return _extremum(code, a, b, "minimum", "gt")
 
 
-def _max(code: Code, a: Sym, b: Sym) -> Sym:
+def max_rule(code: Code, a: Sym, b: Sym) -> Sym:
     return _extremum(code, a, b, "maximum", "lt")
 
 
-def _sign(code: Code, a: Sym) -> Sym:
+def sign_rule(code: Code, a: Sym) -> Sym:
     """sign' = 0. Autograd sends zeros down, never scaled from above: so is the zero kept here."""
     if isinstance(a.deriv, str):  # (a float derivative times 0 is exactly 0: nothing to keep)
         code.leaks.append(code.let(f"torch.mul({a.deriv}, {code.const(0.0)})"))  # NaN where a' is not finite
     return Sym(code.let(f"torch.sign({a.value})"), None)
 
 
-def _square(code: Code, a: Sym) -> Sym:
+def square_rule(code: Code, a: Sym) -> Sym:
     value = code.let(f"torch.square({a.value})")
     if a.deriv is None:
         return Sym(value, None)
@@ -189,14 +193,14 @@ def _square(code: Code, a: Sym) -> Sym:
     return Sym(value, code.let(f"torch.addcmul({code.const(0.0)}, {a.value}, {a.deriv}, value=2.0)"))  # 2 a a'
 
 
-def _abs(code: Code, a: Sym) -> Sym:
+def abs_rule(code: Code, a: Sym) -> Sym:
     value = code.let(f"torch.abs({a.value})")
     if a.deriv is None:
         return Sym(value, None, absolute=True)
     return Sym(value, code.scaled(a.deriv, code.let(f"torch.sign({a.value})")), absolute=True)  # grad * sgn(a)
 
 
-def _tanh(code: Code, a: Sym) -> Sym:
+def tanh_rule(code: Code, a: Sym) -> Sym:
     value = code.let(f"torch.tanh({a.value})")
     if a.deriv is None:
         return Sym(value, None)
@@ -211,17 +215,17 @@ def _protected(code: Code, a: Sym, fn: str) -> tuple[str, str]:
     return absolute, code.let(f"torch.{fn}(torch.clamp({absolute}, min=EPS))")
 
 
-def _log(code: Code, a: Sym) -> Sym:
+def log_rule(code: Code, a: Sym) -> Sym:
     """log(clamp(|a|, eps)); derivative 1/a (= sign(a) / |a|) where |a| > eps, else 0."""
     absolute, value = _protected(code, a, "log")
     if a.deriv is None:
         return Sym(value, None)
-    local = code.let(f"torch.where(torch.gt({absolute}, {code.const(P.PROTECT_EPS)}), "
+    local = code.let(f"torch.where(torch.gt({absolute}, {code.const(code.protect_eps)}), "
                      f"torch.reciprocal({a.value}), {code.const(0.0)})")
     return Sym(value, code.scaled(a.deriv, local))
 
 
-def _sqrt(code: Code, a: Sym) -> Sym:
+def sqrt_rule(code: Code, a: Sym) -> Sym:
     """sqrt(clamp(|a|, eps)); derivative sign(a) / (2 value) where |a| > eps, else 0."""
     absolute, value = _protected(code, a, "sqrt")
     if a.deriv is None:
@@ -229,14 +233,6 @@ def _sqrt(code: Code, a: Sym) -> Sym:
     slope = f"torch.div({code.const(0.5)}, {value})"  # 0.5 / v = 1 / (2 v) exactly
     if not a.absolute:  # (where the mask passes, |a| > eps > 0, so an abs value's sign is 1)
         slope = f"torch.mul(torch.sign({a.value}), {slope})"
-    passes = f"torch.gt({absolute}, {code.const(P.PROTECT_EPS)})"
+    passes = f"torch.gt({absolute}, {code.const(code.protect_eps)})"
     local = code.let(f"torch.where({passes}, {slope}, {code.const(0.0)})")
     return Sym(value, code.scaled(a.deriv, local))
-
-
-RULES: dict[str, Callable[..., Sym]] = {
-    "add": _add, "sub": _sub, "mul": _mul, "div": _div, "min": _min, "max": _max,
-    "sign": _sign, "square": _square, "abs": _abs, "tanh": _tanh, "log": _log, "sqrt": _sqrt,
-}
-if set(RULES) != set(P.PRIMITIVES):  # a new primitive needs its derivative rule here
-    raise ImportError("expr.dual lacks a derivative rule for some primitive")

@@ -57,7 +57,7 @@ from torch import Tensor
 
 from search_engine.expr import primitives as P
 from search_engine.expr.compile import compile_tree, constant_dtype
-from search_engine.expr.dual import RULES, Code, Sym
+from search_engine.expr.dual import Code, Sym
 from search_engine.expr.tree import Node
 from search_engine.expr.weighted import compile_weighted, edge_count
 
@@ -107,7 +107,7 @@ def _compile(code: Code, node: Node, position: int, member: _Member) -> tuple[Sy
             sym = Sym(code.let(f"torch.mul({code.const(w)}, {sym.value})"), code.times(sym.deriv, w))
         children.append(sym)
         nxt = after
-    return RULES[node.op](code, *children), nxt
+    return P.PRIMITIVES[node.op].derivative(code, *children), nxt
 
 
 def _member_lines(code: Code, tree: Node, weights: list[float] | None, p: int) -> tuple[str, str]:
@@ -123,7 +123,7 @@ def _member_lines(code: Code, tree: Node, weights: list[float] | None, p: int) -
 
 def _source(trees: Sequence[Node], weights: Sequence[list[float] | None], need_deriv: bool) -> tuple[str, Code]:
     """The generated function `program(y, f, K, shape)` -> (values (P, B, C), derivatives or None)."""
-    code = Code(need_deriv)
+    code = Code(need_deriv, P.PROTECT_EPS)
     values, derivs = [], []
     for p, (tree, w) in enumerate(zip(trees, weights, strict=True)):
         value, deriv = _member_lines(code, tree, w, p)

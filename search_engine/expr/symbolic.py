@@ -1,8 +1,8 @@
-"""Symbolic views of a loss expression: SymPy forms, canonical keys, LaTeX.
+"""Symbolic views of a loss expression: SymPy forms, canonical keys, simplified LaTeX and text.
 
 The canonical key identifies losses that SymPy's cheap canonicalization proves equal, so the
-search evaluates each equivalence class once. Kept apart from `expression` (trees, text, JSON,
-compilation to torch) to keep each module to one concept.
+search evaluates each equivalence class once. Kept apart from `tree` (trees, text, JSON) and
+`formula` (a tree written as LaTeX), which need no SymPy.
 
 The forms know the task. With no task kind (or "regression") y and f are any reals. For
 "classification" y is one entry of a one-hot target and f one entry of a softmax output, so a
@@ -37,6 +37,9 @@ _ARITHMETIC = frozenset({"add", "sub", "mul", "div", "square"})
 _LATTICE = {"min": sympy.Min, "max": sympy.Max}
 
 
+#: SymPy symbols for the two variable terminals (real-valued, so |x|^2 simplifies to x^2).
+SYMBOL_Y = sympy.Symbol(P.TARGET, real=True)
+SYMBOL_F = sympy.Symbol(P.PREDICTION, real=True)
 #: A softmax output: the f of a classification task, in (0, 1).
 SYMBOL_SOFTMAX = sympy.Symbol("f", positive=True)
 
@@ -51,14 +54,14 @@ class _Domain:
 
 
 #: No assumption on the task: y and f are any reals (the form that holds for every task).
-ANY_REALS = _Domain(P.SYMBOL_Y, P.SYMBOL_F)
+ANY_REALS = _Domain(SYMBOL_Y, SYMBOL_F)
 #: Classification, at the target's class (y = 1) and at every other class (y = 0).
 _SOFTMAX_RANGES: Ranges = ((SYMBOL_SOFTMAX, OPEN_UNIT),)
 AT_TARGET_CLASS = _Domain(sympy.Integer(1), SYMBOL_SOFTMAX, _SOFTMAX_RANGES)
 AT_OTHER_CLASS = _Domain(sympy.Integer(0), SYMBOL_SOFTMAX, _SOFTMAX_RANGES)
 #: Classification with y kept as a symbol in [0, 1]: weaker than the two one-hot forms (sign(y) stays),
 #: but it keeps the shape of the tree, so it often prints shorter.
-_BETWEEN_CLASSES = _Domain(P.SYMBOL_Y, SYMBOL_SOFTMAX, ((P.SYMBOL_Y, Interval(0.0, 1.0)), *_SOFTMAX_RANGES))
+_BETWEEN_CLASSES = _Domain(SYMBOL_Y, SYMBOL_SOFTMAX, ((SYMBOL_Y, Interval(0.0, 1.0)), *_SOFTMAX_RANGES))
 
 
 def _check_kind(kind: str | None) -> None:
@@ -85,7 +88,7 @@ def _sympy_of(node: Node) -> sympy.Expr:
 
 @functools.lru_cache(maxsize=1024)
 def to_sympy(node: Node) -> sympy.Expr:
-    """The tree as a SymPy expression over `P.SYMBOL_Y` and `P.SYMBOL_F`.
+    """The tree as a SymPy expression over `SYMBOL_Y` and `SYMBOL_F`.
 
     Built with each primitive's sympy_fn and SymPy's full automatic evaluation: faithful, but it
     can take a second on deep min/max trees, so the search itself uses `canonical_form`.
@@ -243,7 +246,7 @@ def _one_hot_expression(node: Node) -> sympy.Expr:
     """One SymPy expression of the classification loss over y and f: at_target*y + at_other*(1 - y),
     written y*(at_target - at_other) + at_other (y = 1 or 0 picks the value back)."""
     at_target, at_other = one_hot_forms(node)
-    return P.SYMBOL_Y * (at_target - at_other) + at_other
+    return SYMBOL_Y * (at_target - at_other) + at_other
 
 
 @functools.lru_cache(maxsize=4096)
@@ -283,19 +286,12 @@ def depends_on_prediction(node: Node, kind: str | None = None) -> bool:
     _check_kind(kind)
     if kind == "classification":
         return any(SYMBOL_SOFTMAX in form.free_symbols for form in one_hot_forms(node))
-    return P.SYMBOL_F in _form_in(node, ANY_REALS).free_symbols
+    return SYMBOL_F in _form_in(node, ANY_REALS).free_symbols
 
 
 # --------------------------------------------------------------------------------------------
-# LaTeX
+# The simplified forms as LaTeX and text (the tree as written: `expr.formula`)
 # --------------------------------------------------------------------------------------------
-
-
-def to_latex(node: Node) -> str:
-    """LaTeX that mirrors the tree, from the primitive table's templates."""
-    if node.is_terminal:
-        return P.TERMINAL_LATEX[node.op]
-    return P.PRIMITIVES[node.op].latex(*(to_latex(c) for c in node.children))
 
 
 def _is_protection(a: sympy.Expr) -> bool:
@@ -311,8 +307,8 @@ def _protected_argument(expr: sympy.Expr) -> sympy.Expr | None:
 
 
 def _clamps(expr: sympy.Expr) -> frozenset[sympy.Expr]:
-    """The clamps max(x, eps) that are the argument of a log or a square root in `expr`: printed
-    as x, the way `to_latex` writes log|a| (a clamp elsewhere, e.g. sqrt(a)^2, is printed in full)."""
+    """The clamps max(x, eps) that are the argument of a log or a square root in `expr`: printed as
+    x, the way `formula.to_latex` writes log|a| (a clamp elsewhere, e.g. sqrt(a)^2, is printed in full)."""
     found = set()
     for node in sympy.preorder_traversal(expr):
         if isinstance(node, sympy.log) or (node.is_Pow and abs(node.exp) == sympy.S.Half):
@@ -383,11 +379,11 @@ def simplified_form(node: Node, kind: str | None = None) -> sympy.Expr:
 
 
 def to_simplified_latex(node: Node, kind: str | None = None) -> str:
-    """LaTeX of `simplified_form` for the task, with the prediction written f(x) as in `to_latex`:
-    mul(mul(-1, -1), y) is y; for classification sign(y) is y and abs(f) is f."""
+    """LaTeX of `simplified_form` for the task, with the prediction written f(x) as in
+    `formula.to_latex`: mul(mul(-1, -1), y) is y; for classification sign(y) is y and abs(f) is f."""
     # A printer rather than xreplace: rebuilding the expression would re-run SymPy's slow evaluation.
     form = simplified_form(node, kind)
-    names = {P.SYMBOL_F: P.TERMINAL_LATEX[P.PREDICTION], SYMBOL_SOFTMAX: P.TERMINAL_LATEX[P.PREDICTION]}
+    names = {SYMBOL_F: P.TERMINAL_LATEX[P.PREDICTION], SYMBOL_SOFTMAX: P.TERMINAL_LATEX[P.PREDICTION]}
     return _LossLatexPrinter(_clamps(form), {"symbol_names": names}).doprint(form)
 
 

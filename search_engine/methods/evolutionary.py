@@ -1,26 +1,110 @@
-"""EvoMAL and GP-LFL: the genetic-programming loss search of `evolution.loop`.
+"""EvoMAL and GP-LFL: the genetic-programming loss search, as a method of the one driver.
 
-GP-LFL is the same search with every candidate scored as its symbolic expression (local search
-off), the baseline of the EvoMAL paper; EvoMAL refines each accepted candidate's edge weights.
+The steps are `evolution.steps` (pure functions over a serialisable `SearchState`). Phase
+"evaluate": the first candidate of each canonical form not cached, in chunks of the evaluator's
+chunk size (rejection screen, local search with mode "all", fitness); phase "refine" (local
+search mode "top_k"): the generation's best few forms, one evaluator call each. GP-LFL is the
+same search with every candidate scored as its symbolic expression (local search off), the
+baseline of the EvoMAL paper.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search_engine.methods.settings import effective
+from search_engine.study.method import Method
+
+EVALUATE, REFINE = "evaluate", "refine"
 
 
 @dataclass(frozen=True)
-class Evolutionary:
-    """Strategy object: runs `run_search` on the configuration as the method reads it."""
+class Evolutionary(Method):
+    """EvoMAL (`name` "evomal") or GP-LFL ("gplfl")."""
 
-    name: str
+    name: str = "evomal"
+    phases: tuple[str, ...] = (EVALUATE, REFINE)
 
-    def run(self, config, on_event=None, should_stop=None, *, checkpoint_path=None, resume=False):
-        from search_engine.evolution.loop import run_search
+    def settings(self, config):
+        from search_engine.methods.settings import effective
 
-        return run_search(effective(config), on_event, should_stop, checkpoint_path=checkpoint_path, resume=resume)
+        return effective(config)
+
+    def fresh_state(self, config, kind, baseline_fitness):
+        from search_engine.evolution import steps
+
+        return steps.fresh_state(config, kind, baseline_fitness)
+
+    def state_to_dict(self, state):
+        from search_engine.evolution.checkpoint import state_to_dict
+
+        return state_to_dict(state)
+
+    def state_from_dict(self, data):
+        from search_engine.evolution.checkpoint import state_from_dict
+
+        return state_from_dict(data)
+
+    def next_generation(self, state) -> int:
+        return state.next_generation
+
+    def is_finished(self, state) -> bool:
+        from search_engine.evolution import steps
+
+        return steps.is_finished(state)
+
+    def work(self, state, phase, chunk_size):
+        from search_engine.evolution import steps
+
+        if phase == EVALUATE:
+            return steps.chunks(steps.pending_work(state), chunk_size)
+        return [[item] for item in steps.refinement_work(state)]
+
+    def evaluate(self, evaluator, phase, items):
+        trees = [item.tree for item in items]
+        if phase == EVALUATE:
+            return evaluator.evaluate(trees)
+        return [evaluator.refine(tree) for tree in trees]
+
+    def apply(self, state, phase, outcomes):
+        from search_engine.evolution import steps
+
+        if phase == EVALUATE:
+            return steps.apply_outcomes(state, outcomes)
+        return steps.apply_refinements(state, outcomes)
+
+    def finish_generation(self, state, seconds):
+        from search_engine.evolution import steps
+
+        return steps.finish_generation(state, seconds)
+
+    def breed(self, state) -> None:
+        from search_engine.evolution import steps
+
+        steps.breed(state)
+
+    def item_index(self, item) -> int:
+        return item.index
+
+    def item_to_dict(self, item) -> dict:
+        return item.to_dict()
+
+    def item_from_dict(self, data):
+        from search_engine.evolution.steps import WorkItem
+
+        return WorkItem(**data)
+
+    def outcome_to_dict(self, outcome) -> dict:
+        from search_engine.evolution.checkpoint import outcome_to_dict
+
+        return outcome_to_dict(outcome)
+
+    def outcome_from_dict(self, data):
+        from search_engine.evolution.checkpoint import outcome_from_dict
+
+        return outcome_from_dict(data)
+
+    def failed_outcome(self, reason: str) -> dict:
+        return {"fitness": None, "reason": reason, "weights": None}
 
 
 EVOMAL = Evolutionary("evomal")

@@ -16,30 +16,26 @@ gradient is not finite makes no update.
 
 Every ml3.report_every meta steps (one "generation" of the dashboard's curve) the current network
 is scored like an EvoMAL candidate: a fresh model trained for training.steps from config.seed
-with it, its validation metric. The hall of fame keeps the best network so far (one entry), a
-checkpoint is written, and the events are those of `run_search`.
+with it, its validation metric. The hall of fame keeps the best network so far (one entry).
+
+As a method of the one driver, a generation is one work item, the block of meta steps: it
+carries the network's weights and Adam's state in, its outcome carries them out with the
+network's fitness, so whichever process runs a block continues exactly where the last one
+stopped (the meta step number is the whole random state, see `ml3_state`).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from search_engine import catalog
 from search_engine.config import ExperimentConfig, LocalSearchConfig, load_config
-from search_engine.evolution.events import (
-    CandidateEvaluated,
-    GenerationFinished,
-    HallOfFameEntry,
-    SearchFinished,
-    SearchStarted,
-)
-from search_engine.evolution.loop import SearchResult, _stopped_while_preparing, check_same_experiment
+from search_engine.evolution.checkpoint import CheckpointError
+from search_engine.evolution.events import CandidateEvaluated, GenerationFinished, HallOfFameEntry
 from search_engine.expr.losses import make_loss
 from search_engine.expr.network import (
     NetworkLoss,
@@ -49,12 +45,13 @@ from search_engine.expr.network import (
     network_widths,
 )
 from search_engine.expr.tree import KNOWN_LOSSES
-from search_engine.methods.ml3_state import ML3State, load, save
+from search_engine.methods import ml3_state
+from search_engine.methods.ml3_state import ML3State
 from search_engine.methods.settings import generation_count
 from search_engine.runtime import interrupt
-from search_engine.runtime.allocator import keep_freed_memory
 from search_engine.scoring.local_search import _meta_gradient, _objective, step_seed
 from search_engine.scoring.sequential import TRAINING_DIVERGED
+from search_engine.study.method import Method
 from search_engine.tasks.training import LossFn, evaluate_metric, train
 
 _INIT_STREAM = 4  # the loss network's initial weights (streams 0-3 are a meta step's, see local_search)
@@ -100,19 +97,40 @@ def fitness_of(task, config: ExperimentConfig, loss_fn: LossFn) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@dataclass(frozen=True)
+class Block:
+    """A generation's work: the meta steps of report `report`, from these weights and Adam state."""
+
+    report: int
+    weights: tuple[float, ...]  # the loss network's weights, `NetworkLoss.flat` order
+    adam: dict | None  # {"step", "exp_avg", "exp_avg_sq"}; None before the first meta step
+    index: int = 0  # one item per generation
+
+
+@dataclass(frozen=True)
+class BlockOutcome:
+    """What a block left: the weights and Adam state after it, and the network's fitness (None: diverged,
+    or the block failed: then `weights` is None and `reason` says why)."""
+
+    weights: tuple[float, ...] | None
+    adam: dict | None
+    fitness: float | None
+    reason: str | None = None
+
+
 class _Learner:
     """The loss network's weights (a leaf tensor) and their Adam optimizer, to and from an ML3State."""
 
-    def __init__(self, state: ML3State, config: ExperimentConfig, dtype: torch.dtype, device: torch.device):
+    def __init__(self, block: Block, config: ExperimentConfig, dtype: torch.dtype, device: torch.device):
         self.config = config
-        self.weights = torch.tensor(state.weights, dtype=dtype, device=device).requires_grad_(True)  # (P,)
+        self.weights = torch.tensor(block.weights, dtype=dtype, device=device).requires_grad_(True)  # (P,)
         self.optimizer = torch.optim.Adam([self.weights], lr=config.ml3.meta_lr)
-        if state.adam is not None:
+        if block.adam is not None:
             saved = self.optimizer.state_dict()
             saved["state"] = {0: {
-                "step": torch.tensor(float(state.adam["step"])),
-                "exp_avg": torch.tensor(state.adam["exp_avg"], dtype=dtype, device=device),
-                "exp_avg_sq": torch.tensor(state.adam["exp_avg_sq"], dtype=dtype, device=device),
+                "step": torch.tensor(float(block.adam["step"])),
+                "exp_avg": torch.tensor(block.adam["exp_avg"], dtype=dtype, device=device),
+                "exp_avg_sq": torch.tensor(block.adam["exp_avg_sq"], dtype=dtype, device=device),
             }}
             self.optimizer.load_state_dict(saved)
 
@@ -129,135 +147,146 @@ class _Learner:
             with torch.no_grad():
                 self.weights.copy_(last)
 
-    def network(self) -> NetworkLoss:
-        return NetworkLoss.from_flat(self.weights.detach().cpu().tolist(), widths_of(self.config))
-
-    def save_into(self, state: ML3State) -> None:
-        state.weights = self.weights.detach().cpu().tolist()
+    def adam_state(self) -> dict | None:
         adam = self.optimizer.state_dict()["state"].get(0)
-        state.adam = None if adam is None else {
+        return None if adam is None else {
             "step": float(adam["step"]), "exp_avg": adam["exp_avg"].cpu().tolist(),
             "exp_avg_sq": adam["exp_avg_sq"].cpu().tolist(),
         }
 
 
-def _fresh_state(config: ExperimentConfig, task) -> ML3State:
-    """Initial weights from the seed, and the baseline loss's fitness (what the network must beat)."""
-    baseline = make_loss(KNOWN_LOSSES[catalog.baseline_name(task.kind)], task.kind)
-    return ML3State(
-        config=config.to_dict(), next_report=0, weights=initial_weights(widths_of(config), config.seed).tolist(),
-        baseline_fitness=fitness_of(task, config, baseline), plan={"strategy": "sequential", "device": task.device.type},
-    )
+class Runner:
+    """ML3's evaluator: runs blocks of meta steps on the task, and scores losses as EvoMAL does."""
 
+    chunk_size = 1
 
-def _saved_state(config: ExperimentConfig, checkpoint_path, resume: bool) -> ML3State | None:
-    """The checkpoint to continue, if resuming and one exists (its configuration must be this one)."""
-    if not (resume and checkpoint_path and Path(checkpoint_path).exists()):
-        return None
-    state = load(Path(checkpoint_path))
-    check_same_experiment(load_config(state.config, check_data=False).to_dict(), config.to_dict())
-    if len(state.weights) != flat_size(widths_of(config)):
-        raise ValueError("the ML3 checkpoint's loss network does not have the configured architecture")
-    state.config = config.to_dict()
-    return state
+    def __init__(self, task, config: ExperimentConfig):
+        self.task, self.config = task, config
+        x = task.splits.x_train
+        self.dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
 
-
-def _run_block(config: ExperimentConfig, state: ML3State, learner: _Learner, task, emit) -> None:
-    """Meta steps of report `state.next_report`, then the network's fitness and the report's events.
-
-    Raises `interrupt.Stopped` when a stop request arrives inside (the block is then not recorded).
-    """
-    t0, m, report = time.perf_counter(), config.ml3, state.next_report
-    for step in range(report * m.report_every, min((report + 1) * m.report_every, m.meta_steps)):
-        interrupt.check(step)
-        learner.step(task, step)
-    net = learner.network()
-    fitness = fitness_of(task, config, make_network_loss(net, task.kind, device=task.device))
-    learner.save_into(state)
-    _record_report(state, report, net, fitness, emit, time.perf_counter() - t0)
-
-
-def _block_finished(config, state: ML3State, learner: _Learner, task, emit, stop) -> bool:
-    """Run the next block unless a stop request comes first or arrives inside it; whether it finished."""
-    if stop():
-        return False
-    try:
-        _run_block(config, state, learner, task, emit)
-    except interrupt.Stopped:  # the unfinished block is dropped; the state is that of the last report
-        return False
-    return True
-
-
-def _record_report(state: ML3State, report: int, net: NetworkLoss, fitness, emit, seconds: float) -> None:
-    """Hall of fame, counts, history; the report's CandidateEvaluated and GenerationFinished events."""
-    latex = net.latex()
-    state.totals["evaluated"] += 1
-    state.totals["rejected"] += int(fitness is None)
-    if fitness is not None and (not state.hall_of_fame or fitness < state.hall_of_fame[0].fitness):
-        state.hall_of_fame = [HallOfFameEntry(
-            net.expression, net.expression, latex, fitness, net.n_weights, report, None, net.to_dict())]
-    emit(CandidateEvaluated(
-        generation=report, index=0, expression=net.expression, canonical_key=net.expression, latex=latex,
-        fitness=fitness, rejection_reason=None if fitness is not None else TRAINING_DIVERGED, cache_hit=False,
-    ))
-    summary = GenerationFinished(
-        generation=report, best_fitness=fitness, mean_fitness=fitness, median_fitness=fitness, evaluated=1,
-        rejected=int(fitness is None), cache_hits=0, best_expression=net.expression if fitness is not None else None,
-        best_latex=latex if fitness is not None else None, hall_of_fame=tuple(state.hall_of_fame), seconds=seconds,
-    )
-    state.history.append(summary)
-    state.next_report = report + 1
-    emit(summary)
+    def run_block(self, block: Block) -> BlockOutcome:
+        """The block's meta steps, then the network's fitness; `interrupt.Stopped` from inside drops it."""
+        learner, m = _Learner(block, self.config, self.dtype, self.task.device), self.config.ml3
+        for step in range(block.report * m.report_every, min((block.report + 1) * m.report_every, m.meta_steps)):
+            interrupt.check(step)
+            learner.step(self.task, step)
+        weights = learner.weights.detach().cpu().tolist()
+        net = NetworkLoss.from_flat(weights, widths_of(self.config))
+        fitness = fitness_of(self.task, self.config, make_network_loss(net, self.task.kind, device=self.task.device))
+        return BlockOutcome(tuple(weights), learner.adam_state(), fitness)
 
 
 @dataclass(frozen=True)
-class ML3Strategy:
-    """Strategy object of `methods.registry`: `run` has `evolution.loop.run_search`'s contract."""
+class ML3Method(Method):
+    """The ML3 method: each generation one block of meta steps, then the network scored."""
 
     name: str = "ml3"
+    extendable: tuple[str, str] = ("ml3", "meta_steps")
 
-    def run(self, config, on_event=None, should_stop=None, *, checkpoint_path=None, resume=False) -> SearchResult:
-        """Learn a network loss; events through on_event, a stop through should_stop (polled between blocks
-        and every few steps inside them), a checkpoint after every report block, resume from it."""
-        from search_engine.tasks.task import load_task  # heavy: only when a run actually starts
+    def population_size(self, config) -> int:
+        return 1
 
-        if not isinstance(config, ExperimentConfig):
-            config = load_config(config)
-        keep_freed_memory()
-        emit, stop = on_event or (lambda event: None), should_stop or (lambda: False)
-        started, status = time.perf_counter(), "completed"
-        with interrupt.watching(stop):
-            saved = _saved_state(config, checkpoint_path, resume)
-            try:
-                task = load_task(config)
-                state = saved or _fresh_state(config, task)
-            except interrupt.Stopped:
-                return _stopped_while_preparing(config, emit, started)
-            x = task.splits.x_train
-            learner = _Learner(state, config, x.dtype if x.is_floating_point() else torch.get_default_dtype(),
-                               task.device)
-            emit(SearchStarted(
-                config=config.to_dict(), generations=report_count(config), population_size=1,
-                start_generation=state.next_report, baseline_loss=catalog.baseline_name(task.kind),
-                baseline_fitness=state.baseline_fitness, plan=state.plan,
-            ))
-            while state.next_report < report_count(config):
-                if not _block_finished(config, state, learner, task, emit, stop):
-                    status = "stopped"
-                    break
-                if checkpoint_path:
-                    save(Path(checkpoint_path), state)
-        return _finish(config, state, status, task.kind, started, emit)
+    def make_evaluator(self, task, config, saved_plan):
+        return Runner(task, config)
+
+    def plan_record(self, evaluator, device) -> dict:
+        return {"strategy": "sequential", "device": device.type}
+
+    def baseline_fitness(self, task, config, evaluator):
+        """The baseline loss's fitness, trained as every network is scored."""
+        return fitness_of(task, config, make_loss(KNOWN_LOSSES[catalog.baseline_name(task.kind)], task.kind))
+
+    def fresh_state(self, config, kind, baseline_fitness):
+        """Initial weights from the seed, and the baseline's fitness (what the network must beat)."""
+        return ML3State(config=config.to_dict(), next_report=0,
+                        weights=initial_weights(widths_of(config), config.seed).tolist(),
+                        baseline_fitness=baseline_fitness)
+
+    def check_resumable(self, state, config) -> None:
+        if len(state.weights) != flat_size(widths_of(config)):
+            raise CheckpointError("the ML3 checkpoint's loss network does not have the configured architecture")
+
+    def state_to_dict(self, state):
+        return ml3_state.state_to_dict(state)
+
+    def state_from_dict(self, data):
+        return ml3_state.state_from_dict(data)
+
+    def next_generation(self, state) -> int:
+        return state.next_report
+
+    def is_finished(self, state) -> bool:
+        return state.next_report >= report_count(load_config(state.config, check_data=False))
+
+    def work(self, state, phase, chunk_size):
+        if state.block_done:
+            return []
+        return [[Block(state.next_report, tuple(state.weights), state.adam)]]
+
+    def evaluate(self, evaluator, phase, items):
+        return [evaluator.run_block(block) for block in items]
+
+    def apply(self, state, phase, outcomes):
+        """The block's weights, Adam state and fitness into the state (once); its CandidateEvaluated."""
+        if state.block_done or 0 not in outcomes:
+            return []
+        outcome = outcomes[0]
+        if outcome.weights is not None:  # None: the block failed, the network stays as it was
+            state.weights, state.adam = list(outcome.weights), outcome.adam
+        state.block_done, state.block_fitness = True, outcome.fitness
+        net = _network(state)
+        latex, fitness = net.latex(), outcome.fitness
+        state.totals["evaluated"] += 1
+        state.totals["rejected"] += int(fitness is None)
+        if fitness is not None and (not state.hall_of_fame or fitness < state.hall_of_fame[0].fitness):
+            state.hall_of_fame = [HallOfFameEntry(
+                net.expression, net.expression, latex, fitness, net.n_weights, state.next_report, None, net.to_dict())]
+        return [CandidateEvaluated(
+            generation=state.next_report, index=0, expression=net.expression, canonical_key=net.expression,
+            latex=latex, fitness=fitness,
+            rejection_reason=None if fitness is not None else (outcome.reason or TRAINING_DIVERGED),
+            cache_hit=False,
+        )]
+
+    def finish_generation(self, state, seconds):
+        fitness, report = state.block_fitness, state.next_report
+        net = _network(state)
+        summary = GenerationFinished(
+            generation=report, best_fitness=fitness, mean_fitness=fitness, median_fitness=fitness, evaluated=1,
+            rejected=int(fitness is None), cache_hits=0, best_expression=net.expression if fitness is not None else None,
+            best_latex=net.latex() if fitness is not None else None, hall_of_fame=tuple(state.hall_of_fame),
+            seconds=seconds,
+        )
+        state.history.append(summary)
+        state.next_report, state.block_done, state.block_fitness = report + 1, False, None
+        return summary
+
+    def item_index(self, item) -> int:
+        return item.index
+
+    def item_to_dict(self, item) -> dict:
+        return {"report": item.report, "weights": list(item.weights), "adam": item.adam, "index": item.index}
+
+    def item_from_dict(self, data):
+        return Block(int(data["report"]), tuple(float(w) for w in data["weights"]), data["adam"], int(data["index"]))
+
+    def outcome_to_dict(self, outcome) -> dict:
+        weights = None if outcome.weights is None else list(outcome.weights)
+        return {"weights": weights, "adam": outcome.adam, "fitness": outcome.fitness, "reason": outcome.reason}
+
+    def outcome_from_dict(self, data):
+        weights = data.get("weights")
+        return BlockOutcome(None if weights is None else tuple(float(w) for w in weights), data.get("adam"),
+                            data.get("fitness"), data.get("reason"))
+
+    def failed_outcome(self, reason: str) -> dict:
+        return {"weights": None, "adam": None, "fitness": None, "reason": reason}
 
 
-def _finish(config: ExperimentConfig, state: ML3State, status: str, kind: str, started: float, emit) -> SearchResult:
-    best = state.hall_of_fame[0] if state.hall_of_fame else None
-    emit(SearchFinished(status=status, generations_completed=len(state.history), best=best, **state.totals))
-    return SearchResult(
-        config=config.to_dict(), status=status, best=best, hall_of_fame=tuple(state.hall_of_fame),
-        history=tuple(state.history), totals=dict(state.totals), baseline_loss=catalog.baseline_name(kind),
-        baseline_fitness=state.baseline_fitness, seconds=time.perf_counter() - started, plan=state.plan,
-    )
+def _network(state) -> NetworkLoss:
+    """The loss network the state's weights make."""
+    return NetworkLoss.from_flat(list(state.weights), widths_of(load_config(state.config, check_data=False)))
 
 
-ML3 = ML3Strategy()
+ML3 = ML3Method()

@@ -11,15 +11,12 @@ hold float32 and float64 values exactly.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from search_engine.evolution.checkpoint import (
     CheckpointError,
     entry_from_dict,
     generation_from_dict,
-    read_json,
-    write_json_atomic,
 )
 from search_engine.evolution.events import GenerationFinished, HallOfFameEntry
 
@@ -29,7 +26,7 @@ VERSION = 1
 
 @dataclass
 class ML3State:
-    """Everything an ML3 run needs to continue; owned by one `ML3.run` call."""
+    """Everything an ML3 run needs to continue."""
 
     config: dict
     next_report: int  # reports done so far; the next block starts at meta step next_report * report_every
@@ -40,15 +37,22 @@ class ML3State:
     totals: dict[str, int] = field(default_factory=lambda: {"evaluated": 0, "rejected": 0, "cache_hits": 0})
     baseline_fitness: float | None = None
     plan: dict | None = None
+    # The open report's block, applied but not yet finished (a state stored between the two):
+    block_done: bool = False
+    block_fitness: float | None = None
 
 
 def state_to_dict(state: ML3State) -> dict[str, Any]:
-    return {
+    """The JSON form; "block" is written only between a block's outcome and its report's end."""
+    data = {
         "format": FORMAT, "version": VERSION, "config": state.config, "next_report": state.next_report,
         "weights": list(state.weights), "adam": state.adam,
         "hall_of_fame": [asdict(h) for h in state.hall_of_fame], "history": [g.to_dict() for g in state.history],
         "totals": dict(state.totals), "baseline_fitness": state.baseline_fitness, "plan": state.plan,
     }
+    if state.block_done:
+        data["block"] = {"fitness": state.block_fitness}
+    return data
 
 
 def state_from_dict(data: Any) -> ML3State:
@@ -64,14 +68,7 @@ def state_from_dict(data: Any) -> ML3State:
             hall_of_fame=[entry_from_dict(h) for h in data["hall_of_fame"]],
             history=[generation_from_dict(g) for g in data["history"]], totals=dict(data["totals"]),
             baseline_fitness=data["baseline_fitness"], plan=data.get("plan"),
+            block_done="block" in data, block_fitness=(data.get("block") or {}).get("fitness"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"ML3 checkpoint is damaged: {exc}") from exc
-
-
-def save(path: Path, state: ML3State) -> None:
-    write_json_atomic(Path(path), state_to_dict(state))
-
-
-def load(path: Path) -> ML3State:
-    return state_from_dict(read_json(path))

@@ -13,28 +13,37 @@ an uninterrupted one would.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from cmaes import CMA
 
-from search_engine.config import ConfigError, ExperimentConfig, load_config
+from search_engine.config import ExperimentConfig
 from search_engine.evolution import checkpoint as evolution_checkpoint
-from search_engine.evolution import loop as evolution_loop
 from search_engine.evolution.checkpoint import (
     CheckpointError,
     entry_from_dict,
     generation_from_dict,
-    read_json,
-    write_json_atomic,
+    outcome_from_dict,
+    outcome_to_dict,
 )
 from search_engine.evolution.events import GenerationFinished, HallOfFameEntry
 from search_engine.methods.taylorglo_poly import N_PARAMETERS
-from search_engine.stored_config import adopt_stored, as_stored
+from search_engine.scoring.sequential import Outcome
 
 FORMAT = "lfl-taylorglo-checkpoint"
 VERSION = 1
+
+
+@dataclass
+class Generation:
+    """The generation in progress: CMA-ES's proposals, the outcomes known so far (by proposal index)
+    and how many proposals have been reported (a prefix). Stored only while a generation is open."""
+
+    solutions: list[tuple[float, ...]]
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    reported: int = 0
+
 
 @dataclass
 class TaylorGLOState:
@@ -47,6 +56,10 @@ class TaylorGLOState:
     hall_of_fame: list[HallOfFameEntry] = field(default_factory=list)
     history: list[GenerationFinished] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=lambda: {"evaluated": 0, "rejected": 0, "cache_hits": 0})
+    current: Generation | None = None  # the open generation (None between generations)
+    # The optimizer kept in memory by the process running the search: (CMA-ES, rounds told, this
+    # generation asked); never stored, rebuilt from `rounds` where it is missing (`methods.taylorglo`).
+    live: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def next_generation(self) -> int:
@@ -78,7 +91,8 @@ def restored_optimizer(config: ExperimentConfig, state: TaylorGLOState) -> CMA:
 
 
 def state_to_dict(state: TaylorGLOState) -> dict[str, Any]:
-    return {
+    """The JSON form; "current" is written only while a generation is open."""
+    data = {
         "format": FORMAT,
         "version": VERSION,
         "config": state.config,
@@ -89,6 +103,11 @@ def state_to_dict(state: TaylorGLOState) -> dict[str, Any]:
         "history": [g.to_dict() for g in state.history],
         "totals": dict(state.totals),
     }
+    if state.current is not None:
+        c = state.current
+        data["current"] = {"solutions": [list(x) for x in c.solutions], "reported": c.reported,
+                           "outcomes": {str(i): outcome_to_dict(o) for i, o in sorted(c.outcomes.items())}}
+    return data
 
 
 def state_from_dict(data: dict[str, Any], where: str = "checkpoint") -> TaylorGLOState:
@@ -110,35 +129,14 @@ def state_from_dict(data: dict[str, Any], where: str = "checkpoint") -> TaylorGL
             config=data["config"], baseline_fitness=data["baseline_fitness"], plan=data.get("plan"),
             rounds=rounds, hall_of_fame=[entry_from_dict(h) for h in data["hall_of_fame"]],
             history=[generation_from_dict(g) for g in data["history"]], totals=dict(data["totals"]),
+            current=_generation_from_dict(data.get("current")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{where} is damaged: {exc}") from exc
 
 
-def save(path: str | Path, state: TaylorGLOState) -> None:
-    """Write the checkpoint atomically (a reader never sees half a file)."""
-    write_json_atomic(Path(path), state_to_dict(state))
-
-
-def load(path: str | Path, config: ExperimentConfig) -> TaylorGLOState:
-    """The checkpoint at `path`, refused (CheckpointError naming why) unless it is this experiment's."""
-    state = state_from_dict(read_json(path), f"checkpoint {path}")
-    if len(state.rounds) != len(state.history):
-        raise CheckpointError(f"checkpoint {path} is damaged: {len(state.rounds)} CMA-ES rounds "
-                              f"for {len(state.history)} generations")
-    config = adopt_stored(config, state.config)  # fields the checkpoint predates keep how it ran
-    try:  # read the saved configuration as today's code does: sections added since take their defaults
-        saved = load_config(as_stored(state.config), check_data=False).to_dict()
-    except ConfigError as exc:
-        raise CheckpointError(f"checkpoint {path} holds an invalid configuration: {exc}") from exc
-    check_same_experiment(saved, config.to_dict())
-    state.config = config.to_dict()
-    return state
-
-
-def check_same_experiment(saved: dict, current: dict) -> None:
-    """CheckpointError naming the settings that differ, other than taylorglo.generations and how it runs."""
-    if saved.get("method") != current.get("method"):
-        raise CheckpointError(f"the checkpoint was written by method {saved.get('method')!r}, "
-                              f"not {current.get('method')!r}")
-    evolution_loop.check_same_experiment(saved, current, extendable=("taylorglo", "generations"))
+def _generation_from_dict(d: dict[str, Any] | None) -> Generation | None:
+    if d is None:
+        return None
+    return Generation(solutions=[tuple(float(v) for v in x) for x in d["solutions"]], reported=int(d["reported"]),
+                      outcomes={int(i): outcome_from_dict(o) for i, o in d["outcomes"].items()})

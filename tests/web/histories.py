@@ -20,9 +20,9 @@ def reference_history(config: dict) -> list[dict]:
     """The single-process search's history as JSON (lists, not tuples), without seconds (computed on
     the configuration's `evaluation.threads`, as every worker does)."""
     from search_engine.config import load_config
-    from search_engine.methods.registry import run_method
+    from search_engine.study.driver import run_search
 
-    result = run_method(load_config(config))
+    result = run_search(load_config(config))
     return without_seconds(json.loads(json.dumps([g.to_dict() for g in result.history])))
 
 

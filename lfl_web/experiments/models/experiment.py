@@ -10,7 +10,7 @@ from django.db.models import Avg, F, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from lfl_web.experiments.task_facts import class_count, file_data_name
+from lfl_web.experiments.task_facts import class_count, file_data_name, stored_class_count, task_kind
 from lfl_web.experiments.validation import validated_config
 from search_engine import catalog
 from search_engine.config import MetaTestConfig
@@ -201,10 +201,7 @@ class Experiment(models.Model):
     def class_count(self) -> int | None:
         """Classes of a classification task: counted when the experiment was created, else the
         catalogue's count for its data set; None for regression or when unknown."""
-        if self.n_classes:
-            return self.n_classes
-        facts = catalog.DATA_FACTS.get(self.dataset)
-        return facts.n_outputs if facts is not None and self.task_kind == "classification" else None
+        return stored_class_count(self.config, self.baseline_loss, self.n_classes)
 
     @property
     def method(self) -> catalog.Method:
@@ -219,11 +216,7 @@ class Experiment(models.Model):
     @property
     def task_kind(self) -> str:
         """"classification" or "regression": from the baseline the search used, else from the config."""
-        if self.baseline_loss in catalog.BASELINES:
-            return catalog.kind_of_baseline(self.baseline_loss)
-        task = self.config.get("task", {})
-        configured = task.get("kind") if task.get("kind") in catalog.KINDS else "classification"
-        return catalog.dataset_kind(task.get("dataset", ""), configured)
+        return task_kind(self.config, self.baseline_loss)
 
     @property
     def progress_percent(self) -> int:

@@ -24,6 +24,7 @@ from django.db.models import (
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
+from lfl_web.experiments.loss_shapes import shape_data
 from lfl_web.experiments.models.experiment import Experiment, Status
 from lfl_web.experiments.models.transfer import TransferRun
 from search_engine import catalog
@@ -235,8 +236,10 @@ class LearnedLossQuerySet(models.QuerySet):
 
     def replace_for(self, experiment: Experiment, entries: list[dict]) -> None:
         """Store `entries` (hall-of-fame dicts, best first) as this experiment's learned losses,
-        under the experiment's data set name (a file's own name for a user's data)."""
+        under the experiment's data set name (a file's own name for a user's data), each with its
+        loss shape (computed here, in the worker that stores them: the numeric stack is loaded)."""
         task = experiment.config.get("task", {})
+        kind, classes = experiment.task_kind, experiment.class_count
         self.filter(experiment=experiment).delete()
         self.bulk_create(
             self.model(
@@ -246,6 +249,8 @@ class LearnedLossQuerySet(models.QuerySet):
                 validation_fitness=e["fitness"], baseline_fitness=experiment.baseline_fitness,
                 generation=e.get("generation", 0), dataset=experiment.dataset_name, model=task.get("model", ""),
                 metric=experiment.metric,
+                loss_shape=shape_data(expression=e["expression"], weights=e.get("weights"), network=e.get("network"),
+                                      kind=kind, n_classes=classes),
             )
             for rank, e in enumerate(entries, start=1)
         )
@@ -266,6 +271,8 @@ class LearnedLoss(models.Model):
     validation_fitness = models.FloatField()
     baseline_fitness = models.FloatField(null=True, blank=True)
     meta_test = models.JSONField(null=True, blank=True)
+    loss_shape = models.JSONField(null=True, blank=True, help_text="Its value along simple slices, for the "
+                                  "dashboard's plot (export.loss_shape); empty if it could not be computed.")
     generation = models.PositiveIntegerField(default=0, help_text="When it was first found.")
     dataset = models.CharField(max_length=64)  # Experiment.dataset_name: "digits", or a file's "iris.csv"
     model = models.CharField(max_length=64)

@@ -8,10 +8,10 @@ from search_engine.evolution.events import (
     SearchFinished,
     SearchStarted,
 )
-from search_engine.evolution.loop import run_search
 from search_engine.expr.symbolic import canonical_key
 from search_engine.expr.tree import CROSS_ENTROPY, parse
 from search_engine.scoring.sequential import SequentialEvaluator
+from search_engine.study.driver import run_search
 
 from ..conftest import tiny_config
 

@@ -15,11 +15,11 @@ from search_engine.config import ExperimentConfig, load_config
 from search_engine.evolution import steps
 from search_engine.evolution.checkpoint import SearchState, load, state_from_dict, state_to_dict
 from search_engine.evolution.events import CandidateEvaluated, GenerationFinished
-from search_engine.evolution.loop import run_search
 from search_engine.expr.gradient_probe import gradient_signature
 from search_engine.expr.symbolic import canonical_key
 from search_engine.expr.tree import parse
 from search_engine.scoring.sequential import Outcome
+from search_engine.study.driver import run_search
 
 from ..conftest import tiny_config
 from .test_steps import KeyedEvaluator, fake_config

@@ -4,8 +4,8 @@ its baseline (before, nothing asked should_stop until the first generation)."""
 import numpy as np
 import pytest
 
-from search_engine.evolution.loop import run_search
 from search_engine.runtime import interrupt
+from search_engine.study.driver import run_search
 from search_engine.tasks.datasets import DatasetSpec, load_dataset
 from search_engine.tasks.datasets.tabular import POLL_ROWS
 

@@ -105,3 +105,17 @@ def test_write_png_without_matplotlib_says_so(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="matplotlib, which is not installed.*write_csv"):
         write_png(shape, tmp_path / "shape.png")
     assert not (tmp_path / "shape.png").exists()
+
+
+def test_a_network_loss_on_its_own_takes_the_kind_given():
+    from search_engine.expr.network import NetworkLoss
+
+    net = NetworkLoss(layers=[[[1.0, -1.0], [0.5, 0.25]], [[1.0, 1.0]]])
+    spec = LearnedLossSpec(expression="", weights=None, kind="classification", dataset="digits", model="mlp",
+                           fitness=0.1, baseline_loss="cross_entropy", baseline_fitness=0.2, metric="error rate",
+                           network=net.to_dict())
+    assert loss_shape(net, kind="classification", grid=5) == loss_shape(spec, grid=5)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        loss_shape(net)
+    with pytest.raises(ValueError, match="no edge weights"):
+        loss_shape(net, weights=(1.0,), kind="regression")

@@ -9,8 +9,7 @@ import pytest
 
 from search_engine.export.formats import export, to_latex_document, to_torch_source
 from search_engine.export.json_export import from_json_export, to_json_export
-from search_engine.export.latex import weighted_latex
-from search_engine.expr.symbolic import to_latex
+from search_engine.expr.formula import to_latex, weighted_latex
 from search_engine.expr.tree import ExpressionError, parse, to_prefix
 
 from .export_cases import CASES, Case, spec_for

@@ -15,11 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from search_engine.expr import primitives as P
+from search_engine.expr.formula import to_latex
 from search_engine.expr.symbolic import (
+    SYMBOL_F,
+    SYMBOL_Y,
     canonical_form,
     canonical_key,
     depends_on_prediction,
-    to_latex,
     to_simplified_latex,
     to_sympy,
 )
@@ -30,6 +32,7 @@ from search_engine.expr.tree import (
     Node,
     from_json,
     parse,
+    prefix_size,
     to_json,
     to_prefix,
 )
@@ -101,10 +104,12 @@ def _refused_or_tree(read, value) -> Node | None:
 @fuzz(300)
 @given(trees())
 def test_text_round_trip(tree):
-    """parse(to_prefix(t)) == t for every tree, and the printed form is stable."""
+    """parse(to_prefix(t)) == t for every tree, the printed form is stable, and its size is counted
+    from the text alone."""
     text = to_prefix(tree)
     assert parse(text) == tree
     assert to_prefix(parse(text)) == text
+    assert prefix_size(text) == tree.size()
 
 
 @fuzz(300)
@@ -220,7 +225,7 @@ def test_latex_and_canonical_forms_accept_every_tree(tree):
     assert isinstance(latex, str) and latex
     assert latex.count(r"\left") == latex.count(r"\right")
     assert isinstance(canonical_key(tree), str)
-    assert canonical_form(tree).free_symbols <= {P.SYMBOL_Y, P.SYMBOL_F}
+    assert canonical_form(tree).free_symbols <= {SYMBOL_Y, SYMBOL_F}
     assert isinstance(to_simplified_latex(tree), str)
     assert isinstance(depends_on_prediction(tree), bool)
 
@@ -229,7 +234,7 @@ def test_latex_and_canonical_forms_accept_every_tree(tree):
 @given(trees(max_leaves=6))
 def test_full_sympy_form_accepts_small_trees(tree):
     """to_sympy (SymPy's full evaluation, slow on big min/max trees) accepts every small tree."""
-    assert to_sympy(tree).free_symbols <= {P.SYMBOL_Y, P.SYMBOL_F}
+    assert to_sympy(tree).free_symbols <= {SYMBOL_Y, SYMBOL_F}
 
 
 @fuzz(60)
@@ -243,7 +248,7 @@ def test_canonical_form_agrees_with_the_tree_where_both_are_finite(tree, point):
     y, f = point
     fn = compile_tree(tree)
     want = float(fn(torch.tensor([y], dtype=torch.float64), torch.tensor([f], dtype=torch.float64)).sum())
-    got = complex(canonical_form(tree).subs({P.SYMBOL_Y: y, P.SYMBOL_F: f}).evalf())
+    got = complex(canonical_form(tree).subs({SYMBOL_Y: y, SYMBOL_F: f}).evalf())
     if math.isfinite(want) and math.isfinite(got.real) and abs(want) < 1e12:
         assert got.imag == pytest.approx(0.0, abs=1e-6)
         assert got.real == pytest.approx(want, rel=1e-6, abs=1e-6)

@@ -12,7 +12,7 @@ from hypothesis import given
 from search_engine.expr import intervals as I
 from search_engine.expr import primitives as P
 from search_engine.expr.intervals import OPEN_UNIT, REAL, Interval, bounds
-from search_engine.expr.symbolic import SYMBOL_SOFTMAX, simplified_form
+from search_engine.expr.symbolic import SYMBOL_SOFTMAX, SYMBOL_Y, simplified_form
 from tests.search_engine.expr.test_fuzz_expressions import trees
 from tests.search_engine.fuzzing import fuzz
 
@@ -63,10 +63,10 @@ def _inside(value: float, iv: Interval) -> bool:
 def test_every_value_of_a_classification_form_lies_within_its_bounds(tree):
     """The printed classification form is over y in [0, 1] and f in (0, 1): its values stay in its bounds."""
     form = simplified_form(tree, "classification")
-    ranges = ((P.SYMBOL_Y, Interval(0.0, 1.0)), *UNIT_F)
+    ranges = ((SYMBOL_Y, Interval(0.0, 1.0)), *UNIT_F)
     enclosure = bounds(form, ranges)
     for y in (0.0, 0.4, 1.0):
         for f in (1e-9, 0.2, 0.999):
-            value = complex(form.subs({P.SYMBOL_Y: y, F: f}).evalf())
+            value = complex(form.subs({SYMBOL_Y: y, F: f}).evalf())
             if abs(value.imag) < 1e-12 and math.isfinite(value.real):
                 assert _inside(value.real, enclosure), (form, y, f, value, enclosure)

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from search_engine.expr import primitives as P
 from search_engine.expr.compile import compile_tree
 from search_engine.expr.symbolic import (
+    SYMBOL_F,
     SYMBOL_SOFTMAX,
+    SYMBOL_Y,
     canonical_key,
     depends_on_prediction,
     one_hot_forms,
@@ -160,7 +162,7 @@ def test_one_hot_forms_and_the_printed_form_agree_with_the_tree_on_one_hot_softm
         if not math.isfinite(want) or abs(want) > 1e12:
             continue
         assert _close(complex(form.subs(SYMBOL_SOFTMAX, f).evalf()), want)
-        point = {P.SYMBOL_Y: y, P.SYMBOL_F: f, SYMBOL_SOFTMAX: f}
+        point = {SYMBOL_Y: y, SYMBOL_F: f, SYMBOL_SOFTMAX: f}
         assert _close(complex(printed.subs(point).evalf()), want)
 
 

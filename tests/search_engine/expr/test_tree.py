@@ -16,11 +16,13 @@ import torch
 
 from search_engine.expr import primitives as P
 from search_engine.expr.compile import compile_tree
+from search_engine.expr.formula import to_latex
 from search_engine.expr.symbolic import (
+    SYMBOL_F,
+    SYMBOL_Y,
     canonical_form,
     canonical_key,
     depends_on_prediction,
-    to_latex,
     to_simplified_latex,
     to_sympy,
 )
@@ -231,9 +233,9 @@ def test_depends_on_prediction():
 
 
 def test_to_sympy_uses_the_shared_symbols():
-    assert to_sympy(SQUARED_ERROR) == (P.SYMBOL_Y - P.SYMBOL_F) ** 2
+    assert to_sympy(SQUARED_ERROR) == (SYMBOL_Y - SYMBOL_F) ** 2
     assert to_sympy(parse("add(1, -1)")) == 0
-    assert canonical_form(SQUARED_ERROR) == sympy.expand((P.SYMBOL_Y - P.SYMBOL_F) ** 2)
+    assert canonical_form(SQUARED_ERROR) == sympy.expand((SYMBOL_Y - SYMBOL_F) ** 2)
 
 
 def test_canonical_key_is_stable_across_processes():
@@ -310,7 +312,7 @@ def test_simplified_latex_writes_prediction_and_epsilon():
 
 def _numpy_function(expr: sympy.Expr):
     """A float64 numpy function of (y, f) for a SymPy expression (lambdify is fine: no user text)."""
-    return sympy.lambdify((P.SYMBOL_Y, P.SYMBOL_F), expr, modules="numpy")
+    return sympy.lambdify((SYMBOL_Y, SYMBOL_F), expr, modules="numpy")
 
 
 def _compare(tree: Node, expr: sympy.Expr, y: np.ndarray, f: np.ndarray) -> None:

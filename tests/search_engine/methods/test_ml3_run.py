@@ -19,8 +19,9 @@ from search_engine.evolution.events import (
 from search_engine.expr.network import NetworkLoss, make_network_loss
 from search_engine.expr.tree import KNOWN_LOSSES
 from search_engine.methods.ml3 import ML3, fitness_of, report_count
-from search_engine.methods.registry import run_method, strategy
 from search_engine.scoring.sequential import SequentialEvaluator
+from search_engine.study.driver import run_search
+from search_engine.study.method import method_named as strategy
 from search_engine.tasks.task import load_task
 
 from ..conftest import StopAfter, tiny_config, without_seconds
@@ -40,7 +41,7 @@ def ml3_config(**overrides):
 
 def run(config, path=None, should_stop=None, **kwargs):
     events = []
-    result = run_method(config, events.append, should_stop, checkpoint_path=path, **kwargs)
+    result = run_search(config, events.append, should_stop, checkpoint_path=path, **kwargs)
     return result, events
 
 
@@ -132,7 +133,7 @@ def test_resume_gives_the_history_of_an_uninterrupted_run(uninterrupted, tmp_pat
     result, events, _ = uninterrupted
     path = tmp_path / "checkpoint.json"
     stop = StopAfterReports(1)
-    first = run_method(ml3_config(), stop.events.append, stop, checkpoint_path=path)
+    first = run_search(ml3_config(), stop.events.append, stop, checkpoint_path=path)
     assert first.status == "stopped" and len(first.history) == 1
     resumed, resumed_events = run(ml3_config(), path, resume=True)
     assert resumed.status == "completed"
@@ -160,7 +161,7 @@ class CountQuestions:
 def test_a_stop_inside_a_block_drops_it_and_keeps_the_reports_that_finished(uninterrupted, one_thread):
     result, _, _ = uninterrupted
     counter = CountQuestions()
-    run_method(ml3_config(), counter.on_event, counter)
+    run_search(ml3_config(), counter.on_event, counter)
     # After report 0: question +1 is asked before block 1, +2 by the training of block 1's fitness.
     stopped, events = run(ml3_config(), should_stop=StopAfter(counter.at_report[0] + 2))
     assert stopped.status == "stopped" and isinstance(events[-1], SearchFinished)

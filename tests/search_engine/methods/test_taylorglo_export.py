@@ -16,8 +16,8 @@ from search_engine.export.formats import FORMATS, export, from_json_export
 from search_engine.export.loss_shape import loss_shape
 from search_engine.export.spec import LearnedLossSpec
 from search_engine.expr.weighted import make_weighted_loss
-from search_engine.methods.registry import run_method
 from search_engine.methods.taylorglo_poly import POLYNOMIAL_EXPRESSION
+from search_engine.study.driver import run_search
 
 from .test_taylorglo_poly import reference_loss, reference_polynomial
 from .test_taylorglo_run import taylorglo_config
@@ -45,7 +45,7 @@ json.dump({"project": sorted(m for m in sys.modules if m.split(".")[0] == "searc
 
 @pytest.fixture(scope="module")
 def result_dict(one_thread):
-    result = run_method(taylorglo_config(taylorglo={"generations": 2}))
+    result = run_search(taylorglo_config(taylorglo={"generations": 2}))
     return json.loads(json.dumps(result.to_dict()))  # exactly what result.json holds
 
 

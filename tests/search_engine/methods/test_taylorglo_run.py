@@ -13,14 +13,13 @@ from search_engine.evolution.events import (
     SearchFinished,
     SearchStarted,
 )
-from search_engine.evolution.loop import run_search
 from search_engine.expr.tree import parse
-from search_engine.methods.registry import run_method
-from search_engine.methods.taylorglo import WORST_TOLD, run_taylorglo
+from search_engine.methods.taylorglo import WORST_TOLD
 from search_engine.methods.taylorglo_poly import POLYNOMIAL_EXPRESSION, polynomial_tree
 from search_engine.methods.taylorglo_state import new_optimizer
 from search_engine.scoring.plan import make_evaluator
 from search_engine.scoring.sequential import TRAINING_DIVERGED
+from search_engine.study.driver import run_search
 
 from ..conftest import tiny_config, without_seconds
 
@@ -39,7 +38,7 @@ def taylorglo_config(**overrides):
 def run(config, tmp_path=None, name="checkpoint.json", **kwargs):
     events = []
     path = tmp_path / name if tmp_path is not None else None
-    result = run_method(config, events.append, checkpoint_path=path, **kwargs)
+    result = run_search(config, events.append, checkpoint_path=path, **kwargs)
     return result, events
 
 
@@ -114,11 +113,11 @@ def test_resume_after_a_stop_between_generations_equals_the_uninterrupted_run(un
     def after_first_generation():
         return any(isinstance(e, GenerationFinished) for e in seen)
 
-    stopped = run_method(taylorglo_config(), seen.append, after_first_generation, checkpoint_path=tmp_path / "c.json")
+    stopped = run_search(taylorglo_config(), seen.append, after_first_generation, checkpoint_path=tmp_path / "c.json")
     assert stopped.status == "stopped" and len(stopped.history) == 1
     assert len(json.loads((tmp_path / "c.json").read_text())["rounds"]) == 1
     resumed_events = []
-    resumed = run_method(taylorglo_config(), resumed_events.append, checkpoint_path=tmp_path / "c.json", resume=True)
+    resumed = run_search(taylorglo_config(), resumed_events.append, checkpoint_path=tmp_path / "c.json", resume=True)
     assert resumed_events[0].start_generation == 1
     assert without_seconds(resumed.to_dict()) == without_seconds(result.to_dict())
     tail = [without_seconds(e.to_dict()) for e in events if isinstance(e, CandidateEvaluated) and e.generation >= 1]
@@ -136,11 +135,11 @@ def test_a_finished_search_extends_when_generations_are_raised(uninterrupted, tm
 def test_a_checkpoint_of_another_configuration_or_method_is_refused(uninterrupted, tmp_path):
     _, _, path = uninterrupted
     with pytest.raises(CheckpointError, match=r"taylorglo\.sigma, training\.lr changed"):
-        run_method(taylorglo_config(taylorglo={"sigma": 0.5}, training={"lr": 0.1}), checkpoint_path=path, resume=True)
+        run_search(taylorglo_config(taylorglo={"sigma": 0.5}, training={"lr": 0.1}), checkpoint_path=path, resume=True)
     evomal_path = tmp_path / "evomal.json"
     run_search(tiny_config(search={"generations": 1}, training={"steps": 5}), checkpoint_path=evomal_path)
     with pytest.raises(CheckpointError, match="written by method 'evomal', not 'taylorglo'"):
-        run_method(taylorglo_config(), checkpoint_path=evomal_path, resume=True)
+        run_search(taylorglo_config(), checkpoint_path=evomal_path, resume=True)
 
 
 def test_a_damaged_or_replayed_differently_checkpoint_is_refused(uninterrupted, tmp_path):
@@ -150,10 +149,10 @@ def test_a_damaged_or_replayed_differently_checkpoint_is_refused(uninterrupted, 
     changed = tmp_path / "changed.json"
     changed.write_text(json.dumps(data))
     with pytest.raises(CheckpointError, match="generation 1 cannot be replayed"):
-        run_method(taylorglo_config(), checkpoint_path=changed, resume=True)
+        run_search(taylorglo_config(), checkpoint_path=changed, resume=True)
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(CheckpointError, match="not valid JSON"):
-        run_method(taylorglo_config(), checkpoint_path=tmp_path / "bad.json", resume=True)
+        run_search(taylorglo_config(), checkpoint_path=tmp_path / "bad.json", resume=True)
 
 
 def test_a_stop_between_chunks_keeps_the_candidates_scored_before_it(tmp_path, one_thread):
@@ -163,7 +162,7 @@ def test_a_stop_between_chunks_keeps_the_candidates_scored_before_it(tmp_path, o
         return sum(isinstance(e, CandidateEvaluated) for e in seen) >= 2
 
     config = taylorglo_config(evaluation={"strategy": "batched", "max_population_chunk": 2})
-    result = run_method(config, seen.append, after_two_candidates, checkpoint_path=tmp_path / "c.json")
+    result = run_search(config, seen.append, after_two_candidates, checkpoint_path=tmp_path / "c.json")
     assert result.status == "stopped" and result.history == () and not (tmp_path / "c.json").exists()
     scored = [e for e in seen if isinstance(e, CandidateEvaluated)]
     assert [e.index for e in scored] == [0, 1] and result.totals["evaluated"] == 2
@@ -196,7 +195,7 @@ def test_a_stop_inside_a_training_run_drops_that_chunk(one_thread):
             asked.append(1)
         return len(asked) >= 3
 
-    result = run_taylorglo(taylorglo_config(), seen.append, stop_in_training, evaluator_factory=counting_evaluator)
+    result = run_search(taylorglo_config(), seen.append, stop_in_training, evaluator_factory=counting_evaluator)
     assert result.status == "stopped" and calls == {"entered": 1, "returned": 0}
     assert not any(isinstance(e, CandidateEvaluated) for e in seen) and result.hall_of_fame == ()
 
@@ -230,9 +229,11 @@ def test_a_generation_in_which_everything_diverges_is_recorded_not_fatal(tmp_pat
     assert rounds[1]["solutions"] != rounds[0]["solutions"]
 
 
-def test_the_strategy_refuses_another_method_s_configuration():
-    with pytest.raises(ValueError, match="method 'taylorglo', got 'evomal'"):
-        run_taylorglo(tiny_config())
+def test_a_checkpoint_of_another_method_is_refused(tmp_path):
+    path = tmp_path / "evomal.json"
+    run_search(tiny_config(search={"generations": 1}), checkpoint_path=path)
+    with pytest.raises(CheckpointError, match="written by method 'evomal'"):
+        run_search(taylorglo_config(), checkpoint_path=path, resume=True)
 
 
 def test_the_fixed_tree_is_the_one_the_candidates_use():

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from search_engine.config import ConfigError, TrainingConfig
-from search_engine.evolution.loop import run_search
 from search_engine.expr.losses import make_loss
 from search_engine.expr.tree import CROSS_ENTROPY, SQUARED_ERROR, Node, parse
 from search_engine.population.local_search import local_search_population, meta_chunk
@@ -27,6 +26,7 @@ from search_engine.scoring.local_search import local_search
 from search_engine.scoring.plan import make_evaluator
 from search_engine.scoring.rejection import NO_PREDICTION, NON_FINITE
 from search_engine.scoring.sequential import TRAINING_DIVERGED, SequentialEvaluator
+from search_engine.study.driver import run_search
 from search_engine.tasks.task import load_task
 from search_engine.tasks.training import train
 

@@ -3,13 +3,13 @@
 import pytest
 
 from search_engine.evolution.events import CandidateEvaluated, GenerationFinished, SearchFinished
-from search_engine.evolution.loop import run_search
 from search_engine.expr.losses import make_loss
 from search_engine.expr.tree import CROSS_ENTROPY, SQUARED_ERROR
 from search_engine.population.local_search import local_search_population
 from search_engine.population.training import fitness_population, population_loss
 from search_engine.runtime import interrupt
 from search_engine.scoring.local_search import local_search
+from search_engine.study.driver import run_search
 from search_engine.tasks.task import load_task
 from search_engine.tasks.training import train
 

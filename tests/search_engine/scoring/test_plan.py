@@ -7,9 +7,9 @@ import itertools
 import pytest
 
 import search_engine.scoring.plan as plan_module
-from search_engine.evolution.loop import run_search
 from search_engine.scoring.batched import BatchedEvaluator
 from search_engine.scoring.plan import default_plan, make_evaluator, measure_plan
+from search_engine.study.driver import run_search
 from search_engine.tasks.task import load_task
 from tests.search_engine.conftest import tiny_config
 

@@ -152,7 +152,7 @@ def test_a_configuration_stored_before_the_protocol_resumes_with_the_fixed_one()
 
 
 def test_a_checkpoint_from_before_the_protocol_resumes(tmp_path):
-    from search_engine.evolution.loop import run_search
+    from search_engine.study.driver import run_search
 
     config = tiny_config(training={"lr_protocol": "fixed"}, search={"generations": 2})
     path = tmp_path / "checkpoint.json"

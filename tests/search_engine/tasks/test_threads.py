@@ -8,7 +8,7 @@ import json
 import torch
 
 from search_engine.config import load_config
-from search_engine.methods.registry import run_method
+from search_engine.study.driver import run_search
 from search_engine.tasks.task import load_task
 
 
@@ -28,7 +28,7 @@ def lenet_search(**evaluation) -> dict:
 
 
 def history(config: dict) -> str:
-    result = run_method(load_config(config))
+    result = run_search(load_config(config))
     return json.dumps([{k: v for k, v in g.to_dict().items() if k != "seconds"} for g in result.history])
 
 

@@ -359,7 +359,9 @@ setup_test_environment()
 user = get_user_model().objects.create_user("ada")
 done = Experiment.objects.create(owner=user, name="done", config={"task": {"dataset": "digits", "model": "mlp"}},
                                  status="succeeded", baseline_loss="cross_entropy", baseline_fitness=0.2)
-LearnedLoss.objects.replace_for(done, [{"expression": "sub(f, y)", "fitness": 0.1}])
+# stored as a worker stores it (replace_for computes the loss shape with torch, in the worker)
+LearnedLoss.objects.create(experiment=done, rank=1, expression="sub(f, y)", validation_fitness=0.1,
+                           baseline_fitness=0.2, dataset="digits", model="mlp", metric="error_rate")
 client = Client()
 client.force_login(user)
 pages = [client.get(reverse("experiment_new"), {"preset": "quick"}), client.get(reverse("leaderboard"))]

@@ -10,13 +10,14 @@ import torch
 from django.urls import reverse
 
 from lfl_web.experiments.dashboard import render_panels
-from lfl_web.experiments.downloads import loss_shape_for, spec_for
+from lfl_web.experiments.downloads import spec_for
+from lfl_web.experiments.loss_shapes import shape_data
 from lfl_web.experiments.models import Experiment, LearnedLoss, Status
 from lfl_web.experiments.recording import record_event
 from search_engine.config import load_config
 from search_engine.export.json_export import from_json_export
 from search_engine.expr.network import NetworkLoss, make_network_loss
-from search_engine.methods.registry import run_method
+from search_engine.study.driver import run_search
 
 from ..conftest import tiny_config
 
@@ -30,7 +31,7 @@ def ml3_events():
     """The events of one tiny ML3 run (recorded per test into that test's experiment)."""
     torch.set_num_threads(1)
     events = []
-    result = run_method(load_config(tiny_config(method="ml3", ml3=ML3)), events.append)
+    result = run_search(load_config(tiny_config(method="ml3", ml3=ML3)), events.append)
     assert result.status == "completed"
     return events
 
@@ -72,7 +73,7 @@ def test_the_panels_show_the_architecture_and_the_shape_of_the_network(recorded)
     # Size and weights are both the network's 88 weights (it has no edge weights).
     assert panels["hall-of-fame-panel"].count('<td class="num">88</td>') == 2
     assert "network loss 2-8-8-1" in panels["best-panel"]
-    shape = loss_shape_for(loss)
+    shape = loss.loss_shape  # computed by the recorder when it stored the loss
     assert shape["kind"] == "classification" and all(v is not None for v in shape["loss_true"])
     assert "loss-shape-data" in panels["loss-shape-panel"]
 
@@ -109,7 +110,9 @@ def test_a_damaged_network_row_gets_a_message_not_an_error(recorded, owner_clien
     assert response.status_code == 302 and response["Location"] == recorded.get_absolute_url()
     page = owner_client.get(response["Location"]).content.decode()
     assert "Could not export loss #1" in page and "network: layers[0] has rows of 3 inputs" in page
-    assert loss_shape_for(LearnedLoss.objects.get(pk=loss.pk)) is None
+    damaged = LearnedLoss.objects.get(pk=loss.pk)
+    assert shape_data(expression=damaged.expression, weights=None, network=damaged.network, kind="classification",
+                      n_classes=10) is None
 
 
 def test_recording_the_events_twice_keeps_one_network(recorded, ml3_events):

@@ -205,3 +205,40 @@ def test_a_chunk_that_raises_in_a_worker_is_recorded_and_the_search_goes_on(make
     failed = Candidate.objects.filter(experiment=experiment, generation=0, index__in=broken.indices)
     assert [c.rejection_reason.startswith("evaluation failed: ") for c in failed] == [True, True]
     assert experiment.current_generation == 3
+
+
+#: ML3 and TaylorGLO searches whose chunks take a few seconds each on 2 busy cores.
+OTHER_METHODS = {
+    "ml3": tiny_config(method="ml3", training={"steps": 400},
+                       ml3={"meta_steps": 6, "report_every": 2, "hidden_units": 8, "batch_size": 32}),
+    "taylorglo": tiny_config(method="taylorglo", training={"steps": 400}, taylorglo={"population_size": 4, "generations": 3},
+                             evaluation={"strategy": "batched", "max_population_chunk": 2}),
+}
+
+
+@pytest.mark.parametrize("method", sorted(OTHER_METHODS))
+def test_every_method_survives_a_killed_worker_and_a_restarted_redis_with_the_history_of_run_search(
+        make_experiment, processes, embedded_redis, method):
+    config = OTHER_METHODS[method]
+    experiment = make_experiment(config=config)
+    processes.worker("w1")
+    processes.worker("w2")
+    processes.coordinator()
+    submit(experiment, embedded_redis.url)
+
+    def held_by_w1():
+        return Chunk.objects.filter(experiment=experiment, status=ChunkStatus.RUNNING, worker__startswith="w1@").first()
+
+    assert wait_until(lambda: held_by_w1() is not None, timeout=120, interval=0.02), processes.logs()
+    lost = held_by_w1()
+    processes.kill("w1")  # mid-chunk: its lease runs out and the coordinator sends the chunk again
+    embedded_redis.process.kill()  # and the broker loses its queue
+    embedded_redis.process.wait()
+    time.sleep(0.5)
+    embedded_redis.restart()
+
+    experiment = wait_for_the_end(experiment, processes)
+    assert experiment.status == Status.SUCCEEDED, processes.logs()
+    assert stored_history(experiment) == reference_history(config)
+    lost.refresh_from_db()
+    assert lost.status == ChunkStatus.DONE and lost.worker.startswith("w2@")

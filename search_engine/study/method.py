@@ -1,0 +1,107 @@
+"""`Method`: what a loss-learning method tells the driver, and the lookup of a configuration's method.
+
+A method is a strategy object. The driver (`study.driver`) owns everything every method does
+alike - loading the task, the stop request, resuming, the baseline, the events, checkpoints and
+the result - and asks the method only what is its own:
+
+    settings(config)                 the configuration as the method runs it (GP-LFL: local search off)
+    generations(config)              how many generations (GenerationFinished events) a run makes
+    make_evaluator / plan_record     what scores its work, and how that was chosen
+    fresh_state(config, kind, b)     generation 0 (b: the baseline loss's fitness, scored by the driver)
+    phases                           the kinds of work inside one generation, in order
+    work(state, phase, chunk_size)   the groups of work items that phase still needs (one evaluator
+                                     call each); the group's members depend on the state alone
+    evaluate(evaluator, phase, items)    the outcomes of one group (runs wherever the work runs)
+    apply(state, phase, outcomes)    outcomes by item index in; the events they complete out
+    finish_generation / breed        the generation's summary, then the next generation
+
+Work items and outcomes cross process boundaries as JSON (`item_to_dict`, `outcome_to_dict`,
+...), the state too (`state_to_dict`, `state_from_dict`), so a driver that hands groups to other
+processes (the web's workers) runs the very steps the single-process driver runs.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from search_engine import catalog
+
+#: method name -> "module:attribute" of its strategy object (one per catalogue method).
+METHODS: dict[str, str] = {
+    "evomal": "search_engine.methods.evolutionary:EVOMAL",
+    "gplfl": "search_engine.methods.evolutionary:GPLFL",
+    "ml3": "search_engine.methods.ml3:ML3",
+    "taylorglo": "search_engine.methods.taylorglo:TAYLORGLO",
+}
+assert set(METHODS) == set(catalog.METHODS), "every catalogue method has one strategy"
+
+
+def method_named(name: str) -> Method:
+    """The strategy object of method `name` (KeyError naming the known ones otherwise)."""
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    module, attribute = METHODS[name].split(":")
+    return getattr(import_module(module), attribute)
+
+
+class Method:
+    """The defaults every method shares; a method overrides what is its own (see the module docstring)."""
+
+    name: str = ""
+    phases: tuple[str, ...] = ("evaluate",)
+    #: (section, field) a resume may raise to extend a finished run.
+    extendable: tuple[str, str] = ("search", "generations")
+
+    def settings(self, config):
+        return config
+
+    def generations(self, config) -> int:
+        from search_engine.methods.settings import generation_count
+
+        return generation_count(config.to_dict())
+
+    def population_size(self, config) -> int:
+        return config.search.population_size
+
+    def make_evaluator(self, task, config, saved_plan: dict | None):
+        from search_engine.scoring.plan import make_evaluator
+
+        return make_evaluator(task, config, saved_plan=saved_plan)
+
+    def plan_record(self, evaluator, device) -> dict:
+        from search_engine.scoring.plan import plan_record
+
+        return plan_record(evaluator, device)
+
+    def baseline_fitness(self, task, config, evaluator) -> float | None:
+        """The baseline loss's fitness, scored exactly as every candidate is."""
+        from search_engine.expr.tree import KNOWN_LOSSES
+
+        return evaluator.fitness(KNOWN_LOSSES[catalog.baseline_name(task.kind)]).fitness
+
+    def check_resumable(self, state, config) -> None:
+        """Raise CheckpointError when `state` cannot continue under `config` beyond the settings check."""
+
+    def open_generation(self, state) -> None:
+        """Prepare the current generation's proposals in the state (idempotent)."""
+
+    def breed(self, state) -> None:
+        """Move a finished generation's state on to the next generation's."""
+
+    # The steps each method implements.
+    def fresh_state(self, config, kind: str, baseline_fitness: float | None): raise NotImplementedError
+    def state_to_dict(self, state) -> dict[str, Any]: raise NotImplementedError
+    def state_from_dict(self, data: dict[str, Any]): raise NotImplementedError
+    def next_generation(self, state) -> int: raise NotImplementedError
+    def is_finished(self, state) -> bool: raise NotImplementedError
+    def work(self, state, phase: str, chunk_size: int) -> list[list[Any]]: raise NotImplementedError
+    def evaluate(self, evaluator, phase: str, items: list[Any]) -> list[Any]: raise NotImplementedError
+    def apply(self, state, phase: str, outcomes: dict[int, Any]) -> list: raise NotImplementedError
+    def finish_generation(self, state, seconds: float): raise NotImplementedError
+    def item_index(self, item) -> int: raise NotImplementedError
+    def item_to_dict(self, item) -> dict: raise NotImplementedError
+    def item_from_dict(self, data: dict): raise NotImplementedError
+    def outcome_to_dict(self, outcome) -> dict: raise NotImplementedError
+    def outcome_from_dict(self, data: dict): raise NotImplementedError
+    def failed_outcome(self, reason: str) -> dict: raise NotImplementedError
