@@ -318,6 +318,16 @@ def _clamps(expr: sympy.Expr) -> frozenset[sympy.Expr]:
     return frozenset(found)
 
 
+#: Significant digits of a constant in a printed loss (log(eps)^2 = 259.793007413442 reads 259.8):
+#: the printed forms are for reading; the expression and its weights keep every digit.
+PRINTED_DIGITS = 4
+
+
+def short_number(value: sympy.Float) -> str:
+    """A constant of a printed loss, to PRINTED_DIGITS significant digits ("259.8", "1.5e-05")."""
+    return format(float(value), f".{PRINTED_DIGITS}g")
+
+
 class _LossLatexPrinter(LatexPrinter):
     """SymPy's LaTeX printer for losses: a log's or a root's clamp max(x, eps) is written x,
     any other eps as epsilon instead of 1.0e-7."""
@@ -329,7 +339,8 @@ class _LossLatexPrinter(LatexPrinter):
     def _print_Float(self, expr: sympy.Float) -> str:
         if _is_protection(expr):
             return r"\epsilon"
-        return super()._print_Float(expr)
+        mantissa, _, exponent = short_number(expr).partition("e")
+        return rf"{mantissa} \cdot 10^{{{int(exponent)}}}" if exponent else mantissa
 
     def _print_Max(self, expr: sympy.Max, exp: str | None = None) -> str:
         if expr not in self._hidden:
@@ -347,7 +358,7 @@ class _LossStrPrinter(StrPrinter):
         self._hidden = clamps
 
     def _print_Float(self, expr: sympy.Float) -> str:
-        return "eps" if _is_protection(expr) else super()._print_Float(expr)
+        return "eps" if _is_protection(expr) else short_number(expr)
 
     def _call(self, name: str, expr: sympy.Expr) -> str:
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"

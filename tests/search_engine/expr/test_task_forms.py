@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 
 import pytest
+import sympy
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from search_engine.expr import primitives as P
+from search_engine.expr import symbolic
 from search_engine.expr.compile import compile_tree
 from search_engine.expr.symbolic import (
     SYMBOL_F,
@@ -179,3 +181,12 @@ def _rewritten(tree: Node, y_as: str, f_as: str) -> Node:
 @given(trees(max_leaves=12), st.sampled_from(("sign", "abs", "square")))
 def test_y_written_sign_abs_or_square_and_f_written_abs_anywhere_is_one_loss_for_classification(tree, y_as):
     assert canonical_key(_rewritten(tree, y_as, "abs"), CLASSIFICATION) == canonical_key(tree, CLASSIFICATION)
+
+
+def test_constants_print_to_four_significant_digits_in_latex_and_text():
+    # log(y) of a one-hot y is log(eps) where y = 0: its square is the constant 259.793007413442...
+    tree = parse("sub(square(log(y)), mul(f, f))")
+    latex, text = to_simplified_latex(tree, "classification"), simplified_text(tree, "classification")
+    assert "259.8" in latex and "259.79" not in latex
+    assert "259.8" in text and "259.79" not in text
+    assert symbolic.short_number(sympy.Float(1.5e-5)) == "1.5e-05"
