@@ -79,7 +79,8 @@ SMOKE_SIZES = {"population": 4, "generations": 2, "steps": 30, "ls_steps": 3, "m
                "test_steps": 40, "max_train": 300, "batch_size": 32}
 #: Methods that score candidates by training, so `training.lr_protocol` decides their fitness (ML3
 #: learns its network by meta-gradients at `training.lr`).
-USES_LR_PROTOCOL = ("evomal", "gplfl", "taylorglo")
+PROTOCOLS = ("fixed", "tuned")
+USES_LR_PROTOCOL = tuple(name for name, m in catalog.METHODS.items() if m.lr_protocol)
 FINAL_CHOICE = "search_engine.scoring.final_choice"
 
 
@@ -102,11 +103,12 @@ class Arm:
         return self.protocol or TrainingConfig.lr_protocol
 
 
-def arms(methods: list[str]) -> list[Arm]:
-    """The runs of `methods`, EvoMAL as its fixed- and tuned-rate fitness side by side."""
+def arms(methods: list[str], protocols: tuple[str, ...] = ("fixed", "tuned")) -> list[Arm]:
+    """The runs of `methods`, EvoMAL once per protocol of `protocols` (its fixed- and tuned-rate fitness
+    side by side by default)."""
     out = []
     for method in methods:
-        out += [Arm(method, "fixed"), Arm(method, "tuned")] if method == "evomal" else [Arm(method, None)]
+        out += [Arm(method, p) for p in protocols] if method == "evomal" else [Arm(method, None)]
     return out
 
 
@@ -262,6 +264,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--search-seeds", type=int, default=None, help="searches per task and method (default 5; smoke 2)")
     parser.add_argument("--test-seeds", type=int, default=None, help="paired meta-test seeds (default 5; smoke 2)")
     parser.add_argument("--json", default=None, help="write every per-seed record to this file")
+    parser.add_argument("--evomal-protocols", default="fixed,tuned", type=lambda v: tuple(_names(v, PROTOCOLS)),
+                        help="EvoMAL's arms: training.lr_protocol values, comma-separated (default both)")
     args = parser.parse_args(argv)
     default = 2 if args.smoke else 5
     args.search_seeds = default if args.search_seeds is None else args.search_seeds
@@ -286,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     records, rows = [], []
     for task in args.tasks:
         print(f"{task}: {budgets[task]}", flush=True)
-        for arm in arms(args.methods):
+        for arm in arms(args.methods, args.evomal_protocols):
             per_seed = []
             for seed in range(args.search_seeds):  # hours in all: each seed is reported and kept when done
                 per_seed.append(run_seed(arm, task, budgets[task], seed, chooser))

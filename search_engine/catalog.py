@@ -150,6 +150,12 @@ class Method:
     symbolic: bool = True  # its losses are expressions (a Pareto front of size vs fitness means something)
     refines_weights: bool = False  # its edge weights refine a symbolic loss (meta-tests also try all weights 1)
     round_name: str = "generation"  # what pages call one point of its curve (one GenerationFinished)
+    strategy: str = ""  # "module:attribute" of its strategy object (search_engine.study.method.Method)
+    # The configuration it reads of the sections not every method reads: a section ("rejection") or
+    # one field ("search.population_size"); the form shows a field to the methods that read it.
+    reads: tuple[str, ...] = ()
+    scored: str = "candidates"  # what the work estimate calls the losses it scores by training
+    lr_protocol: bool = True  # it scores losses by training, so training.lr_protocol decides its fitness
 
     @property
     def rounds(self) -> str:
@@ -157,18 +163,33 @@ class Method:
         return f"{self.round_name}s"
 
 
+#: What the genetic-programming search reads (EvoMAL; GP-LFL reads no local search).
+_GP_SECTIONS = ("search", "rejection", "local_search", "evaluation")
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("evomal", "EvoMAL", "genetic programming over loss expressions, each accepted loss refined "
-                                   "by unrolled meta-gradients (Raymond et al., TPAMI 2023)", refines_weights=True),
+                                   "by unrolled meta-gradients (Raymond et al., TPAMI 2023)", refines_weights=True,
+               strategy="search_engine.methods.evolutionary:EVOMAL", reads=_GP_SECTIONS),
         Method("gplfl", "GP-LFL", "the same genetic-programming search without local search: symbolic "
-                                  "losses only (the EvoMAL paper's GP-LFL baseline)"),
+                                  "losses only (the EvoMAL paper's GP-LFL baseline)",
+               strategy="search_engine.methods.evolutionary:GPLFL", reads=("search", "rejection", "evaluation")),
         Method("ml3", "ML3", "a small neural network as the loss, its weights learned by unrolled "
                              "meta-gradients (Bechtle et al., ICPR 2020; offline variant)", symbolic=False,
-               round_name="snapshot"),  # the network scored every ml3.report_every meta steps
+               round_name="snapshot",  # the network scored every ml3.report_every meta steps
+               strategy="search_engine.methods.ml3:ML3", reads=("ml3",),
+               scored="scored snapshots of the loss network", lr_protocol=False),
         Method("taylorglo", "TaylorGLO", "CMA-ES over the coefficients of a third-order Taylor polynomial "
-                                         "in prediction and target (Gonzalez & Miikkulainen, GECCO 2021)"),
+                                         "in prediction and target (Gonzalez & Miikkulainen, GECCO 2021)",
+               strategy="search_engine.methods.taylorglo:TAYLORGLO",
+               reads=("taylorglo", "search.hall_of_fame_size", "evaluation"), scored="candidate polynomials"),
+        Method("random", "Random search", "EvoMAL's budget and scoring with every generation drawn afresh from "
+                                          "the first one's distribution, no evolution: what evolution must beat",
+               refines_weights=True, strategy="search_engine.methods.random_search:RANDOM",
+               reads=("search.population_size", "search.generations", "search.hall_of_fame_size",
+                      "search.init_min_height", "search.init_max_height", "search.seed_known_losses",
+                      "rejection", "local_search", "evaluation")),
     )
 }
 
@@ -197,3 +218,13 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
                      "versioned JSON, re-importable with from_json_export"),
     )
 }
+
+
+def method_reads(method: str, path: str) -> bool:
+    """Whether `method` reads configuration field `path` ("section.field", or a whole section): every
+    method reads a section that no method names in `reads` (task, training, meta-test, ...)."""
+    section = path.split(".")[0]
+    if all(section != r.split(".")[0] for m in METHODS.values() for r in m.reads):
+        return True
+    reads = METHODS[method].reads
+    return path in reads or section in reads

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from search_engine import catalog
 from search_engine.methods.settings import TAYLORGLO_MAX_START, effective
 
 MAX_TREE_HEIGHT = 17  # Koza's static limit (DEAP's default); a tree that tall has up to 2**18 nodes
@@ -214,10 +215,10 @@ def work_estimate(config: Any) -> dict[str, int]:
     candidates, refitted, screened, unrolled, meta_test_runs = counts
     if config.meta_test.tune_lr:  # every rate tried on validation data, then the seeds again at the best
         meta_test_runs += 2 * (TUNING_RUNS_AT_MOST + config.meta_test.seeds)
-        if config.method != "ml3":  # a network loss is its run's one learned loss: nothing to choose
+        if catalog.METHODS[config.method].symbolic:  # a network loss is its run's one learned loss: nothing to choose
             meta_test_runs += (FINALISTS + 1) * TUNING_RUNS_AT_MOST
     fitness_runs = candidates + 1 + refitted
-    if config.training.lr_protocol == "tuned" and config.method != "ml3":
+    if config.training.lr_protocol == "tuned" and catalog.METHODS[config.method].lr_protocol:
         fitness_runs += SEARCH_RATES_AT_MOST
     steps = {
         "fitness_steps": fitness_runs * config.training.steps,

@@ -146,7 +146,7 @@ def test_quality_refuses_unknown_names_and_too_few_seeds(capsys):
 
 @pytest.mark.stack  # ten searches and their meta-tests in a subprocess, a few minutes on a busy machine
 def test_quality_smoke_meta_tests_every_method_on_each_search_seed(tmp_path):
-    """benchmarks.quality --smoke on digits/MLP (about a minute): a row per method, EvoMAL's fixed and
+    """benchmarks.quality --smoke on digits/MLP (a few minutes): a row per method, EvoMAL's fixed and
     tuned fitness side by side, every search seed counted once, and each per-seed record holds a
     comparison at tuned rates over the test seeds whose verdict is the one counted."""
     from search_engine.scoring.verdict import verdict
@@ -160,11 +160,12 @@ def test_quality_smoke_meta_tests_every_method_on_each_search_seed(tmp_path):
             if line.startswith("| digits/mlp |")]
     assert [(r[1], r[2], r[3]) for r in rows] == [
         ("EvoMAL (fixed)", "fixed", "2"), ("EvoMAL (tuned)", "tuned", "2"), ("GP-LFL", "tuned", "2"),
-        ("ML3", "n/a", "2"), ("TaylorGLO", "tuned", "2")]
+        ("ML3", "n/a", "2"), ("TaylorGLO", "tuned", "2"), ("Random search", "tuned", "2")]
     assert all(sum(int(n) for n in r[4].split(" / ")) == 2 for r in rows)
     records = json.loads(out.read_text())["records"]
     assert [(r["label"], r["search_seed"]) for r in records] == [
-        (label, seed) for label in ("EvoMAL (fixed)", "EvoMAL (tuned)", "GP-LFL", "ML3", "TaylorGLO") for seed in (0, 1)]
+        (label, seed) for label in ("EvoMAL (fixed)", "EvoMAL (tuned)", "GP-LFL", "ML3", "TaylorGLO", "Random search")
+        for seed in (0, 1)]
     for r in records:
         assert len(r["record"]["tuned_lr"]["seeds"]) == 2
         assert r["outcome"] == verdict(r["record"], "classification").code

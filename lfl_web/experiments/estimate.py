@@ -11,9 +11,6 @@ from search_engine import catalog
 from search_engine.config import ConfigError, load_config  # torch-free without check_data
 from search_engine.limits import step_labels, work_estimate
 
-#: What the estimate's "candidates" are, by method (losses each scored by one fitness training).
-SCORED_LOSSES = {"ml3": "scored snapshots of the loss network", "taylorglo": "candidate polynomials"}
-
 
 def estimate_context(form) -> dict:
     """The partial's context for `form`: its initial values when unbound, else what it parsed; a
@@ -31,6 +28,6 @@ def estimate_context(form) -> dict:
     return {
         "work": {key: f"{value:,}" for key, value in work.items()},
         "steps": [(label, f"{work[key]:,}") for key, label in step_labels(config.method).items()],
-        "method": catalog.METHODS[config.method].label, "scored": SCORED_LOSSES.get(config.method, "candidates"),
+        "method": catalog.METHODS[config.method].label, "scored": catalog.METHODS[config.method].scored,
         "ceiling": f"{ceiling:,}" if ceiling else "", "over_ceiling": bool(ceiling) and work["total_steps"] > ceiling,
     }

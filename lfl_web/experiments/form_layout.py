@@ -2,7 +2,7 @@
 read it, where the page shows it, and the presets (configs/*.json) it can start from.
 
 The page shows the method, the task and the budget up front and everything else in a collapsed
-"advanced" part. Every field carries the methods that read it (`READ_BY`): the browser's script
+"advanced" part. Every field carries the methods that read it (the catalogue rows' `reads`): the browser's script
 shows only the chosen method's fields, and without the script the server ignores the others
 (`config_from_values`), so either way a configuration holds only what its method uses.
 """
@@ -57,15 +57,7 @@ FIELD_PATHS = {
 FIELD_BY_PATH = {path: name for name, path in FIELD_PATHS.items()}
 
 ALL_METHODS = tuple(catalog.METHODS)
-EVOLUTIONARY = ("evomal", "gplfl")
-#: Configuration section or dotted field -> the methods that read it; what is not named here
-#: (task, training, meta-test, seed, device) every method reads. GP-LFL reads no local search
-#: (methods.settings.effective); TaylorGLO keeps a hall of fame of its polynomials.
-READ_BY = {
-    "search": EVOLUTIONARY, "search.hall_of_fame_size": (*EVOLUTIONARY, "taylorglo"),
-    "rejection": EVOLUTIONARY, "local_search": ("evomal",), "evaluation": EVOLUTIONARY,
-    "ml3": ("ml3",), "taylorglo": ("taylorglo",),
-}
+
 
 # (title, fields) in display order: up front, then in the collapsed advanced part.
 MAIN_SECTIONS = (
@@ -100,7 +92,7 @@ def field_methods(name: str) -> tuple[str, ...]:
     path = FIELD_PATHS.get(name)
     if path is None:
         return ALL_METHODS
-    return READ_BY.get(path) or READ_BY.get(path.split(".")[0], ALL_METHODS)
+    return tuple(m for m in ALL_METHODS if catalog.method_reads(m, path))
 
 
 def _methods_tag(methods) -> tuple[str, str]:

@@ -3,7 +3,7 @@
 The form only parses (numbers, choices, the upload's extension); the engine's `load_config` is the
 single judge of a configuration, and each of its errors (keyed "search.crossover_rate") is put back
 on the form field it came from. It holds the fields of every method (EvoMAL, GP-LFL, ML3,
-TaylorGLO); `READ_BY` says which method reads which, and on submit only the chosen method's
+TaylorGLO); the catalogue says which method reads which, and on submit only the chosen method's
 fields go into the configuration (the engine fills the rest with its defaults). Option lists come
 from the engine's torch-free catalogue; nothing here imports torch. The field layout (`SECTIONS`)
 and the presets (configs/*.json) are in `form_layout`.

@@ -318,14 +318,10 @@ def _clamps(expr: sympy.Expr) -> frozenset[sympy.Expr]:
     return frozenset(found)
 
 
-#: Significant digits of a constant in a printed loss (log(eps)^2 = 259.793007413442 reads 259.8):
-#: the printed forms are for reading; the expression and its weights keep every digit.
-PRINTED_DIGITS = 4
-
-
 def short_number(value: sympy.Float) -> str:
-    """A constant of a printed loss, to PRINTED_DIGITS significant digits ("259.8", "1.5e-05")."""
-    return format(float(value), f".{PRINTED_DIGITS}g")
+    """A constant of a printed loss to 4 significant digits ("259.8", "1.5e-05"): printed forms are for
+    reading (log(eps)^2 is 259.793007413442...); the expression and its weights keep every digit."""
+    return format(float(value), ".4g")
 
 
 class _LossLatexPrinter(LatexPrinter):

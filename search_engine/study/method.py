@@ -27,14 +27,8 @@ from typing import Any
 
 from search_engine import catalog
 
-#: method name -> "module:attribute" of its strategy object (one per catalogue method).
-METHODS: dict[str, str] = {
-    "evomal": "search_engine.methods.evolutionary:EVOMAL",
-    "gplfl": "search_engine.methods.evolutionary:GPLFL",
-    "ml3": "search_engine.methods.ml3:ML3",
-    "taylorglo": "search_engine.methods.taylorglo:TAYLORGLO",
-}
-assert set(METHODS) == set(catalog.METHODS), "every catalogue method has one strategy"
+#: method name -> "module:attribute" of its strategy object: the catalogue row says it.
+METHODS: dict[str, str] = {name: m.strategy for name, m in catalog.METHODS.items()}
 
 
 def method_named(name: str) -> Method:

@@ -53,7 +53,7 @@ REFERENCE = {
 }
 
 # Small presets for trying lfl out: not claimed to follow the reference.
-SMALL = {"quick", "ml3_digits", "taylorglo_digits"}
+SMALL = {"quick", "ml3_digits", "taylorglo_digits", "random_digits"}
 
 
 def _value(config: dict, dotted: str):

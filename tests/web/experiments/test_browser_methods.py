@@ -51,10 +51,11 @@ FORM_SELECTS = {"id_dataset": "digits", "id_model": "mlp"}
 # Fields of the other methods, and TaylorGLO's own (up front, then in the advanced part).
 OTHER_METHODS_FIELDS = ("id_population_size", "id_generations", "id_ml3_meta_steps")
 OTHER_METHODS_ADVANCED_FIELDS = ("id_top_k", "id_meta_steps", "id_crossover_rate", "id_rejection_steps",
-                                 "id_max_height", "id_evaluation_strategy", "id_ml3_inner_steps")
+                                 "id_max_height", "id_ml3_inner_steps")
 TAYLORGLO_FIELDS = ("id_taylorglo_population_size", "id_taylorglo_generations", "id_training_steps")
 TAYLORGLO_ADVANCED_FIELDS = ("id_taylorglo_sigma", "id_taylorglo_mean", "id_hall_of_fame_size", "id_max_train",
-                             "id_meta_test_steps", "id_meta_test_seeds", "id_device")
+                             "id_meta_test_steps", "id_meta_test_seeds", "id_device",
+                             "id_evaluation_strategy")  # its proposals are scored in the plan's chunks
 
 # Note each distinct state of the dashboard in window.__lflSeen from now on (a MutationObserver
 # fires after every change of the page, including each panel swap); window.__lflMarker is gone

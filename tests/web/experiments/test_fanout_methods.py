@@ -24,6 +24,8 @@ CONFIGS = {
     "taylorglo": tiny_config(method="taylorglo", taylorglo={"population_size": 5, "generations": 3},
                              evaluation=CHUNKS_OF_2),
     "ml3": tiny_config(method="ml3", ml3=ML3),
+    "random": tiny_config(method="random", search={"population_size": 6, "generations": 2}, evaluation=CHUNKS_OF_2,
+                          local_search={"mode": "all", "meta_steps": 2}),
 }
 
 

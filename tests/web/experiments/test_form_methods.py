@@ -123,11 +123,12 @@ def test_an_error_in_the_advanced_part_opens_it(signed_in, sent):
 def test_every_section_and_field_says_which_methods_read_it(signed_in):
     page = signed_in.get(NEW).content.decode()
     assert 'id="field-ml3_inner_steps" data-methods="ml3"' in page
-    assert 'id="field-top_k" data-methods="evomal"' in page
+    assert 'id="field-top_k" data-methods="evomal random"' in page
     assert 'id="field-taylorglo_generations" data-methods="taylorglo"' in page
-    assert 'id="field-population_size" data-methods="evomal gplfl"' in page
-    assert 'id="field-hall_of_fame_size" data-methods="evomal gplfl taylorglo"' in page
-    assert 'id="section-genetic-programming" data-methods="evomal gplfl"' in page
+    assert 'id="field-population_size" data-methods="evomal gplfl random"' in page
+    assert 'id="field-hall_of_fame_size" data-methods="evomal gplfl taylorglo random"' in page
+    assert 'id="field-crossover_rate" data-methods="evomal gplfl"' in page  # random search does not evolve
+    assert 'id="section-genetic-programming" data-methods="evomal gplfl random"' in page  # it seeds known losses
     assert 'id="section-loss-network-ml3" data-methods="ml3"' in page
     assert '<fieldset id="section-budget">' in page and 'id="field-training_steps">' in page  # every method's
     assert "ML3 only" in page and "EvoMAL, GP-LFL only" in page  # without the script, the sections say it
