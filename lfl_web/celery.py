@@ -24,9 +24,9 @@ app.autodiscover_tasks()
 
 def warm_up() -> None:
     """Import what evaluating a chunk needs (no CUDA call, no torch operation: safe before a fork)."""
-    import search_engine.evolution.steps  # noqa: F401 (SymPy, the operators)
-    import search_engine.scoring.plan  # noqa: F401 (torch, the evaluators)
-    import search_engine.tasks.task  # noqa: F401 (datasets, networks)
+    from search_engine.facade import preload_numeric_stack
+
+    preload_numeric_stack()
 
 
 @signals.worker_before_create_process.connect

@@ -113,6 +113,30 @@ def test_the_engine_never_imports_the_web_stack():
         assert not {n for n in names if n.split(".")[0] in web}, path
 
 
+def test_the_web_imports_the_engine_through_its_facade_only():
+    """lfl_web (migrations included) names no engine module but `search_engine.facade`, and every name
+    it imports from there is one the facade offers."""
+    import search_engine.facade as facade
+
+    deeper, unknown = [], []
+    for path in sorted((ROOT / "lfl_web").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            modules = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                       [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            rel = str(path.relative_to(ROOT))
+            deeper += [(rel, m) for m in modules if m.split(".")[0] == "search_engine" and m != "search_engine.facade"]
+            if isinstance(node, ast.ImportFrom) and node.module == "search_engine.facade":
+                unknown += [(rel, a.name) for a in node.names if a.name not in facade.__all__]
+    assert deeper == [] and unknown == []
+
+
+def test_the_facade_loads_no_numeric_stack_until_a_heavy_name_is_used():
+    code = ("import sys\nfrom search_engine.facade import catalog, load_config, work_estimate, verdict, parse\n"
+            "print(sorted(m for m in ('torch', 'sympy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_no_source_file_is_over_the_size_limit():
     roots = [*(ROOT / p for p in PACKAGES), ROOT / "tests", ROOT / "benchmarks", ROOT / "static" / "js"]
     too_long = {}

@@ -6,10 +6,7 @@ from __future__ import annotations
 from django.urls import reverse
 
 from lfl_web.api.http import JSON_TYPES, ApiError, json_type
-from search_engine.catalog import EXPORT_FORMATS
-from search_engine.config import load_config
-from search_engine.limits import work_estimate
-from search_engine.scoring.verdict import relative_improvement
+from search_engine.facade import EXPORT_FORMATS, load_config, relative_improvement, work_estimate
 
 #: Field of a new experiment -> (JSON type it must have, required).
 EXPERIMENT_FIELDS = {"name": (str, True), "description": (str, False), "private": (bool, False), "config": (dict, True)}

@@ -24,7 +24,7 @@ from lfl_web.experiments.downloads import export_file
 from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment, LearnedLoss, TransferRun
 from lfl_web.experiments.models.results import DEFAULT_LEADERBOARD_SORT
 from lfl_web.experiments.validation import InvalidExperiment
-from search_engine.catalog import EXPORT_FORMATS, METHODS
+from search_engine.facade import EXPORT_FORMATS, METHODS
 
 MAX_LIMIT = 1000
 EXPERIMENT_SCOPES = ("all", "mine")

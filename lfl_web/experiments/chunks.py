@@ -101,7 +101,7 @@ def run_chunk(chunk_id: int, *, worker: str) -> str:
     lease = Lease(chunk, worker)
     if not chunk.claim(worker, lease.until(), orphaned_from=dead_sibling(chunk, worker)):
         return "dropped"
-    from search_engine.runtime import interrupt
+    from search_engine.facade import interrupt
 
     with lease:
         started = time.perf_counter()

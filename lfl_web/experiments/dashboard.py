@@ -22,8 +22,7 @@ from lfl_web.experiments.downloads import DOWNLOAD_FORMATS
 from lfl_web.experiments.models import Experiment, MetaTestStatus
 from lfl_web.experiments.pareto import RUNNING_FRONTS, ParetoChart, experiment_chart
 from lfl_web.experiments.workers_panel import WorkersView, workers_view
-from search_engine import catalog
-from search_engine.methods.settings import network_weight_count
+from search_engine.facade import catalog, network_weight_count
 
 #: Panel id (the id of the fragment's root element) -> its partial.
 PANEL_TEMPLATES = {

@@ -9,7 +9,7 @@ loads it.
 from __future__ import annotations
 
 from lfl_web.experiments.models import LearnedLoss
-from search_engine import catalog
+from search_engine.facade import catalog
 
 #: The formats a learned loss downloads in (name, label, content_type, ...): the engine's catalogue.
 DOWNLOAD_FORMATS = catalog.EXPORT_FORMATS
@@ -21,7 +21,7 @@ def spec_for(loss: LearnedLoss):
     A row with `network` is a network loss (its `expression` is only the network's description);
     the engine reads the form from the spec, so every format follows from it.
     """
-    from search_engine.export.spec import LearnedLossSpec, meta_test_summary
+    from search_engine.facade import LearnedLossSpec, meta_test_summary
 
     experiment = loss.experiment
     kind = experiment.task_kind
@@ -41,7 +41,7 @@ def spec_for(loss: LearnedLoss):
 
 def export_file(loss: LearnedLoss, fmt: str) -> tuple[bytes, str]:
     """(file contents, filename) of `loss` in format `fmt` (a key of DOWNLOAD_FORMATS)."""
-    from search_engine.export.formats import default_filename, export
+    from search_engine.facade import default_filename, export
 
     data = export(spec_for(loss), fmt)
     return data, f"lfl_experiment{loss.experiment_id}_{default_filename(loss.rank, fmt)}"

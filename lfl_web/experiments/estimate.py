@@ -7,9 +7,13 @@ from __future__ import annotations
 from django.conf import settings
 
 from lfl_web.experiments.form_layout import FIELD_PATHS, config_from_values
-from search_engine import catalog
-from search_engine.config import ConfigError, load_config  # torch-free without check_data
-from search_engine.limits import step_labels, work_estimate
+from search_engine.facade import (  # torch-free without check_data
+    ConfigError,
+    catalog,
+    load_config,
+    step_labels,
+    work_estimate,
+)
 
 
 def estimate_context(form) -> dict:

@@ -18,8 +18,7 @@ def evaluator_for(experiment_id: int, config, saved_plan: dict | None):
     `saved_plan` is the search's plan record (None when it is being chosen, at the start): the kept
     evaluator is reused when it follows that plan.
     """
-    from search_engine.study.method import method_named
-    from search_engine.tasks.task import load_task
+    from search_engine.facade import load_task, method_named
 
     key = (experiment_id, json.dumps(config.to_dict(), sort_keys=True))
     if _cached.get("key") != key or saved_plan not in (None, _cached.get("plan")):

@@ -38,14 +38,14 @@ logger = logging.getLogger(__name__)
 
 def method_of(config: dict):
     """The engine's method object for a stored configuration."""
-    from search_engine.study.method import method_named
+    from search_engine.facade import method_named
 
     return method_named((config or {}).get("method", "evomal"))
 
 
 def search_config(experiment: Experiment):
     """The experiment's configuration as its method runs it (GP-LFL: local search off)."""
-    from search_engine.config import load_config
+    from search_engine.facade import load_config
 
     return method_of(experiment.config).settings(load_config(experiment.config, check_data=False))
 
@@ -63,8 +63,7 @@ def start(experiment: Experiment, *, resume_file=None) -> None:
         return
     from lfl_web.experiments.evaluators import evaluator_for
     from lfl_web.experiments.runner import CancelPoll
-    from search_engine.runtime import interrupt
-    from search_engine.study.driver import search_started
+    from search_engine.facade import interrupt, search_started
 
     method, config = method_of(experiment.config), search_config(experiment)
     try:
@@ -89,7 +88,7 @@ def _resumed(method, config, path):
     """(the state of a one-task checkpoint at `path` for this configuration, or None; the configuration)."""
     if path is None or not path.exists():
         return None, config
-    from search_engine.study.storage import FileStorage
+    from search_engine.facade import FileStorage
 
     return FileStorage(path, method).resume(config)
 
@@ -172,7 +171,7 @@ class Step:
         self.changed = True
 
     def finish(self, state, status: str) -> None:
-        from search_engine.study.driver import finished_event
+        from search_engine.facade import finished_event
 
         self.events.append(finished_event(state, status))
         self.finished, self.changed = status, True

@@ -16,8 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils.text import slugify
 
-from search_engine import catalog
-from search_engine.config import ConfigError, ExperimentConfig, load_config  # torch-free
+from search_engine.facade import ConfigError, ExperimentConfig, catalog, load_config  # torch-free
 
 logger = logging.getLogger(__name__)
 

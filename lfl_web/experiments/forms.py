@@ -27,8 +27,8 @@ from lfl_web.experiments.form_layout import (
 )
 from lfl_web.experiments.models import LEADERBOARD_ORDERINGS
 from lfl_web.experiments.models.results import DEFAULT_LEADERBOARD_SORT
-from search_engine import catalog
-from search_engine.config import EVALUATION_STRATEGIES as ENGINE_STRATEGIES  # torch-free
+from search_engine.facade import EVALUATION_STRATEGIES as ENGINE_STRATEGIES  # torch-free
+from search_engine.facade import catalog
 
 LOCAL_SEARCH_MODES = (("off", "off (pure GP)"), ("all", "all (EvoMAL)"), ("top_k", "top k per generation"))
 LR_PROTOCOLS = (("tuned", "tuned: the baseline's best rate, losses at its gradient scale"),

@@ -19,10 +19,7 @@ def shape_data(*, expression: str, weights: list | None, network: dict | None, k
                n_classes: int | None) -> dict | None:
     """The loss-shape data of a learned loss (an expression with optional edge weights, or a network
     loss's JSON form) for a task of `kind` with `n_classes` classes; None if the loss cannot be read."""
-    from search_engine.export.loss_shape import loss_shape
-    from search_engine.export.spec import check_weights
-    from search_engine.expr.network import NetworkLoss
-    from search_engine.expr.tree import parse
+    from search_engine.facade import NetworkLoss, check_weights, loss_shape, parse
 
     classes = n_classes if n_classes and n_classes >= 2 else DEFAULT_SHAPE_CLASSES
     try:

@@ -22,8 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from search_engine import catalog
-from search_engine.expr.tree import prefix_size
+from search_engine.facade import catalog, prefix_size
 
 #: Methods whose losses are expressions (ML3's are networks: they have no size to plot).
 SYMBOLIC_METHODS = frozenset(m.name for m in catalog.METHODS.values() if m.symbolic)

@@ -48,7 +48,7 @@ def run_pending_meta_test(experiment_id: int, config=None) -> None:
     `Experiment.mark_finished`). A failure, or a stop its owner asked for (`request_cancel`, noticed
     within a few training steps), is recorded on the experiment and shown on its page; the search
     itself succeeded and stays so."""
-    from search_engine.runtime import interrupt
+    from search_engine.facade import interrupt
 
     experiment = Experiment.objects.waiting_for_meta_test().filter(pk=experiment_id).first()
     if experiment is None:
@@ -58,7 +58,7 @@ def run_pending_meta_test(experiment_id: int, config=None) -> None:
             raise interrupt.Stopped
         with interrupt.watching(CancelPoll(experiment_id)):
             if config is None:  # a redelivered task: the search is done, only the meta-test is left
-                from search_engine.config import load_config
+                from search_engine.facade import load_config
 
                 config = load_config(experiment.config, check_data=True)
             meta_test_best(experiment, config)
@@ -78,9 +78,7 @@ def meta_test_best(experiment: Experiment, config) -> None:
     watchers get a `meta_test_progress` message after each seed and a `meta_test_finished`
     message when the numbers are in.
     """
-    from search_engine.scoring.final_choice import meta_test_final
-    from search_engine.scoring.protocol import search_rate_of
-    from search_engine.tasks.task import load_task
+    from search_engine.facade import load_task, meta_test_final, search_rate_of
 
     losses = list(experiment.learned_losses.order_by("rank"))
     if not losses:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from search_engine import catalog
+from search_engine.facade import catalog
 
 #: The longest name a data set is listed under (the length of LearnedLoss.dataset).
 MAX_NAME_LENGTH = 64
@@ -71,8 +71,7 @@ def stored_class_count(config: dict, baseline_loss: str, n_classes: int | None) 
 
 
 def _file_class_count(config: dict) -> int | None:
-    from search_engine.config import ConfigError, dataset_spec, load_config
-    from search_engine.tasks.describe import DataError, describe_dataset
+    from search_engine.facade import ConfigError, DataError, dataset_spec, describe_dataset, load_config
 
     try:
         info = describe_dataset(dataset_spec(load_config(config, check_data=False).task))

@@ -21,10 +21,13 @@ from lfl_web.experiments.models import LearnedLoss, TransferRun, TransferStatus
 from lfl_web.experiments.queue import BROKER_ERRORS, RETRY_POLICY, QueueUnavailable, broker_connection
 from lfl_web.experiments.recording import json_ready
 from lfl_web.experiments.validation import server_paths_outside_data_dirs
-from search_engine import catalog
-from search_engine.config import ConfigError
-from search_engine.limits import TUNING_RUNS_AT_MOST
-from search_engine.scoring.verdict import leading_comparison, relative_improvement
+from search_engine.facade import (
+    TUNING_RUNS_AT_MOST,
+    ConfigError,
+    catalog,
+    leading_comparison,
+    relative_improvement,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ def target_datasets() -> tuple[str, ...]:
 
 def transfer_settings(*, learned_loss: LearnedLoss, dataset, model, data_root: str = "", seeds=None, steps=None):
     """The target configuration (an ExperimentConfig), or InvalidTransfer naming each bad request field."""
-    from search_engine.scoring.transfer import transfer_config
+    from search_engine.facade import transfer_config
 
     if dataset in catalog.FILE_DATASETS:
         raise InvalidTransfer({"dataset": f"choose one of {', '.join(target_datasets())}; an uploaded file "
@@ -180,7 +183,7 @@ def run_transfer(*, transfer_id: int, task_id: str | None) -> str:
 
 
 def _meta_test(run: TransferRun) -> None:
-    from search_engine.scoring.transfer import transfer
+    from search_engine.facade import transfer
 
     loss = run.learned_loss
     config = transfer_settings(learned_loss=loss, dataset=run.dataset, model=run.model, data_root=run.data_root,

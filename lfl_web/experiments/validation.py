@@ -15,8 +15,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from lfl_web.experiments.files import upload_dir
-from search_engine.config import ConfigError, check_task, load_config  # torch-free, check_task too (numpy)
-from search_engine.limits import step_labels, work_estimate
+from search_engine.facade import (  # torch-free, check_task too (numpy)
+    ConfigError,
+    check_task,
+    load_config,
+    step_labels,
+    work_estimate,
+)
 
 #: The code of a ValidationError about one configuration field (params: field, message).
 CONFIG_FIELD = "config_field"

@@ -34,7 +34,7 @@ from lfl_web.experiments.transfers import (
     target_datasets,
 )
 from lfl_web.experiments.validation import InvalidExperiment
-from search_engine.catalog import MODEL_NAMES
+from search_engine.facade import MODEL_NAMES
 
 SCOPES = ("all", "mine")
 #: The leaderboard's sort keys (LEADERBOARD_ORDERINGS) as its tabs name them, in tab order.

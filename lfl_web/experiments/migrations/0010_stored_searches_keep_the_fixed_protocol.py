@@ -3,7 +3,7 @@ configurations (and search states) say so, so that a resumed search continues as
 
 from django.db import migrations
 
-from search_engine.stored_config import as_stored
+from search_engine.facade import as_stored
 
 
 def _with_protocol(config):

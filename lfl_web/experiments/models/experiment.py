@@ -12,9 +12,7 @@ from django.utils import timezone
 
 from lfl_web.experiments.task_facts import class_count, file_data_name, stored_class_count, task_kind
 from lfl_web.experiments.validation import validated_config
-from search_engine import catalog
-from search_engine.config import MetaTestConfig
-from search_engine.methods.settings import generation_count
+from search_engine.facade import MetaTestConfig, catalog, generation_count
 
 
 class Status(models.TextChoices):

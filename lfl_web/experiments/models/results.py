@@ -27,9 +27,8 @@ from django.db.models.functions import Cast, Coalesce
 from lfl_web.experiments.loss_shapes import shape_data
 from lfl_web.experiments.models.experiment import Experiment, Status
 from lfl_web.experiments.models.transfer import TransferRun
-from search_engine import catalog
-from search_engine.scoring.verdict import Verdict
-from search_engine.scoring.verdict import verdict as meta_test_verdict
+from search_engine.facade import Verdict, catalog
+from search_engine.facade import verdict as meta_test_verdict
 
 
 class Generation(models.Model):

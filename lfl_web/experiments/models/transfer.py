@@ -15,9 +15,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from lfl_web.experiments.models.experiment import Experiment
-from search_engine import catalog
-from search_engine.scoring.verdict import Verdict
-from search_engine.scoring.verdict import verdict as meta_test_verdict
+from search_engine.facade import Verdict, catalog
+from search_engine.facade import verdict as meta_test_verdict
 
 
 class TransferStatus(models.TextChoices):

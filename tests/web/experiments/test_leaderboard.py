@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from lfl_web.api.models import ApiToken
 from lfl_web.experiments.models import Experiment, LearnedLoss, Status, TransferRun
+from search_engine import catalog
 
 from ..conftest import tiny_config
 
@@ -145,7 +146,7 @@ def test_the_api_filters_by_method_and_refuses_an_unknown_one(api, board):
         "even", "diverged", "regression"]
     refused = api(method="sgd")
     assert refused.status_code == 400
-    assert refused.json()["errors"]["method"] == "must be one of evomal, gplfl, ml3, taylorglo, got 'sgd'"
+    assert refused.json()["errors"]["method"] == f"must be one of {', '.join(catalog.METHODS)}, got 'sgd'"
 
 
 def test_the_page_offers_every_sort_key_as_a_tab(signed_in, board):
