@@ -77,7 +77,7 @@ class SyntheticSearch:
                              start_generation=0, baseline_loss="cross_entropy", baseline_fitness=0.3)
 
     def candidates(self, generation: int) -> list:
-        from lfl_web.experiments.pareto import expression_size
+        from lfl_web.experiments.results.pareto import expression_size
         from search_engine.evolution.events import CandidateEvaluated
 
         rng, events = self.rng, []
@@ -234,7 +234,7 @@ def commit_stamps(stamps: dict):
     on_commit callback (record_event itself is unchanged)."""
     from django.db import transaction
 
-    from lfl_web.experiments import recording
+    from lfl_web.experiments.live import recording
 
     original = recording.SAVERS
 
@@ -263,8 +263,8 @@ def run(generations: int, viewers: int, population: int) -> tuple[list[dict], in
         from django.contrib.auth import get_user_model
         from django.test import Client
 
+        from lfl_web.experiments.live.recording import record_event
         from lfl_web.experiments.models import Experiment
-        from lfl_web.experiments.recording import record_event
 
         user = get_user_model().objects.create_user("viewer", password="a-long-benchmark-password")
         client = Client()

@@ -12,7 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from lfl_web.experiments.routing import websocket_urlpatterns  # noqa: E402
+from lfl_web.experiments.live.routing import websocket_urlpatterns  # noqa: E402
 from lfl_web.static_files import StaticFilesHandler  # noqa: E402
 
 application = ProtocolTypeRouter(

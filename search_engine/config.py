@@ -10,115 +10,174 @@ configuration without loading the numeric stack; the dataset/model checks are im
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search_engine import catalog, limits
+from search_engine import catalog
+from search_engine.fields import (
+    MAX_BATCH,
+    MAX_POPULATION,
+    MAX_TREE_HEIGHT,
+    POSITIVE_META_RATE,
+    POSITIVE_RATE,
+    PROBABILITY,
+    SEED_RANGE,
+    SHARE_OF_DATA,
+    FloatRange,
+    range_errors,
+    setting,
+)
 from search_engine.methods.settings import ML3Settings, TaylorGLOSettings
-from search_engine.methods.settings import check_ranges as check_method_ranges
-
-
-class ConfigError(ValueError):
-    """One or more invalid configuration fields; `errors` maps dotted field names to messages."""
-
-    def __init__(self, errors: dict[str, str]):
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+from search_engine.parsing import ConfigError, build, is_cuda_index, read_source
 
 
 @dataclass(frozen=True)
 class TaskConfig:
     """What the losses are learned on: a dataset and a model."""
 
-    dataset: str = "digits"  # a registered dataset name (see search_engine.tasks.datasets)
-    model: str = "mlp"  # a registered model name (see search_engine.tasks.networks)
-    data_root: str | None = None  # folder holding torchvision datasets (mnist, cifar10, ...)
-    data_file: str | None = None  # user data: a .csv or .npz file
-    label: str | None = None  # csv label column / npz label key
-    kind: str | None = None  # user data: "classification" or "regression"
-    val_fraction: float = 0.2  # share of the training pool held out for fitness
-    test_fraction: float = 0.2  # share held out for meta-testing (sklearn/user data only)
-    max_train: int | None = None  # subsample the training split, for fast searches
+    dataset: str = setting("digits", label="Dataset", help="A catalogue dataset: digits, digits28 and diabetes are "
+                           "built in; csv and npz read the data file; mnist, cifar10, ... are read from the data root.")
+    model: str = setting("mlp", label="Model", help="A catalogue model, checked against the data's shape.")
+    data_root: str | None = setting(None, label="Data root", help="Server folder holding torchvision datasets "
+                                    "(mnist, cifar10, ...).")
+    data_file: str | None = setting(None, label="Data file", help="Your own data for dataset csv or npz.")
+    label: str | None = setting(None, label="Label", help="CSV label column or NPZ label key (default: y / the "
+                                "last column).")
+    kind: str | None = setting(None, label="Kind", choices=catalog.KINDS, help="For an uploaded file: what its "
+                               "labels are.")
+    val_fraction: float = setting(0.2, label="Validation fraction", range=SHARE_OF_DATA,
+                                  help="Share of the training data held out to score losses.")
+    test_fraction: float = setting(0.2, label="Test fraction", range=SHARE_OF_DATA,
+                                   help="Share held out for the meta-test (built-in and uploaded data; mnist, "
+                                   "cifar10, ... use their official test split).")
+    max_train: int | None = setting(None, label="Max training samples", at_least=2, at_most=10_000_000,
+                                    help="Subsample the training split (blank: all).",
+                                    reason="no bundled, torchvision or 200 MB uploaded set has more samples")
 
 
 @dataclass(frozen=True)
 class SearchSettings:
     """The genetic-programming loop. Defaults follow EvoMAL (Raymond et al., TPAMI 2023)."""
 
-    population_size: int = 25
-    generations: int = 50
-    crossover_rate: float = 0.7
-    mutation_rate: float = 0.25
-    tournament_size: int = 4
-    elitism_rate: float = 0.05  # EvoMAL configures 5% but never applies it; we apply it
-    init_min_height: int = 2  # ramped half-and-half initial heights
-    init_max_height: int = 4
-    max_height: int = 10  # static limit, checked after every operator
-    mutation_min_height: int = 0  # height of the random subtree a mutation inserts
-    mutation_max_height: int = 2
-    seed_known_losses: bool = True  # start from cross-entropy / squared error: never worse than baseline
-    hall_of_fame_size: int = 10
+    population_size: int = setting(25, label="Population size", at_least=2, at_most=MAX_POPULATION,
+                                   help="Loss expressions per generation.",
+                                   reason="EvoMAL uses 25, GP papers rarely exceed a few thousand")
+    generations: int = setting(50, label="Generations", at_least=1, at_most=10_000,
+                               reason="EvoMAL runs 50; a resumed search may raise it again")
+    crossover_rate: float = setting(0.7, label="Crossover rate", range=PROBABILITY)
+    mutation_rate: float = setting(0.25, label="Mutation rate", range=PROBABILITY,
+                                   help="Crossover + mutation rate must be at most 1.")
+    tournament_size: int = setting(4, label="Tournament size", at_least=1, at_most=MAX_POPULATION,
+                                   reason="drawn from the population: larger is meaningless")
+    # EvoMAL configures 5% but never applies it; lfl applies it.
+    elitism_rate: float = setting(0.05, label="Elitism rate", range=PROBABILITY,
+                                  help="Share of the best kept unchanged for the next generation.")
+    init_min_height: int = setting(2, label="Initial min height", at_least=1, at_most=MAX_TREE_HEIGHT,
+                                   help="Heights of the random trees of the first generation (ramped half-and-half).")
+    init_max_height: int = setting(4, label="Initial max height", at_least=1, at_most=MAX_TREE_HEIGHT)
+    max_height: int = setting(10, label="Max tree height", at_least=1, at_most=MAX_TREE_HEIGHT,
+                              help="No operator may grow a tree past it (at most 17).",
+                              reason="Koza's static limit, DEAP's default")
+    mutation_min_height: int = setting(0, label="Mutation min height", at_least=0, at_most=MAX_TREE_HEIGHT,
+                                       help="Height of the random subtree a mutation inserts.")
+    mutation_max_height: int = setting(2, label="Mutation max height", at_least=0, at_most=MAX_TREE_HEIGHT,
+                                       reason="a taller inserted subtree breaks max_height anyway")
+    seed_known_losses: bool = setting(True, label="Seed known losses",
+                                      help="Start from cross-entropy / squared error.")
+    hall_of_fame_size: int = setting(10, label="Hall of fame size", at_least=1, at_most=1_000,
+                                     help="How many of the best losses are kept and listed.",
+                                     reason="each entry becomes a stored, exportable learned loss (EvoMAL: 10)")
+
+
+LR_PROTOCOLS = ("tuned", "fixed")
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
     """How a candidate loss is scored: train the task's model from a fixed seed with SGD."""
 
-    steps: int = 500
-    batch_size: int = 128
-    lr: float = 0.01
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
+    steps: int = setting(500, label="Training steps", at_least=1, at_most=1_000_000,
+                         help="SGD steps of each fitness training: every loss scored trains a fresh model this long.",
+                         reason="EvoMAL's fitness uses 500, its full meta-test training 100 000")
+    batch_size: int = setting(128, label="Batch size", at_least=1, at_most=MAX_BATCH)
+    lr: float = setting(0.01, label="Learning rate", range=POSITIVE_RATE,
+                        reason="above the largest rate the meta-test's tuning tries, 10^1.5")
+    momentum: float = setting(0.0, label="Momentum", range=FloatRange(0.0, 1.0, high_open=True),
+                              reason="at 1 the velocity never decays")
+    nesterov: bool = setting(False, label="Nesterov")
+    weight_decay: float = setting(0.0, label="Weight decay", range=FloatRange(0.0, 1.0),
+                                  reason="EvoMAL's CIFAR setting is 5e-4; at 1 the decay outweighs any loss")
     # "tuned": the search trains at the baseline's best rate (picked on validation from a grid around
     # `lr`) and every candidate loss is scaled to the baseline's gradient size, so no candidate can win
     # by being a rescaled baseline (scoring.protocol). "fixed": every loss as it is, at `lr` (the paper).
-    lr_protocol: str = "tuned"
+    lr_protocol: str = setting("tuned", label="Learning-rate protocol", choices=LR_PROTOCOLS,
+                               help="Tuned: every loss trains at the baseline's best rate, scaled to the baseline's "
+                               "gradient size, so no loss wins by acting as a different learning rate. Fixed: the "
+                               "paper's protocol, every loss as it is at the learning rate above.")
 
 
 @dataclass(frozen=True)
 class RejectionConfig:
     """Cheap screen run before training: optimize a fixed subset's outputs directly under the loss."""
 
-    enabled: bool = True
-    steps: int = 100  # Adam steps on the outputs, lr = training.lr
-    samples: int = 100  # size of the fixed training subset
+    enabled: bool = setting(True, label="Screen candidates first",
+                            help="Reject a loss that ignores the prediction, or under which directly optimizing a "
+                            "fixed subset's outputs does not improve the metric, before training with it.")
+    steps: int = setting(100, label="Screen steps", at_least=1, at_most=100_000,
+                         help="Adam steps on the subset's outputs (at the training learning rate).",
+                         reason="EvoMAL screens with 100 cheap steps on outputs, not on a model")
+    samples: int = setting(100, label="Screen samples", at_least=2, at_most=1_000_000,
+                           help="Size of the fixed training subset.",
+                           reason="EvoMAL: 100; a larger subset is the whole training split")
 
 
 LOCAL_SEARCH_MODES = ("off", "all", "top_k")
-LR_PROTOCOLS = ("tuned", "fixed")
 
 
 @dataclass(frozen=True)
 class LocalSearchConfig:
     """Gradient refinement of a symbolic loss's edge weights through unrolled training steps."""
 
-    mode: str = "all"  # "off" (pure GP, the GP-LFL baseline), "all" accepted candidates (EvoMAL), "top_k"
-    top_k: int = 5  # with mode "top_k": how many of each generation's best are refined
-    meta_steps: int = 250
-    inner_steps: int = 1  # K differentiable SGD steps per meta step
-    meta_lr: float = 1e-3  # Adam on the loss weights; the inner lr is training.lr
-    batch_size: int = 128
+    mode: str = setting("all", label="Mode", choices=LOCAL_SEARCH_MODES,
+                        help="Learn edge weights for every accepted candidate (all, EvoMAL), only each generation's "
+                        "k best (top_k), or none (off, pure GP).")
+    top_k: int = setting(5, label="Top k", at_least=1, at_most=MAX_POPULATION,
+                         help="With mode top k: how many of each generation's best are refined.",
+                         reason="at most the whole population is refined")
+    meta_steps: int = setting(250, label="Meta steps", at_least=1, at_most=100_000, reason="EvoMAL: 250")
+    inner_steps: int = setting(1, label="Inner steps", at_least=1, at_most=100,
+                               help="Differentiable SGD steps per meta step.",
+                               reason="unrolled: memory grows with every inner step (EvoMAL: 1)")
+    meta_lr: float = setting(1e-3, label="Meta learning rate", range=POSITIVE_META_RATE,
+                             help="Adam on the loss weights; the inner rate is the training learning rate.")
+    batch_size: int = setting(128, label="Meta batch size", at_least=1, at_most=MAX_BATCH,
+                              help="Training and validation batch of each meta step.")
 
 
 @dataclass(frozen=True)
 class MetaTestConfig:
     """Meta-testing: train from scratch with the learned loss and with the baseline, several seeds."""
 
-    steps: int = 2000
-    seeds: int = 5
-    lr_milestones: tuple[int, ...] = ()  # steps at which the learning rate is multiplied by lr_gamma
-    lr_gamma: float = 0.1  # (the reference's CIFAR schedule: 150,000 steps, x0.1 at 100,000 and 135,000)
-    # Also compare each loss at its own best learning rate (scoring.tuned_lr); reports lead with that
-    # comparison (scoring.verdict). On by default: at the search's rate alone, a loss that only rescales
-    # the baseline's gradient looks better. Off: the paper's protocol alone, and a faster meta-test.
-    tune_lr: bool = True
+    steps: int = setting(2000, label="Meta-test steps", at_least=1, at_most=1_000_000,
+                         help="Training steps per model when the best loss is tested against the baseline.",
+                         reason="EvoMAL's MNIST/CIFAR meta-test trains 100 000 steps")
+    seeds: int = setting(5, label="Meta-test seeds", at_least=1, at_most=1_000,
+                         help="Models trained with each loss, one per seed.",
+                         reason="EvoMAL reports 10; a paired t-test needs no more than hundreds")
+    lr_milestones: tuple[int, ...] = setting((), label="Meta-test LR milestones", at_most=1_000_000,
+                                             help="Steps at which the meta-test's learning rate is multiplied by "
+                                             "lr_gamma (the reference's CIFAR schedule: 150 000 steps, x0.1 at "
+                                             "100 000 and 135 000).")
+    lr_gamma: float = setting(0.1, label="Meta-test LR decay", range=FloatRange(0.0, 1.0, low_open=True),
+                              help="Factor applied at each milestone.", reason="1 keeps the rate, 0 stops training")
+    # On by default: at the search's rate alone, a loss that only rescales the baseline's gradient looks better.
+    tune_lr: bool = setting(True, label="At each loss's best learning rate",
+                            help="Meta-test the learned loss and the baseline again, each at its own best learning "
+                            "rate picked on validation data; reports lead with this comparison. Off: only at the "
+                            "search's learning rate (the paper's protocol), where a loss that rescales the gradient "
+                            "can look better; faster.")
 
 
 EVALUATION_STRATEGIES = ("auto", "measure", "sequential", "batched")
@@ -128,19 +187,26 @@ EVALUATION_STRATEGIES = ("auto", "measure", "sequential", "batched")
 class EvaluationConfig:
     """How candidates are scored: one after another, or a population of models as one program."""
 
-    strategy: str = "auto"  # "auto" (fixed rule: scoring.plan), "measure" (time it), "sequential", "batched"
-    max_population_chunk: int = 25  # most candidates trained together in one program
-    # torch's threads for the search's math on a CPU. A thread count changes float rounding (a matrix
-    # product splits its sums by thread), so it is part of the configuration, not of the machine or of
-    # how many workers share it: every process that evaluates for the search uses this many.
-    threads: int = 1
+    strategy: str = setting("auto", label="Evaluation strategy", choices=EVALUATION_STRATEGIES,
+                            help="sequential trains one candidate at a time, batched a chunk of them as one "
+                            "program, auto picks by the model and the device, measure times both on the task.")
+    max_population_chunk: int = setting(25, label="Max population chunk", at_least=1, at_most=MAX_POPULATION,
+                                        help="Most candidates trained together as one program; also the chunk a "
+                                        "worker takes, so smaller chunks spread a generation over more workers.")
+    # A thread count changes float rounding (a matrix product splits its sums by thread), so it is part
+    # of the configuration, not of the machine or of how many workers share it.
+    threads: int = setting(1, label="CPU threads", at_least=1, at_most=256,
+                           help="Torch threads for the search's math on a CPU. Part of the result: a thread count "
+                           "changes float rounding, so it is not taken from the machine.",
+                           reason="beyond any CPU a worker has")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment. `seed` drives every random choice of the search."""
 
-    method: str = "evomal"  # a catalogue method: "evomal", "gplfl", "ml3", "taylorglo"
+    method: str = setting("evomal", label="Method", choices=tuple(catalog.METHODS),
+                          help="How losses are learned (docs/methods.md).")
     task: TaskConfig = field(default_factory=TaskConfig)
     search: SearchSettings = field(default_factory=SearchSettings)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -150,8 +216,10 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     ml3: ML3Settings = field(default_factory=ML3Settings)  # used when method is "ml3"
     taylorglo: TaylorGLOSettings = field(default_factory=TaylorGLOSettings)  # when method is "taylorglo"
-    seed: int = 0
-    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
+    seed: int = setting(0, label="Seed", at_least=SEED_RANGE[0], at_most=SEED_RANGE[1],
+                        help="Drives every random choice of the search.",
+                        reason="what numpy and scikit-learn accept as a random state (the splits use it)")
+    device: str = setting("auto", label="Device", help="auto (cuda if available), cpu, cuda or cuda:N.")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dictionary (the stored form: lists, not tuples, as JSON gives them back)."""
@@ -164,82 +232,9 @@ class ExperimentConfig:
 # ---------------------------------------------------------------- parsing
 
 
-def _type_error(expected: str, value: Any) -> str:
-    return f"must be {expected}, got {value!r}"
-
-
-_LARGEST_FLOAT = 1.7976931348623157e308
-#: torch keeps a device index in an int8, so "cuda:128" would silently become cuda:-128.
-_MAX_CUDA_INDEX = 127
-
-
-def _is_cuda_index(device: str) -> bool:
-    """'cuda:N' with N written as torch reads it: ASCII digits, no leading zero, at most 127."""
-    index = device.removeprefix("cuda:")
-    return (device.startswith("cuda:") and index.isascii() and index.isdigit()
-            and (index == "0" or not index.startswith("0")) and int(index) <= _MAX_CUDA_INDEX)
-
-
-def _coerce(tp: Any, value: Any) -> tuple[Any, str | None]:
-    """Check one leaf value against its annotation; return (value, error message or None)."""
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None, None
-        return _coerce(args[0], value)
-    if tp is bool:
-        return (value, None) if isinstance(value, bool) else (value, _type_error("true or false", value))
-    if tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return (value, None) if ok else (value, _type_error("an integer", value))
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return value, _type_error("a number", value)
-        # abs(int) > 1.8e308 overflows math.isfinite (OverflowError); such an int is not finite as a float.
-        if (isinstance(value, int) and abs(value) > _LARGEST_FLOAT) or not math.isfinite(value):
-            return value, _type_error("a finite number", value)
-        return float(value), None
-    if tp is str:
-        return (value, None) if isinstance(value, str) else (value, _type_error("a string", value))
-    if typing.get_origin(tp) is tuple:  # tuple[int, ...]: a JSON list of integers
-        if not isinstance(value, (list, tuple)):
-            return value, _type_error("a list of integers", value)
-        items = [_coerce(int, v) for v in value]
-        bad = next((problem for _, problem in items if problem), None)
-        return (tuple(value), None) if bad is None else (value, "every item " + bad)
-    raise TypeError(f"unsupported config annotation {tp!r}")
-
-
-def _build(cls: type, data: Any, prefix: str, errors: dict[str, str]) -> Any:
-    """Build dataclass `cls` from `data`, recording errors under dotted names."""
-    if not isinstance(data, dict):
-        errors[prefix.rstrip(".") or "config"] = _type_error("an object", data)
-        return cls()
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(names)})"
-            errors[prefix + (key if isinstance(key, str) and key else repr(key))] = "unknown field" + hint
-    kwargs = {}
-    for name in names:
-        if name not in data:
-            continue
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, data[name], f"{prefix}{name}.", errors)
-            continue
-        value, problem = _coerce(tp, data[name])
-        if problem:
-            errors[prefix + name] = problem
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
-
-
 def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
-    """Semantic checks that need no data: sizes, rates, heights."""
+    """Semantic checks that need no data: each field's own range (`fields.range_errors`, from the
+    facts beside the field), then what fields must satisfy together."""
     e: dict[str, str] = {}
 
     def need(ok: bool, name: str, message: str) -> None:
@@ -248,18 +243,14 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
 
     need(c.method in catalog.METHODS, "method",
          f"must be one of {', '.join(catalog.METHODS)}, got {c.method!r}")
-    check_method_ranges(c, need)
-    for name, message in limits.float_range_errors(c).items():  # rates, fractions, learning rates: each bounded
+    read = (lambda dotted: catalog.method_reads(c.method, dotted)) if c.method in catalog.METHODS else None
+    for name, message in (range_errors(c, read) if read else range_errors(c)).items():
         need(False, name, message)
-    s, t, r, m = c.search, c.training, c.rejection, c.meta_test
-    need(s.population_size >= 2, "search.population_size", f"must be at least 2, got {s.population_size}")
-    need(s.generations >= 1, "search.generations", f"must be at least 1, got {s.generations}")
+    s, t, m, tk = c.search, c.training, c.meta_test, c.task
     need(
         s.crossover_rate + s.mutation_rate <= 1.0 + 1e-12, "search.mutation_rate",
         f"crossover_rate + mutation_rate must be at most 1, got {s.crossover_rate + s.mutation_rate:g}",
     )
-    need(s.tournament_size >= 1, "search.tournament_size", f"must be at least 1, got {s.tournament_size}")
-    need(s.init_min_height >= 1, "search.init_min_height", f"must be at least 1, got {s.init_min_height}")
     need(
         s.init_max_height >= s.init_min_height, "search.init_max_height",
         f"must be at least init_min_height ({s.init_min_height}), got {s.init_max_height}",
@@ -268,49 +259,18 @@ def _check_ranges(c: ExperimentConfig) -> dict[str, str]:
         s.max_height >= s.init_max_height, "search.max_height",
         f"must be at least init_max_height ({s.init_max_height}), got {s.max_height}",
     )
-    need(s.max_height <= 17, "search.max_height", f"must be at most 17, got {s.max_height}")
-    need(s.mutation_min_height >= 0, "search.mutation_min_height", f"must be >= 0, got {s.mutation_min_height}")
     need(
         s.mutation_max_height >= s.mutation_min_height, "search.mutation_max_height",
         f"must be at least mutation_min_height ({s.mutation_min_height}), got {s.mutation_max_height}",
     )
-    need(s.hall_of_fame_size >= 1, "search.hall_of_fame_size", f"must be at least 1, got {s.hall_of_fame_size}")
-    need(t.steps >= 1, "training.steps", f"must be at least 1, got {t.steps}")
-    need(t.batch_size >= 1, "training.batch_size", f"must be at least 1, got {t.batch_size}")
     need(not t.nesterov or t.momentum > 0, "training.nesterov", "Nesterov needs momentum > 0")
-    need(t.lr_protocol in LR_PROTOCOLS, "training.lr_protocol",
-         f"must be one of {', '.join(LR_PROTOCOLS)}, got {t.lr_protocol!r}")
-    need(r.steps >= 1, "rejection.steps", f"must be at least 1, got {r.steps}")
-    need(r.samples >= 2, "rejection.samples", f"must be at least 2, got {r.samples}")
-    ls = c.local_search
-    need(ls.mode in LOCAL_SEARCH_MODES, "local_search.mode",
-         f"must be one of {', '.join(LOCAL_SEARCH_MODES)}, got {ls.mode!r}")
-    need(ls.top_k >= 1, "local_search.top_k", f"must be at least 1, got {ls.top_k}")
-    need(ls.meta_steps >= 1, "local_search.meta_steps", f"must be at least 1, got {ls.meta_steps}")
-    need(ls.inner_steps >= 1, "local_search.inner_steps", f"must be at least 1, got {ls.inner_steps}")
-    need(ls.batch_size >= 1, "local_search.batch_size", f"must be at least 1, got {ls.batch_size}")
-    ev = c.evaluation
-    need(ev.strategy in EVALUATION_STRATEGIES, "evaluation.strategy",
-         f"must be one of {', '.join(EVALUATION_STRATEGIES)}, got {ev.strategy!r}")
-    need(ev.max_population_chunk >= 1, "evaluation.max_population_chunk",
-         f"must be at least 1, got {ev.max_population_chunk}")
-    need(ev.threads >= 1, "evaluation.threads", f"must be at least 1, got {ev.threads}")
-    need(m.steps >= 1, "meta_test.steps", f"must be at least 1, got {m.steps}")
-    need(m.seeds >= 1, "meta_test.seeds", f"must be at least 1, got {m.seeds}")
     ms = m.lr_milestones
     need(all(a < b for a, b in zip((0, *ms), ms)), "meta_test.lr_milestones",
          f"must be increasing positive step numbers, got {list(ms)}")
-    tk = c.task
     need(tk.val_fraction + tk.test_fraction < 1.0, "task.test_fraction", "val_fraction + test_fraction must be < 1")
-    need(tk.max_train is None or tk.max_train >= 2, "task.max_train", f"must be at least 2, got {tk.max_train}")
-    need(tk.kind is None or tk.kind in catalog.KINDS, "task.kind",
-         f"must be 'classification' or 'regression', got {tk.kind!r}")
     dev = c.device
-    need(dev in ("auto", "cpu", "cuda") or _is_cuda_index(dev), "device",
+    need(dev in ("auto", "cpu", "cuda") or is_cuda_index(dev), "device",
          f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
-    need(c.seed >= limits.SEED_RANGE[0], "seed", f"must be at least {limits.SEED_RANGE[0]}, got {c.seed}")
-    for name, message in limits.upper_bound_errors(c).items():  # sizes and step counts, each capped
-        need(False, name, message)
     return e
 
 
@@ -359,9 +319,9 @@ def load_config(source: dict | str | Path, *, check_data: bool = True) -> Experi
     Raises ConfigError listing every problem. With `check_data`, the dataset is looked up and
     the model checked against its shape (this imports torch).
     """
-    data = _read_source(source)
+    data = read_source(source)
     errors: dict[str, str] = {}
-    config = _build(ExperimentConfig, data, "", errors)
+    config = build(ExperimentConfig, data, "", errors)
     if errors:
         raise ConfigError(errors)
     errors = _check_ranges(config)
@@ -370,25 +330,6 @@ def load_config(source: dict | str | Path, *, check_data: bool = True) -> Experi
     if errors:
         raise ConfigError(errors)
     return config
-
-
-def _read_source(source: dict | str | Path) -> Any:
-    if not isinstance(source, (str, Path)):
-        return source  # a dict, or any other JSON value (reported by _build as "must be an object")
-    if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
-        path = Path(source)
-        try:
-            text = path.read_text()
-        except (OSError, ValueError) as exc:  # ValueError: a null byte in the path, or non-UTF-8 bytes
-            raise ConfigError({"config": f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"}) from exc
-    else:
-        text = source
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError({"config": f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"}) from exc
-    except RecursionError as exc:
-        raise ConfigError({"config": "invalid JSON: nested too deeply"}) from exc
 
 
 def replace(config: ExperimentConfig, **sections: Any) -> ExperimentConfig:

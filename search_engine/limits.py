@@ -2,9 +2,10 @@
 
 `UPPER_BOUNDS` caps every size and step count of a configuration, so a typo (10**9 generations)
 is refused where it is typed instead of queueing a search that would never end; each cap is far
-above what EvoMAL's own settings use (configs/*.json) and says why it is where it is.
-`FLOAT_RANGES` gives every real-valued field (rates, fractions, learning rates, CMA-ES's start) a
-finite range, so a learning rate of 1e308 is refused by name instead of overflowing in a worker.
+above what EvoMAL's own settings use (configs/*.json). `FLOAT_RANGES` gives every real-valued field
+(rates, fractions, learning rates, CMA-ES's start) a finite range, so a learning rate of 1e308 is
+refused by name instead of overflowing in a worker. Both are read off the facts written beside each
+field (`fields.setting`, with the reason for each bound).
 `work_estimate(config)` counts the training work a configuration asks for, for the new-experiment
 form, the API's answer and a server's ceiling (the web's LFL_MAX_TRAINING_STEPS); it counts the
 work of the configuration's method (EvoMAL, GP-LFL, ML3 or TaylorGLO) with the same keys for all.
@@ -13,140 +14,47 @@ work of the configuration's method (EvoMAL, GP-LFL, ML3 or TaylorGLO) with the s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from search_engine import catalog
-from search_engine.methods.settings import TAYLORGLO_MAX_START, effective
+from search_engine.fields import (  # noqa: F401 (the bounds' names, read here by their users)
+    MAX_BATCH,
+    MAX_LEARNING_RATE,
+    MAX_META_LEARNING_RATE,
+    MAX_POPULATION,
+    MAX_TREE_HEIGHT,
+    PROBABILITY,
+    SEED_RANGE,
+    SHARE_OF_DATA,
+    FloatRange,
+    leaves,
+    setting_of,
+    value_at,
+)
+from search_engine.methods.settings import effective
 
-MAX_TREE_HEIGHT = 17  # Koza's static limit (DEAP's default); a tree that tall has up to 2**18 nodes
-MAX_POPULATION = 10_000  # EvoMAL uses 25, GP papers rarely exceed a few thousand
-MAX_BATCH = 65_536  # more than any training split here (MNIST: 54 000): full-batch training fits
-SEED_RANGE = (0, 2**32 - 1)  # what numpy/scikit-learn accept as a random_state (the splits use it)
+field_value = value_at  # the value of a dotted field in a configuration
 
-#: Dotted field -> the largest value it may take.
-UPPER_BOUNDS: dict[str, int] = {
-    "task.max_train": 10_000_000,  # no bundled, torchvision or 200 MB uploaded set has more samples
-    "search.population_size": MAX_POPULATION,
-    "search.generations": 10_000,  # EvoMAL runs 50; a resumed search may raise it again
-    "search.tournament_size": MAX_POPULATION,  # drawn from the population: larger is meaningless
-    "search.init_min_height": MAX_TREE_HEIGHT,
-    "search.init_max_height": MAX_TREE_HEIGHT,
-    "search.max_height": MAX_TREE_HEIGHT,
-    "search.mutation_min_height": MAX_TREE_HEIGHT,
-    "search.mutation_max_height": MAX_TREE_HEIGHT,  # a taller inserted subtree breaks max_height anyway
-    "search.hall_of_fame_size": 1_000,  # each entry becomes a stored, exportable learned loss (EvoMAL: 10)
-    "training.steps": 1_000_000,  # EvoMAL's fitness uses 500, its full meta-test training 100 000
-    "training.batch_size": MAX_BATCH,
-    "rejection.steps": 100_000,  # EvoMAL screens with 100 cheap steps on outputs, not on a model
-    "rejection.samples": 1_000_000,  # EvoMAL: 100; a larger subset is the whole training split
-    "local_search.top_k": MAX_POPULATION,  # at most the whole population is refined
-    "local_search.meta_steps": 100_000,  # EvoMAL: 250
-    "local_search.inner_steps": 100,  # unrolled: memory grows with every inner step (EvoMAL: 1)
-    "local_search.batch_size": MAX_BATCH,
-    "meta_test.steps": 1_000_000,  # EvoMAL's MNIST/CIFAR meta-test trains 100 000 steps
-    "meta_test.lr_milestones": 1_000_000,  # step numbers of the meta-test's schedule: at most meta_test.steps
-    "meta_test.seeds": 1_000,  # EvoMAL reports 10; a paired t-test needs no more than hundreds
-    "evaluation.max_population_chunk": MAX_POPULATION,  # a chunk never holds more than the population
-    "evaluation.threads": 256,  # beyond any CPU a worker has; more threads than cores only slow it down
-    "ml3.meta_steps": 100_000,  # as local_search.meta_steps (the reference: 250)
-    "ml3.inner_steps": 100,  # unrolled, as local_search.inner_steps (the reference: 1)
-    "ml3.hidden_units": 4_096,  # the loss network sees two numbers per class; the reference uses 50
-    "ml3.hidden_layers": 32,  # the reference uses 2; deeper only slows the unrolled meta-gradient
-    "ml3.batch_size": MAX_BATCH,
-    "ml3.report_every": 100_000,  # at most every meta step reported, at least one report per run
-    "taylorglo.population_size": MAX_POPULATION,  # CMA-ES lambda (TaylorGLO: 20; the 4 + 3 ln n rule: 10)
-    "taylorglo.generations": 10_000,  # as search.generations
-    "seed": SEED_RANGE[1],
-}
+def _bounds() -> tuple[dict[str, int], dict[str, FloatRange]]:
+    """(every integer field's largest value, every real field's range), read off the configuration."""
+    from search_engine.config import ExperimentConfig
+
+    most, ranges = {}, {}
+    for dotted, f, _ in leaves(ExperimentConfig):
+        s = setting_of(f)
+        if s.at_most is not None:
+            most[dotted] = s.at_most
+        if s.range is not None:
+            ranges[dotted] = s.range
+    return most, ranges
 
 
-#: SGD's learning rate (training.lr): above the largest rate a meta-test's tuning tries
-#: (10 ** 1.5, scoring.tuned_lr), so a tuned rate can be set again; a loss that shrinks its
-#: gradients may want such rates, but far larger ones only overflow the weights.
-MAX_LEARNING_RATE = 100.0
-#: Adam's learning rate (local_search.meta_lr, ml3.meta_lr): Adam moves each weight by about this
-#: much per step whatever the gradient's size; EvoMAL and ML3 use 1e-3 on weights near 1.
-MAX_META_LEARNING_RATE = 10.0
-
-
-@dataclass(frozen=True)
-class FloatRange:
-    """The values a real-valued field may take: `low` to `high`, each end included unless open."""
-
-    low: float
-    high: float
-    low_open: bool = False
-    high_open: bool = False
-
-    def __contains__(self, value: float) -> bool:
-        above = value > self.low if self.low_open else value >= self.low
-        below = value < self.high if self.high_open else value <= self.high
-        return above and below
-
-    def describe(self) -> str:
-        """The range in the words of an error message: "in [0, 1]", "positive and at most 100"."""
-        if self.low == 0 and self.low_open and not self.high_open:
-            return f"positive and at most {self.high:g}"
-        if self.low_open and self.high_open:
-            return f"strictly between {self.low:g} and {self.high:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-
-
-PROBABILITY = FloatRange(0.0, 1.0)
-SHARE_OF_DATA = FloatRange(0.0, 1.0, low_open=True, high_open=True)  # some held out, some left to train on
-
+#: Dotted field -> the largest value it may take (a list of numbers: its largest item); each field's
+#: bound and the reason for it sit beside the field (`fields.setting`).
+UPPER_BOUNDS: dict[str, int]
 #: Dotted field -> the values it may take (every float field of the configuration; a test checks).
-FLOAT_RANGES: dict[str, FloatRange] = {
-    "task.val_fraction": SHARE_OF_DATA,
-    "task.test_fraction": SHARE_OF_DATA,
-    "search.crossover_rate": PROBABILITY,
-    "search.mutation_rate": PROBABILITY,
-    "search.elitism_rate": PROBABILITY,  # a share of the population
-    "training.lr": FloatRange(0.0, MAX_LEARNING_RATE, low_open=True),
-    "training.momentum": FloatRange(0.0, 1.0, high_open=True),  # at 1 the velocity never decays
-    # SGD shrinks every weight by lr x weight_decay a step: EvoMAL's CIFAR setting is 5e-4, and at 1
-    # the decay outweighs any loss.
-    "training.weight_decay": FloatRange(0.0, 1.0),
-    "local_search.meta_lr": FloatRange(0.0, MAX_META_LEARNING_RATE, low_open=True),
-    "meta_test.lr_gamma": FloatRange(0.0, 1.0, low_open=True),  # a decay: 1 keeps the rate, 0 stops training
-    "ml3.meta_lr": FloatRange(0.0, MAX_META_LEARNING_RATE, low_open=True),
-    # CMA-ES's start (methods.settings): further out every sampled polynomial diverges in training.
-    "taylorglo.sigma": FloatRange(0.0, TAYLORGLO_MAX_START, low_open=True),
-    "taylorglo.mean": FloatRange(-TAYLORGLO_MAX_START, TAYLORGLO_MAX_START),
-}
-
-
-def float_range_errors(config: Any) -> dict[str, str]:
-    """{dotted field: message} for every float field of an ExperimentConfig outside its FLOAT_RANGES
-    entry, e.g. {"training.lr": "must be positive and at most 100, got 1e+308"}."""
-    errors = {}
-    for dotted, allowed in FLOAT_RANGES.items():
-        value = field_value(config, dotted)
-        if value not in allowed:
-            errors[dotted] = f"must be {allowed.describe()}, got {value}"
-    return errors
-
-
-def field_value(config: Any, dotted: str) -> Any:
-    """The value of `dotted` ("search.population_size") in an ExperimentConfig."""
-    value = config
-    for name in dotted.split("."):
-        value = getattr(value, name)
-    return value
-
-
-def upper_bound_errors(config: Any) -> dict[str, str]:
-    """{dotted field: message} for every field of an ExperimentConfig above its UPPER_BOUNDS entry
-    (a list of numbers, such as lr_milestones: its largest item)."""
-    errors = {}
-    for dotted, most in UPPER_BOUNDS.items():
-        value = field_value(config, dotted)
-        if isinstance(value, tuple):
-            value = max(value, default=None)
-        if value is not None and value > most:
-            errors[dotted] = f"must be at most {most}, got {value}"
-    return errors
+FLOAT_RANGES: dict[str, FloatRange]
+UPPER_BOUNDS, FLOAT_RANGES = _bounds()
 
 
 #: What each kind of step of a work estimate is called, by method, for the kinds of work the

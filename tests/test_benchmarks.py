@@ -87,7 +87,9 @@ def test_quality_configurations_follow_the_presets():
 
     runs = quality.arms(list(catalog.METHODS))
     assert [(a.method, a.protocol) for a in runs] == [
-        ("evomal", "fixed"), ("evomal", "tuned"), ("gplfl", None), ("ml3", None), ("taylorglo", None)]
+        ("evomal", "fixed"), ("evomal", "tuned"), ("gplfl", None), ("ml3", None), ("taylorglo", None), ("random", None)]
+    assert [(a.method, a.protocol) for a in quality.arms(["evomal", "ml3"], ("tuned",))] == [
+        ("evomal", "tuned"), ("ml3", None)]
     assert [a.label for a in runs[:2]] == ["EvoMAL (fixed)", "EvoMAL (tuned)"]
     for smoke in (True, False):
         for task in quality.TASKS:

@@ -209,3 +209,16 @@ def test_every_link_of_the_readme_and_the_docs_resolves():
         "what-survives-what", "make-run-the-whole-stack"}
     for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
         assert broken_links(page) == [], page.name
+
+
+def test_the_configuration_table_is_the_one_the_fields_write():
+    """docs/configuration.md's table is `fields.reference_table` of the configuration: a field, its
+    default, its bounds or words changed beside the dataclass field show here once the page is rewritten."""
+    from search_engine.config import ExperimentConfig
+    from search_engine.fields import reference_table
+
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    start = page.index("-->\n", page.index("<!-- configuration table:")) + len("-->\n")
+    written = page[start : page.index("\n<!-- end of the configuration table -->")]
+    expected = reference_table(ExperimentConfig)
+    assert written == expected, "docs/configuration.md's table is out of date; it should read:\n" + expected

@@ -19,11 +19,11 @@ from lfl_web.api.payloads import (
     transfer_entry,
     transfer_fields,
 )
-from lfl_web.experiments import services, transfers
-from lfl_web.experiments.downloads import export_file
-from lfl_web.experiments.models import LEADERBOARD_ORDERINGS, Experiment, LearnedLoss, TransferRun
-from lfl_web.experiments.models.results import DEFAULT_LEADERBOARD_SORT
-from lfl_web.experiments.validation import InvalidExperiment
+from lfl_web.experiments import selectors, services
+from lfl_web.experiments.models import DEFAULT_LEADERBOARD_SORT, LEADERBOARD_ORDERINGS, Experiment
+from lfl_web.experiments.results.downloads import export_file
+from lfl_web.experiments.submit.validation import InvalidExperiment
+from lfl_web.experiments.transfers.request_checks import InvalidTransfer, TransferBusy
 from search_engine.facade import EXPORT_FORMATS, METHODS
 
 MAX_LIMIT = 1000
@@ -41,7 +41,7 @@ def experiments(request):
     scope = choice_param(request, "scope", EXPERIMENT_SCOPES, "all")
     limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
     # for_list aggregates, and Django ignores Meta.ordering in GROUP BY queries: order explicitly.
-    found = Experiment.objects.for_list(request.user, scope).order_by("-created_at", "-pk")
+    found = selectors.experiment_list(request.user, scope).order_by("-created_at", "-pk")
     listed = [experiment_summary(request, e) for e in found[:limit]]
     return JsonResponse({"count": found.count(), "experiments": listed})
 
@@ -100,7 +100,7 @@ def leaderboard(request):
     filters = {name: request.GET.get(name, "") for name in LEADERBOARD_FILTERS}
     if filters["method"]:
         choice_param(request, "method", METHODS, "")
-    losses = LearnedLoss.objects.visible_to(request.user).ranked_by(sort, best_only=best_only, **filters)
+    losses = selectors.leaderboard(request.user, sort=sort, best_only=best_only, **filters)
     listed = [leaderboard_entry(request, loss) for loss in losses[:limit]]
     return JsonResponse({"count": losses.count(), "sort": sort, "losses": listed})
 
@@ -108,7 +108,7 @@ def leaderboard(request):
 @api_endpoint("GET")
 def download_loss(request, pk: int, fmt: str):
     """A learned loss as a file: torch module source, TorchScript archive, LaTeX or JSON."""
-    loss = LearnedLoss.objects.visible_to(request.user).select_related("experiment").filter(pk=pk).first()
+    loss = selectors.losses_visible_to(request.user).filter(pk=pk).first()
     if loss is None:
         raise ApiError(404, f"no learned loss {pk} that you may see")
     if fmt not in EXPORT_FORMATS:
@@ -126,18 +126,18 @@ def download_loss(request, pk: int, fmt: str):
 def loss_transfers(request, pk: int):
     """GET: the loss's transfers (one per target task). POST {"dataset", "model", optional "data_root",
     "seeds", "steps"}: meta-test it on that task in a worker; 202 with the run's address to follow."""
-    loss = LearnedLoss.objects.visible_to(request.user).select_related("experiment").filter(pk=pk).first()
+    loss = selectors.losses_visible_to(request.user).filter(pk=pk).first()
     if loss is None:
         raise ApiError(404, f"no learned loss {pk} that you may see")
     if request.method == "GET":
-        runs = loss.transfer_runs.order_by("dataset", "model")
+        runs = selectors.transfers_of(loss)
         return JsonResponse({"learned_loss": loss.pk, "transfers": [transfer_entry(request, r) for r in runs]})
     fields = transfer_fields(read_json_object(request))
     try:
-        run = transfers.create_transfer(user=request.user, learned_loss=loss, **fields)
-    except transfers.InvalidTransfer as exc:
+        run = services.create_transfer(user=request.user, learned_loss=loss, **fields)
+    except InvalidTransfer as exc:
         raise ApiError(400, errors=exc.errors) from None
-    except transfers.TransferBusy as exc:
+    except TransferBusy as exc:
         raise ApiError(409, str(exc)) from None
     except services.QueueUnavailable as exc:
         return with_header(ApiError(503, str(exc)).response(), "Retry-After", QUEUE_RETRY_AFTER_SECONDS)
@@ -150,7 +150,7 @@ def loss_transfers(request, pk: int):
 @api_endpoint("GET")
 def transfer(request, pk: int):
     """Where a transfer stands: its status, seeds_done of seeds, and the record once it succeeded."""
-    run = TransferRun.objects.visible_to(request.user).filter(pk=pk).first()
+    run = selectors.transfers_visible_to(request.user).filter(pk=pk).first()
     if run is None:
         raise ApiError(404, f"no transfer {pk} that you may see")
     return JsonResponse(transfer_entry(request, run))
@@ -173,7 +173,7 @@ def slash_would_match(path: str) -> bool:
 
 
 def visible_experiment(user, pk: int) -> Experiment:
-    found = Experiment.objects.visible_to(user).select_related("owner").filter(pk=pk).first()
+    found = selectors.experiments_to_show(user).filter(pk=pk).first()
     if found is None:
         raise ApiError(404, f"no experiment {pk} that you may see")
     return found

@@ -1,8 +1,10 @@
-"""Every change to an experiment's state that someone must hear about: the change, then its news.
+"""Every write a page, the API, the admin, a worker or the stack asks for: the change, then its news.
 
-Pages, the API, the admin, the Celery task and the stack call these keyword-only functions; each
-changes the database (through the model's state transitions) and then tells the experiment's
-watchers, so no caller pairs the two by hand. Reads stay in the models' querysets.
+Callers use these keyword-only functions; each changes the database (through the models' state
+transitions), then tells the experiment's watchers, or hands the work to the broker once the row
+is committed, so no caller pairs the two by hand. Reads a page names are in `selectors`. The rows
+of work in progress (a search's stored state, chunks and events, a transfer's progress) are kept
+by `fanout`, `live.recording` and `transfers.worker` through the models' state transitions.
 """
 
 from __future__ import annotations
@@ -15,21 +17,35 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from lfl_web.celery import app as celery_app  # noqa: F401 (tests replace its send_task here)
-from lfl_web.experiments.files import checkpoint_path, remove_upload, store_upload
-from lfl_web.experiments.models import Experiment, MetaTestStatus, Status
-from lfl_web.experiments.queue import RUN_EXPERIMENT, QueueUnavailable, broker_connection, publish_search
-from lfl_web.experiments.recording import broadcast_status, publish
-from lfl_web.experiments.task_facts import data_name
-from lfl_web.experiments.validation import InvalidExperiment, errors_by_field
+from lfl_web.experiments.broker import RUN_EXPERIMENT, RUN_TRANSFER, QueueUnavailable, broker_connection, send
+from lfl_web.experiments.fanout.checkpoint_file import checkpoint_path
+from lfl_web.experiments.live.recording import broadcast_status, publish
+from lfl_web.experiments.models import (
+    Experiment,
+    LearnedLoss,
+    MetaTestStatus,
+    Status,
+    TransferRun,
+    TransferStatus,
+)
+from lfl_web.experiments.results.task_facts import data_name
+from lfl_web.experiments.submit.uploads import remove_upload, store_upload
+from lfl_web.experiments.submit.validation import InvalidExperiment, errors_by_field
+from lfl_web.experiments.transfers.request_checks import TransferBusy, transfer_settings
 
-__all__ = ["RUN_EXPERIMENT", "QueueUnavailable"]  # and the functions below
+__all__ = ["QueueUnavailable"]  # what the functions below raise when the broker does not take the work
 
 logger = logging.getLogger(__name__)
 
 #: What a submit is told when the task queue did not take its search (see send_to_worker).
 NOT_SAVED_QUEUE_DOWN = ("The task queue is not reachable right now, so the experiment was not saved. "
                         "Please submit it again in a moment.")
+#: What a request is told when the task queue did not take its transfer.
+TRANSFER_NOT_SAVED_QUEUE_DOWN = ("The task queue is not reachable right now, so the transfer was not started. "
+                                 "Please ask again in a moment.")
+#: What a transfer's re-run resets on its row (and puts back if the queue does not take it).
+_TRANSFER_REQUEST_STATE = ("requested_by", "data_root", "seeds", "steps", "status", "seeds_done", "error",
+                           "celery_task_id", "started_at", "finished_at")
 
 
 # ----------------------------------------------------------------------------- from pages, API and admin
@@ -112,7 +128,7 @@ def send_to_worker(*, experiment: Experiment) -> None:
 def _send_or_withdraw(experiment: Experiment) -> None:
     try:
         with broker_connection() as connection:
-            publish_search(experiment.pk, connection=connection)
+            send(RUN_EXPERIMENT, experiment.pk, connection=connection)
     except QueueUnavailable as exc:
         logger.warning("%s; the experiment was withdrawn", exc)
         remove_experiment(experiment=experiment)
@@ -170,7 +186,7 @@ def requeue_unfinished(*, broker_url: str) -> list[int]:
     meta_tests = list(Experiment.objects.waiting_for_meta_test().order_by("pk").values_list("pk", flat=True))
     with broker_connection(broker_url) as connection:
         for pk in pks:
-            publish_search(pk, connection=connection)
+            send(RUN_EXPERIMENT, pk, connection=connection)
         for pk in meta_tests:
             publish_meta_test(pk, connection=connection)
     return pks + meta_tests
@@ -182,7 +198,7 @@ def publish_meta_test(pk: int, *, connection) -> None:
     task_id = uuid()
     Experiment.objects.filter(pk=pk, status=Status.SUCCEEDED, meta_test_status=MetaTestStatus.RUNNING
                               ).update(celery_task_id=task_id)
-    publish_search(pk, connection=connection, task_id=task_id)
+    send(RUN_EXPERIMENT, pk, connection=connection, task_id=task_id)
 
 
 def requeue_queued(*, broker_url: str) -> list[int]:
@@ -193,8 +209,71 @@ def requeue_queued(*, broker_url: str) -> list[int]:
     pks = list(Experiment.objects.filter(status=Status.QUEUED).order_by("pk").values_list("pk", flat=True))
     with broker_connection(broker_url) as connection:
         for pk in pks:
-            publish_search(pk, connection=connection)
+            send(RUN_EXPERIMENT, pk, connection=connection)
     return pks
+
+
+# ----------------------------------------------------------------------------- transfers
+
+
+def create_transfer(*, user, learned_loss: LearnedLoss, dataset, model, data_root: str = "", seeds=None,
+                    steps=None) -> TransferRun:
+    """Store a transfer of `learned_loss` to `dataset` / `model` and send it to a worker on commit.
+
+    InvalidTransfer (nothing stored) names each bad field; TransferBusy when that task is already
+    queued or running for this loss. A finished run on the same task is run again on its row (one
+    row per loss and task, see models.transfer_run). If the queue does not take it, the row is
+    withdrawn (or put back as it was) and QueueUnavailable raised.
+    """
+    config = transfer_settings(learned_loss=learned_loss, dataset=dataset, model=model, data_root=data_root,
+                               seeds=seeds, steps=steps)
+    with transaction.atomic():
+        run = TransferRun.objects.select_for_update().filter(learned_loss=learned_loss, dataset=dataset,
+                                                             model=model).first()
+        if run is not None and not run.is_finished:
+            raise TransferBusy(f"this loss is already being tested on {dataset}/{model} ({run.status})")
+        previous = None if run is None else {name: getattr(run, name) for name in _TRANSFER_REQUEST_STATE}
+        state = {"requested_by": user, "data_root": data_root or "", "seeds": config.meta_test.seeds,
+                 "steps": config.meta_test.steps, "status": TransferStatus.QUEUED, "seeds_done": 0, "error": "",
+                 "celery_task_id": uuid(), "started_at": None, "finished_at": None}
+        if run is None:
+            run = TransferRun.objects.create(learned_loss=learned_loss, dataset=dataset, model=model, **state)
+        else:
+            TransferRun.objects.filter(pk=run.pk).update(**state)
+            run.refresh_from_db()
+        transaction.on_commit(lambda: _send_transfer_or_withdraw(run, previous))
+    return run
+
+
+def _send_transfer_or_withdraw(run: TransferRun, previous: dict | None) -> None:
+    try:
+        with broker_connection() as connection:
+            send(RUN_TRANSFER, run.pk, connection=connection, task_id=run.celery_task_id)
+    except QueueUnavailable as exc:
+        logger.warning("%s; the transfer was withdrawn", exc)
+        if previous is None:
+            run.delete()
+        else:
+            TransferRun.objects.filter(pk=run.pk).update(**previous)
+        raise QueueUnavailable(TRANSFER_NOT_SAVED_QUEUE_DOWN) from exc
+
+
+def resend_unfinished_transfers(*, broker_url: str, running_too: bool) -> list[int]:
+    """Send the transfers a broker lost to it again, from their rows: the queued ones and, with
+    `running_too` (the stack restarted, so no worker runs them any more), the running ones, under
+    their own task ids so that the redelivered task takes them over (TransferRun.claim). Returns
+    the pks sent, in order."""
+    statuses = (TransferStatus.QUEUED, TransferStatus.RUNNING) if running_too else (TransferStatus.QUEUED,)
+    runs = TransferRun.objects.filter(status__in=statuses).order_by("pk")
+    sent = []
+    with broker_connection(broker_url) as connection:
+        for run in runs:
+            if not run.celery_task_id:  # a run stored before task ids were kept: give it one
+                run.celery_task_id = uuid()
+                TransferRun.objects.filter(pk=run.pk).update(celery_task_id=run.celery_task_id)
+            send(RUN_TRANSFER, run.pk, connection=connection, task_id=run.celery_task_id)
+            sent.append(run.pk)
+    return sent
 
 
 # ----------------------------------------------------------------------------- from the worker
@@ -220,6 +299,11 @@ def mark_failed(*, experiment: Experiment, error: str, detail: str = "") -> None
     staff) and say so."""
     if experiment.mark_failed(error, detail):
         broadcast_status(experiment.pk)
+
+
+def start_meta_test(*, experiment: Experiment) -> None:
+    """Record that the meta-test of the search's best losses has begun (its seeds counted from 0)."""
+    experiment.start_meta_test()
 
 
 def count_meta_test_seed(*, experiment: Experiment, seeds: int) -> None:

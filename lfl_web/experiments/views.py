@@ -1,6 +1,6 @@
 """Pages: the experiments list, the new-experiment form, the live dashboard, the leaderboard and
 downloads of learned losses. Every page needs a signed-in user; what they may see comes from
-`visible_to`, what they may change from `can_be_managed_by`."""
+`selectors`, what they may change from `can_be_managed_by`; every change goes through `services`."""
 
 import json
 
@@ -13,33 +13,35 @@ from django.utils.http import content_disposition_header, url_has_allowed_host_a
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from lfl_web.experiments.dashboard import chart_series, panels_context, render_panels, snapshot_message
-from lfl_web.experiments.downloads import DOWNLOAD_FORMATS, export_file
-from lfl_web.experiments.estimate import estimate_context
-from lfl_web.experiments.form_layout import initial_values, presets
-from lfl_web.experiments.forms import ExperimentForm, LeaderboardFilterForm
-from lfl_web.experiments.models import Experiment, LearnedLoss
+from lfl_web.experiments import selectors
+from lfl_web.experiments.models import Experiment
+from lfl_web.experiments.results.dashboard import (
+    chart_series,
+    panels_context,
+    render_panels,
+    snapshot_message,
+)
+from lfl_web.experiments.results.downloads import DOWNLOAD_FORMATS, export_file
+from lfl_web.experiments.results.leaderboard import LEADERBOARD_SORTS, LeaderboardFilterForm, tested_on_choice
 from lfl_web.experiments.services import (
     QueueUnavailable,
     TooManyExperiments,
     cancel_experiment,
     create_experiment,
+    create_transfer,
     delete_experiment,
 )
-from lfl_web.experiments.transfers import (
-    InvalidTransfer,
-    TransferBusy,
-    create_transfer,
-    panel_context,
-    target_datasets,
-)
-from lfl_web.experiments.validation import InvalidExperiment
+from lfl_web.experiments.submit.experiment_form import ExperimentForm
+from lfl_web.experiments.submit.form_layout import initial_values, presets
+from lfl_web.experiments.submit.validation import InvalidExperiment
+from lfl_web.experiments.submit.work_estimate import estimate_context
+from lfl_web.experiments.transfers.panel import panel_context
+from lfl_web.experiments.transfers.request_checks import InvalidTransfer, TransferBusy, target_datasets
 from search_engine.facade import MODEL_NAMES
 
 SCOPES = ("all", "mine")
-#: The leaderboard's sort keys (LEADERBOARD_ORDERINGS) as its tabs name them, in tab order.
-LEADERBOARD_SORTS = (("meta_test", "held-out meta-test"), ("fitness", "validation fitness"),
-                     ("improvement", "improvement over baseline"), ("date", "date"))
+#: The most rows the experiments list and the leaderboard show.
+PAGE_ROWS = 200
 
 
 @login_required
@@ -48,7 +50,7 @@ def experiment_list(request):
     if scope not in SCOPES:
         messages.warning(request, f"Unknown scope {scope!r}; showing all experiments (use 'mine' or 'all').")
         scope = "all"
-    experiments = Experiment.objects.for_list(request.user, scope)[:200]
+    experiments = selectors.experiment_list(request.user, scope)[:PAGE_ROWS]
     return render(request, "experiments/list.html", {"experiments": experiments, "scope": scope})
 
 
@@ -92,7 +94,7 @@ def experiment_estimate(request):
 
 @login_required
 def experiment_detail(request, pk):
-    experiment = get_object_or_404(Experiment.objects.visible_to(request.user).select_related("owner"), pk=pk)
+    experiment = get_object_or_404(selectors.experiments_to_show(request.user), pk=pk)
     return render(request, "experiments/detail.html", {
         **panels_context(experiment), "chart": chart_series(experiment),
         "can_manage": experiment.can_be_managed_by(request.user), "ws_path": f"/ws/experiments/{experiment.pk}/",
@@ -104,7 +106,7 @@ def experiment_detail(request, pk):
 def experiment_results(request, pk):
     """Where the dashboard stands, as the socket's snapshot: every panel's HTML (panel id -> fragment)
     and the chart's data."""
-    experiment = get_object_or_404(Experiment.objects.visible_to(request.user).select_related("owner"), pk=pk)
+    experiment = get_object_or_404(selectors.experiments_to_show(request.user), pk=pk)
     return JsonResponse(snapshot_message(experiment))
 
 
@@ -126,7 +128,7 @@ def experiment_progress(request, pk):
 
 def panel_fragment(request, pk, panel_id: str) -> HttpResponse:
     """One dashboard panel's HTML, for a user who may see the experiment (404 otherwise)."""
-    experiment = get_object_or_404(Experiment.objects.visible_to(request.user), pk=pk)
+    experiment = get_object_or_404(selectors.experiments_visible_to(request.user), pk=pk)
     return HttpResponse(render_panels(experiment, (panel_id,))[panel_id])
 
 
@@ -160,30 +162,14 @@ def experiment_delete(request, pk):
 
 @login_required
 def leaderboard(request):
-    visible = LearnedLoss.objects.visible_to(request.user)
-    filters = LeaderboardFilterForm(request.GET, datasets=visible.for_leaderboard().dataset_names())
-    choices = filters.choices()
-    rows = visible.ranked_by(**choices)
-    tested = tested_on_choice(request)
-    if tested:
-        rows = rows.tested_on(*tested)
+    filters = LeaderboardFilterForm(request.GET, datasets=selectors.leaderboard_datasets(request.user))
+    choices, tested = filters.choices(), tested_on_choice(request)
+    rows = selectors.leaderboard(request.user, **choices, tested_on=tested).prefetch_related("transfer_runs")
     return render(request, "leaderboard.html", {
-        "rows": rows.prefetch_related("transfer_runs")[:200], "filters": filters, "choices": choices,
+        "rows": rows[:PAGE_ROWS], "filters": filters, "choices": choices,
         "formats": DOWNLOAD_FORMATS.values(), "sorts": LEADERBOARD_SORTS, "tested": tested,
         "tested_datasets": target_datasets(), "tested_models": MODEL_NAMES,
     })
-
-
-def tested_on_choice(request) -> tuple[str, str] | None:
-    """The leaderboard's "tested on" task (?tested_dataset= &tested_model=), or None; a half or an
-    unknown name is said so and ignored."""
-    dataset, model = request.GET.get("tested_dataset", ""), request.GET.get("tested_model", "")
-    if not (dataset or model):
-        return None
-    if dataset not in target_datasets() or model not in MODEL_NAMES:
-        messages.warning(request, "“Tested on” needs a known dataset and a known model; showing all losses.")
-        return None
-    return dataset, model
 
 
 @login_required
@@ -191,7 +177,7 @@ def tested_on_choice(request) -> tuple[str, str] | None:
 def loss_transfers(request, pk):
     """GET: the loss's transfer list (the fragment static/js/transfer.js refreshes). POST: meta-test
     the loss on another task in a worker, then back to the page that asked."""
-    loss = get_object_or_404(LearnedLoss.objects.visible_to(request.user).select_related("experiment"), pk=pk)
+    loss = get_object_or_404(selectors.losses_visible_to(request.user), pk=pk)
     if request.method == "GET":
         return render(request, "experiments/_transfer_list.html", panel_context(loss))
     dataset, model = request.POST.get("dataset", ""), request.POST.get("model", "")
@@ -214,7 +200,7 @@ def loss_transfers(request, pk):
 def download_loss(request, pk, fmt):
     if fmt not in DOWNLOAD_FORMATS:
         raise Http404(f"unknown format {fmt!r}")
-    loss = get_object_or_404(LearnedLoss.objects.visible_to(request.user).select_related("experiment"), pk=pk)
+    loss = get_object_or_404(selectors.losses_visible_to(request.user), pk=pk)
     try:
         data, filename = export_file(loss, fmt)
     except ValueError as exc:  # a row the engine cannot read back: say so instead of a 500
@@ -231,7 +217,7 @@ def download_loss(request, pk, fmt):
 def managed_experiment(request, pk) -> Experiment:
     """The experiment if the user may change it: 404 when they cannot see it, 403 when not theirs
     (the services refuse them too; checking first keeps a 404 for what they may not see)."""
-    experiment = get_object_or_404(Experiment.objects.visible_to(request.user), pk=pk)
+    experiment = get_object_or_404(selectors.experiments_visible_to(request.user), pk=pk)
     if not experiment.can_be_managed_by(request.user):
         raise PermissionDenied("Only the owner or staff can change this experiment.")
     return experiment

@@ -2,14 +2,22 @@
 
 EvoMAL and GP-LFL are configured by the shared sections (`search`, `local_search`, ...); GP-LFL
 is EvoMAL with local search off. Each dataclass states its paper's / the reference's defaults.
-`check_ranges(config, need)` adds the range errors of the selected method's section (the bounds
-every section has whichever method runs, sizes and real values, are in `limits`).
+Each field's bounds and words sit beside it (`fields.setting`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+
+from search_engine.fields import MAX_BATCH, MAX_POPULATION, POSITIVE_META_RATE, FloatRange, setting
+
+#: CMA-ES (cmaes) with fewer than 4 candidates has a single parent and divides by zero in its
+#: covariance learning rates.
+TAYLORGLO_MIN_POPULATION = 4
+#: |mean| and sigma at most this (limits.FLOAT_RANGES): further out every sampled polynomial
+#: diverges in training, and cmaes refuses parameters beyond 1e32.
+TAYLORGLO_MAX_START = 1_000.0
 
 
 @dataclass(frozen=True)
@@ -23,13 +31,24 @@ class ML3Settings:
     data every 10% of the meta steps and keeps the best: report_every 25.
     """
 
-    meta_steps: int = 250  # reference: 250 meta-gradient steps
-    inner_steps: int = 1  # K differentiable SGD steps per meta step (inner lr = training.lr); reference: 1
-    meta_lr: float = 1e-3  # Adam on the loss network's weights; reference: 1e-3
-    hidden_units: int = 50  # reference: 2 -> 50 -> 50 -> 1, no bias, ReLU, softplus output
-    hidden_layers: int = 2  # reference: 2 hidden layers
-    batch_size: int = 128  # inner training and validation batch of a meta step; reference: 128
-    report_every: int = 25  # meta steps per report (a "generation": the network's fitness); reference: 10%
+    meta_steps: int = setting(250, label="Meta steps", at_least=1, at_most=100_000,
+                              help="Adam steps on the loss network's weights, each through freshly unrolled training.",
+                              reason="as local_search.meta_steps; the reference: 250")
+    inner_steps: int = setting(1, label="Inner steps", at_least=1, at_most=100,
+                               help="Differentiable SGD steps per meta step (at the training learning rate).",
+                               reason="unrolled, as local_search.inner_steps; the reference: 1")
+    meta_lr: float = setting(1e-3, label="Meta learning rate", range=POSITIVE_META_RATE,
+                             help="Adam's learning rate on the loss network (the reference: 1e-3).")
+    hidden_units: int = setting(50, label="Hidden units", at_least=1, at_most=4_096,
+                                help="Width of each hidden layer of the loss network.",
+                                reason="it sees two numbers per class; the reference uses 50")
+    hidden_layers: int = setting(2, label="Hidden layers", at_least=1, at_most=32,
+                                 reason="the reference uses 2; deeper only slows the unrolled meta-gradient")
+    batch_size: int = setting(128, label="Meta batch size", at_least=1, at_most=MAX_BATCH,
+                              help="Training and validation batch of each meta step.")
+    report_every: int = setting(25, label="Report every", at_least=1, at_most=100_000,
+                                help="Meta steps between two scored snapshots of the network (one point of the "
+                                "dashboard's curve each).", reason="the reference scores every 10% of its meta steps")
 
 
 @dataclass(frozen=True)
@@ -42,44 +61,21 @@ class TaylorGLOSettings:
     population and generations its experiments give every evolutionary method (25 x 50).
     """
 
-    population_size: int = 25  # lambda, candidates per generation (reference: EvoMAL's population 25)
-    generations: int = 50  # reference: EvoMAL's 50 generations
-    sigma: float = 1.2  # CMA-ES initial step size (TaylorGLO and the reference: 1.2)
-    mean: float = 0.0  # CMA-ES initial mean of all eight parameters (TaylorGLO and the reference: the origin)
+    population_size: int = setting(25, label="Population size", at_least=TAYLORGLO_MIN_POPULATION,
+                                   at_least_why="CMA-ES needs two parents", at_most=MAX_POPULATION,
+                                   help="CMA-ES candidate polynomials per generation (at least 4).",
+                                   reason="the reference gives every evolutionary method 25")
+    generations: int = setting(50, label="Generations", at_least=1, at_most=10_000, help="CMA-ES generations.")
+    sigma: float = setting(1.2, label="Initial step size σ", range=FloatRange(0.0, TAYLORGLO_MAX_START, low_open=True),
+                           help="CMA-ES's starting spread of the 8 parameters (TaylorGLO: 1.2).",
+                           reason="further out every sampled polynomial diverges in training")
+    mean: float = setting(0.0, label="Initial mean", range=FloatRange(-TAYLORGLO_MAX_START, TAYLORGLO_MAX_START),
+                          help="Where CMA-ES starts all 8 parameters (TaylorGLO: 0).")
     # hall_of_fame_size and training come from the shared sections (search, training)
 
 
-#: CMA-ES (cmaes) with fewer than 4 candidates has a single parent and divides by zero in its
-#: covariance learning rates.
-TAYLORGLO_MIN_POPULATION = 4
-#: |mean| and sigma at most this (limits.FLOAT_RANGES): further out every sampled polynomial
-#: diverges in training, and cmaes refuses parameters beyond 1e32.
-TAYLORGLO_MAX_START = 1_000.0
 
 
-METHOD_SECTIONS = {"ml3": "ml3", "taylorglo": "taylorglo"}  # method -> its own configuration section
-
-
-def check_ranges(config, need) -> None:
-    """Record (through `need(ok, field, message)`) the range errors of the selected method's section."""
-    if config.method == "ml3":
-        _check_ml3(config.ml3, need)
-    if config.method == "taylorglo":
-        _check_taylorglo(config.taylorglo, need)
-
-
-def _check_ml3(m: ML3Settings, need) -> None:
-    """Range errors of the ml3 section (its upper bounds and meta_lr's range are in `limits`)."""
-    for name in ("meta_steps", "inner_steps", "hidden_units", "hidden_layers", "batch_size", "report_every"):
-        value = getattr(m, name)
-        need(value >= 1, f"ml3.{name}", f"must be at least 1, got {value}")
-
-
-def _check_taylorglo(t: TaylorGLOSettings, need) -> None:
-    """Range errors of the taylorglo section (its upper bounds, sigma's and mean's ranges are in `limits`)."""
-    need(t.population_size >= TAYLORGLO_MIN_POPULATION, "taylorglo.population_size",
-         f"must be at least {TAYLORGLO_MIN_POPULATION} (CMA-ES needs two parents), got {t.population_size}")
-    need(t.generations >= 1, "taylorglo.generations", f"must be at least 1, got {t.generations}")
 
 
 def effective(config):

@@ -8,8 +8,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 
-from lfl_web.experiments import evaluators
-from lfl_web.experiments.dispatch import inline_queue
+from lfl_web.experiments.fanout import evaluator_cache
+from lfl_web.experiments.fanout.dispatch import inline_queue
 from lfl_web.experiments.models import Experiment
 from lfl_web.layers import MEMORY_LAYER
 from lfl_web.redis_server import EmbeddedRedis
@@ -63,7 +63,7 @@ def isolated_web_settings(request, settings, tmp_path):
     settings.LFL_CANCEL_POLL_SECONDS = 0.0
     settings.LFL_CHUNK_DISPATCH = "inline"  # a search's chunks run in the process that made them
     inline_queue().clear()
-    evaluators.forget_evaluator()
+    evaluator_cache.forget_evaluator()
     settings.LFL_UPLOAD_DIR = tmp_path / "uploads"
 
 
@@ -76,30 +76,30 @@ def upload_dir(settings):
 @pytest.fixture
 def sent(monkeypatch):
     """Experiment pks handed to Celery (nothing reaches a broker)."""
-    from lfl_web.experiments import services
+    from lfl_web.experiments import broker
 
     pks = []
 
     def send_task(name, args=None, **options):
-        assert name == services.RUN_EXPERIMENT
+        assert name == broker.RUN_EXPERIMENT
         pks.extend(args)
 
-    monkeypatch.setattr(services.celery_app, "send_task", send_task)
+    monkeypatch.setattr(broker.celery_app, "send_task", send_task)
     return pks
 
 
 @pytest.fixture
 def sent_transfers(monkeypatch):
     """TransferRun pks handed to Celery (nothing reaches a broker)."""
-    from lfl_web.experiments import transfers
+    from lfl_web.experiments import broker
 
     pks = []
 
     def send_task(name, args=None, **options):
-        assert name == transfers.RUN_TRANSFER
+        assert name == broker.RUN_TRANSFER
         pks.extend(args)
 
-    monkeypatch.setattr(transfers.celery_app, "send_task", send_task)
+    monkeypatch.setattr(broker.celery_app, "send_task", send_task)
     return pks
 
 
@@ -111,7 +111,7 @@ def watch_group(experiment_id: int):
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from lfl_web.experiments.recording import UPDATE_MESSAGE, group_name
+    from lfl_web.experiments.live.recording import UPDATE_MESSAGE, group_name
 
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()

@@ -3,7 +3,7 @@
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from lfl_web.experiments.routing import websocket_urlpatterns
+from lfl_web.experiments.live.routing import websocket_urlpatterns
 
 
 def communicator_for(experiment_id: int, user) -> WebsocketCommunicator:

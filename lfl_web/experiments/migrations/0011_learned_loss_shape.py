@@ -5,8 +5,8 @@ imported only when such losses exist (a fresh database migrates without it)."""
 
 from django.db import migrations, models
 
-from lfl_web.experiments.loss_shapes import shape_data
-from lfl_web.experiments.task_facts import stored_class_count, task_kind
+from lfl_web.experiments.results.loss_shapes import shape_data
+from lfl_web.experiments.results.task_facts import stored_class_count, task_kind
 
 
 def forwards(apps, schema_editor):

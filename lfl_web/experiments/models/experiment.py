@@ -10,8 +10,8 @@ from django.db.models import Avg, F, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from lfl_web.experiments.task_facts import class_count, file_data_name, stored_class_count, task_kind
-from lfl_web.experiments.validation import validated_config
+from lfl_web.experiments.results.task_facts import class_count, file_data_name, stored_class_count, task_kind
+from lfl_web.experiments.submit.validation import validated_config
 from search_engine.facade import MetaTestConfig, catalog, generation_count
 
 

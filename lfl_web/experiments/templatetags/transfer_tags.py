@@ -2,7 +2,7 @@
 
 from django import template
 
-from lfl_web.experiments.transfers import panel_context
+from lfl_web.experiments.transfers.panel import panel_context
 
 register = template.Library()
 

@@ -89,5 +89,5 @@ def test_the_json_export_keeps_the_method_and_an_old_one_reads_as_before():
 
 def test_an_unknown_method_is_refused_by_name():
     data = to_json_export(LearnedLossSpec.from_result(result_of("evomal", {"expression": CE})))
-    with pytest.raises(ValueError, match="method must be one of evomal, gplfl, ml3, taylorglo, got 'neat'"):
+    with pytest.raises(ValueError, match=f"method must be one of {', '.join(catalog.METHODS)}, got 'neat'"):
         from_json_export({**data, "method": "neat"})

@@ -6,7 +6,7 @@ import json
 import pytest
 from kombu.exceptions import OperationalError
 
-from lfl_web.experiments import transfers
+from lfl_web.experiments import broker, services
 from lfl_web.experiments.models import LearnedLoss, Status, TransferRun
 from lfl_web.experiments.tasks import run_transfer
 
@@ -121,9 +121,9 @@ def test_a_queue_that_does_not_take_it_is_a_503_and_stores_nothing(client, key, 
     def refuse(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(transfers.celery_app, "send_task", refuse)
+    monkeypatch.setattr(broker.celery_app, "send_task", refuse)
     response = client.post(f"/api/losses/{loss.pk}/transfers/", json.dumps({"dataset": "digits", "model": "mlp"}),
                            content_type="application/json", **auth(key))
     assert response.status_code == 503 and response["Retry-After"]
-    assert response.json() == {"error": transfers.NOT_SAVED_QUEUE_DOWN}
+    assert response.json() == {"error": services.TRANSFER_NOT_SAVED_QUEUE_DOWN}
     assert not TransferRun.objects.exists()

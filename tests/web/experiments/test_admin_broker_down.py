@@ -9,7 +9,7 @@ from django.contrib.admin.models import ADDITION, LogEntry
 from django.urls import reverse
 from kombu.exceptions import OperationalError
 
-from lfl_web.experiments import services
+from lfl_web.experiments import broker, services
 from lfl_web.experiments.models import Experiment, Status
 
 from ..conftest import tiny_config
@@ -27,7 +27,7 @@ def queue_down(monkeypatch):
         tried.extend(args)
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(services.celery_app, "send_task", send_task)
+    monkeypatch.setattr(broker.celery_app, "send_task", send_task)
     return tried
 
 

@@ -18,8 +18,8 @@ from lfl_web.experiments.tasks import run_experiment
 from lfl_web.redis_server import free_port
 
 from ..conftest import tiny_config
-from .test_form_uploads import GOOD_CSV, csv_upload
-from .test_forms import form_data, uploaded_files
+from .submit.test_form_uploads import GOOD_CSV, csv_upload
+from .submit.test_forms import form_data, uploaded_files
 
 #: Far above the second or so a refused publish takes, far below the 19 s it used to hang.
 HANG_SECONDS = 10

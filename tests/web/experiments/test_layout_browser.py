@@ -52,7 +52,7 @@ return {scrollWidth: root.scrollWidth, clientWidth: root.clientWidth, rows, pair
 
 
 def comparison(learned_mean: float, baseline_mean: float, *, tuned: bool = True) -> dict:
-    """A meta-test record as the runner stores it (at the search's rate, and at tuned rates)."""
+    """A meta-test record as the worker stores it (at the search's rate, and at tuned rates)."""
     record = {"expression": CE, "steps": 2000, "metric": "error rate", "seeds": [1000, 1001, 1002],
               "learned": [learned_mean] * 3, "baseline": [baseline_mean] * 3, "learned_mean": learned_mean,
               "learned_std": 0.00003, "baseline_mean": baseline_mean, "baseline_std": 0.0123, "wins": 2,

@@ -3,7 +3,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 
 from lfl_web.experiments.models import Candidate, Experiment, Generation, LearnedLoss, Status
-from lfl_web.experiments.validation import errors_by_field
+from lfl_web.experiments.submit.validation import errors_by_field
 
 from ..conftest import tiny_config
 

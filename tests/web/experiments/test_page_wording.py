@@ -40,8 +40,8 @@ THREE_CLASSES = "width,length,species\n" + "".join(f"{i % 7},{i % 5},{('setosa',
 
 
 def uploaded_experiment(client, file_name: str) -> Experiment:
-    from tests.web.experiments.test_form_uploads import csv_upload
-    from tests.web.experiments.test_forms import NEW, form_data
+    from tests.web.experiments.submit.test_form_uploads import csv_upload
+    from tests.web.experiments.submit.test_forms import NEW, form_data
 
     response = client.post(NEW, form_data(name=file_name, dataset="csv", model="mlp", kind="classification",
                                           label="species", data_file=csv_upload(THREE_CLASSES, file_name)))

@@ -87,7 +87,7 @@ def test_admin_shows_results_read_only(client, admin, make_experiment):
 
 
 def test_admin_delete_removes_the_checkpoint_too(client, admin, make_experiment):
-    from lfl_web.experiments.files import checkpoint_path
+    from lfl_web.experiments.fanout.checkpoint_file import checkpoint_path
 
     experiment = make_experiment(status=Status.SUCCEEDED)
     checkpoint = checkpoint_path(experiment.pk)

@@ -8,10 +8,10 @@ import redis
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from lfl_web.experiments import services
-from lfl_web.experiments.files import checkpoint_path
+from lfl_web.experiments import broker, services
+from lfl_web.experiments.fanout.checkpoint_file import checkpoint_path
 from lfl_web.experiments.models import Experiment, LearnedLoss, MetaTestStatus, Status
-from lfl_web.experiments.validation import InvalidExperiment
+from lfl_web.experiments.submit.validation import InvalidExperiment
 from search_engine.config import load_config
 from search_engine.limits import work_estimate
 
@@ -26,7 +26,7 @@ GOOD_CSV = "a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40))
 def sent(monkeypatch):
     """(task name, args) of every message sent to Celery."""
     calls = []
-    monkeypatch.setattr(services.celery_app, "send_task",
+    monkeypatch.setattr(broker.celery_app, "send_task",
                         lambda name, args=None, **options: calls.append((name, tuple(args))))
     return calls
 
@@ -49,7 +49,7 @@ def test_create_stores_the_validated_experiment_and_sends_it_once_committed(user
         assert sent == []  # a worker must not look for a row that is not committed yet
     assert len(callbacks) == 1
     callbacks[0]()
-    assert sent == [(services.RUN_EXPERIMENT, (experiment.pk,))]
+    assert sent == [(broker.RUN_EXPERIMENT, (experiment.pk,))]
     stored = Experiment.objects.get()
     assert (stored.owner, stored.name, stored.private, stored.status) == (user, "tiny", True, Status.QUEUED)
     assert stored.config["search"]["crossover_rate"] == 0.7 and stored.total_generations == 2
@@ -58,7 +58,7 @@ def test_create_stores_the_validated_experiment_and_sends_it_once_committed(user
 def test_the_task_name_sent_is_the_celery_tasks_name():
     from lfl_web.experiments.tasks import run_experiment
 
-    assert run_experiment.name == services.RUN_EXPERIMENT
+    assert run_experiment.name == broker.RUN_EXPERIMENT
 
 
 def test_a_bad_configuration_is_a_dict_of_dotted_fields_and_nothing_is_stored(user, sent,

@@ -3,7 +3,8 @@
 
 import pytest
 
-from lfl_web.experiments import chunks, coordinator, dispatch, fanout
+from lfl_web.experiments.fanout import chunk_worker, coordinator, dispatch, search_driver
+from lfl_web.experiments.fanout.best_loss_meta_test import CancelPoll
 from lfl_web.experiments.models import (
     Candidate,
     Chunk,
@@ -15,7 +16,6 @@ from lfl_web.experiments.models import (
     Status,
     StoredSearch,
 )
-from lfl_web.experiments.runner import CancelPoll
 from lfl_web.experiments.tasks import run_experiment
 
 from ..conftest import tiny_config, watch_group
@@ -29,13 +29,13 @@ class WorkerLost(BaseException):
 
 def intercept_events(monkeypatch, react):
     """Let `react(experiment_id, event)` act after each event has been recorded (and committed)."""
-    real = fanout.publish
+    real = search_driver.publish
 
     def publish_then_react(experiment_id, data, *args):
         real(experiment_id, data, *args)
         react(experiment_id, data)
 
-    monkeypatch.setattr(fanout, "publish", publish_then_react)
+    monkeypatch.setattr(search_driver, "publish", publish_then_react)
 
 
 def test_a_search_runs_to_success_and_stores_everything(make_experiment):
@@ -150,14 +150,14 @@ def test_a_cancel_request_stops_the_search_and_keeps_what_it_found(make_experime
 
 def test_a_chunk_lost_with_its_worker_is_sent_again_when_its_lease_runs_out(make_experiment, monkeypatch):
     experiment = make_experiment(config=tiny_config(search={"generations": 3}))
-    real = chunks._evaluate
+    real = chunk_worker._evaluate
 
     def dies_in_second_generation(chunk):
         if chunk.generation == 1:
             raise WorkerLost
         return real(chunk)
 
-    monkeypatch.setattr(chunks, "_evaluate", dies_in_second_generation)
+    monkeypatch.setattr(chunk_worker, "_evaluate", dies_in_second_generation)
     with pytest.raises(WorkerLost):
         run_experiment(experiment.pk)
     dispatch.inline_queue().clear()  # what the lost worker's process held is gone with it
@@ -168,7 +168,7 @@ def test_a_chunk_lost_with_its_worker_is_sent_again_when_its_lease_runs_out(make
     assert not coordinator.sweep().resent  # the lease still runs: the worker may only be slow
     Chunk.objects.filter(pk=held.pk).update(lease_until=held.lease_until.replace(year=2000))
     assert coordinator.sweep().resent == [held.pk]
-    chunks.drain()
+    chunk_worker.drain()
     experiment.refresh_from_db()
     assert experiment.status == Status.SUCCEEDED and experiment.meta_test_status == MetaTestStatus.SUCCEEDED
     assert list(Generation.objects.filter(experiment=experiment).values_list("index", flat=True)) == [0, 1, 2]

@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from lfl_web.experiments import dispatch, fanout
+from lfl_web.experiments.fanout import dispatch, search_driver
 from lfl_web.experiments.models import Chunk, ChunkStatus
 from lfl_web.redis_server import EmbeddedRedis, free_port
 from lfl_web.stack.admin_account import ensure_admin
@@ -268,7 +268,7 @@ def test_a_restarted_worker_among_several_has_its_own_chunks_sent_again_at_once(
     experiment = make_experiment(config=tiny_config(search={"population_size": 6, "generations": 1},
                                                     evaluation={"strategy": "batched", "max_population_chunk": 2}))
     experiment.claim_for_worker("t")
-    fanout.start(experiment)
+    search_driver.start(experiment)
     first, second, _ = dispatch.inline_queue()
     dispatch.inline_queue().clear()
     lease = timezone.now() + timedelta(hours=1)  # leases that would hold for long

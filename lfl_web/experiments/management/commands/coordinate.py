@@ -1,7 +1,7 @@
 """`python manage.py coordinate`: sweep fanned-out searches every LFL_SWEEP_SECONDS until stopped.
 
 The stack (`runstack`) starts one; on other machines run it next to the database (one is enough,
-more are harmless). See lfl_web.experiments.coordinator for what a sweep does.
+more are harmless). See lfl_web.experiments.fanout.coordinator for what a sweep does.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from lfl_web.experiments import coordinator
+from lfl_web.experiments.fanout import coordinator
 from lfl_web.stack.supervisor import StopOnSignals
 
 

@@ -154,9 +154,8 @@ class Command(BaseCommand):
     def requeue(self, redis_url: str, holders: str = "the previous run's workers") -> None:
         """Send everything unfinished to the workers again (the stack's broker kept none of it, or
         `holders`, every worker there was, were lost with it)."""
-        from lfl_web.experiments.coordinator import release_every_lease
-        from lfl_web.experiments.services import requeue_unfinished
-        from lfl_web.experiments.transfers import resend_unfinished
+        from lfl_web.experiments.fanout.coordinator import release_every_lease
+        from lfl_web.experiments.services import requeue_unfinished, resend_unfinished_transfers
 
         held = release_every_lease()  # their workers are gone: none of them can still be evaluating
         if held:
@@ -164,20 +163,19 @@ class Command(BaseCommand):
         pks = requeue_unfinished(broker_url=redis_url)
         if pks:
             self.stdout.write(f"sent {len(pks)} unfinished experiment(s) to the worker again: {pks}")
-        runs = resend_unfinished(broker_url=redis_url, running_too=True)
+        runs = resend_unfinished_transfers(broker_url=redis_url, running_too=True)
         if runs:
             self.stdout.write(f"sent {len(runs)} unfinished transfer(s) to the worker again: {runs}")
 
     def resend_queued(self, redis_url: str) -> None:
         """The restarted Redis is empty: send the queued searches again (the running ones go on)."""
-        from lfl_web.experiments.services import requeue_queued
+        from lfl_web.experiments.services import requeue_queued, resend_unfinished_transfers
 
         close_old_connections()  # this process has been waiting, not serving requests
-        from lfl_web.experiments.transfers import resend_unfinished
 
         pks = requeue_queued(broker_url=redis_url)
         self.stdout.write(f"sent {len(pks)} queued experiment(s) to the restarted redis again: {pks}")
-        runs = resend_unfinished(broker_url=redis_url, running_too=False)
+        runs = resend_unfinished_transfers(broker_url=redis_url, running_too=False)
         if runs:
             self.stdout.write(f"sent {len(runs)} queued transfer(s) to the restarted redis again: {runs}")
 
@@ -191,14 +189,14 @@ class Command(BaseCommand):
         if sole:
             self.requeue(redis_url, holders="the restarted worker")
             return
-        from lfl_web.experiments import dispatch
-        from lfl_web.experiments.coordinator import release_held_by
+        from lfl_web.experiments.fanout.coordinator import release_held_by
+        from lfl_web.experiments.fanout.dispatch import send_chunks
 
         # The restarted worker has the same name, but it is still starting up (seconds) and cannot
         # have claimed a chunk yet; even so, a chunk evaluated twice changes nothing stored.
         held = release_held_by(host_format(f"{node}@%h"))
         if held:
-            dispatch.send(held, broker_url=redis_url)
+            send_chunks(held, broker_url=redis_url)
             self.stdout.write(f"{len(held)} chunk(s) held by {node} before its restart were sent again: {held}")
 
     def announce(self, host: str, port: int, alive) -> None:

@@ -1,0 +1,1 @@
+"""Tests of lfl_web.experiments.live: the live stream: recording events, the websocket consumer."""

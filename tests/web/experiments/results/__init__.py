@@ -1,0 +1,1 @@
+"""Tests of lfl_web.experiments.results: the dashboard's panels, downloads, the leaderboard."""
