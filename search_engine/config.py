@@ -26,6 +26,7 @@ from search_engine.fields import (
     SEED_RANGE,
     SHARE_OF_DATA,
     FloatRange,
+    facts,
     range_errors,
     setting,
 )
@@ -113,6 +114,8 @@ class TrainingConfig:
     # `lr`) and every candidate loss is scaled to the baseline's gradient size, so no candidate can win
     # by being a rescaled baseline (scoring.protocol). "fixed": every loss as it is, at `lr` (the paper).
     lr_protocol: str = setting("tuned", label="Learning-rate protocol", choices=LR_PROTOCOLS,
+                               choice_labels=("tuned: the baseline's best rate, losses at its gradient scale",
+                                              "fixed: the learning rate as given (the paper's protocol)"),
                                help="Tuned: every loss trains at the baseline's best rate, scaled to the baseline's "
                                "gradient size, so no loss wins by acting as a different learning rate. Fixed: the "
                                "paper's protocol, every loss as it is at the learning rate above.")
@@ -141,6 +144,7 @@ class LocalSearchConfig:
     """Gradient refinement of a symbolic loss's edge weights through unrolled training steps."""
 
     mode: str = setting("all", label="Mode", choices=LOCAL_SEARCH_MODES,
+                        choice_labels=("off (pure GP)", "all (EvoMAL)", "top k per generation"),
                         help="Learn edge weights for every accepted candidate (all, EvoMAL), only each generation's "
                         "k best (top_k), or none (off, pure GP).")
     top_k: int = setting(5, label="Top k", at_least=1, at_most=MAX_POPULATION,
@@ -188,8 +192,11 @@ class EvaluationConfig:
     """How candidates are scored: one after another, or a population of models as one program."""
 
     strategy: str = setting("auto", label="Evaluation strategy", choices=EVALUATION_STRATEGIES,
-                            help="sequential trains one candidate at a time, batched a chunk of them as one "
-                            "program, auto picks by the model and the device, measure times both on the task.")
+                            help="“sequential” trains one candidate at a time, “batched” a chunk of them as one "
+                            "program, “auto” picks by the model and the device, “measure” times both on the task. A "
+                            "cancel stops within a few training steps: with “sequential” between single candidates "
+                            "(only the one in training is lost), with “batched” the chunk's unfinished candidates are "
+                            "dropped.")
     max_population_chunk: int = setting(25, label="Max population chunk", at_least=1, at_most=MAX_POPULATION,
                                         help="Most candidates trained together as one program; also the chunk a "
                                         "worker takes, so smaller chunks spread a generation over more workers.")
@@ -330,6 +337,11 @@ def load_config(source: dict | str | Path, *, check_data: bool = True) -> Experi
     if errors:
         raise ConfigError(errors)
     return config
+
+
+def config_field(dotted: str):
+    """(Setting, annotation, default) of configuration field `dotted`: what a form needs to offer it."""
+    return facts(ExperimentConfig, dotted)
 
 
 def replace(config: ExperimentConfig, **sections: Any) -> ExperimentConfig:

@@ -6,7 +6,7 @@ functions are torch-free; the rest loads the numeric stack when used, in a worke
 
 Grouped by use:
     facts and configuration   catalog (and its METHODS, EXPORT_FORMATS, MODEL_NAMES), load_config, ConfigError, ExperimentConfig, MetaTestConfig,
-                              EVALUATION_STRATEGIES, check_task, dataset_spec, as_stored,
+                              EVALUATION_STRATEGIES, check_task, dataset_spec, as_stored, config_field,
                               work_estimate, step_labels, generation_count, network_weight_count,
                               TUNING_RUNS_AT_MOST, describe_dataset, DataError
     running a search          method_named, search_started, finished_event, FileStorage, interrupt,
@@ -32,6 +32,7 @@ _NAMES = {
     "EVALUATION_STRATEGIES": "search_engine.config", "check_task": "search_engine.config",
     "dataset_spec": "search_engine.config",
     "as_stored": "search_engine.stored_config",
+    "config_field": "search_engine.config",
     "work_estimate": "search_engine.limits", "step_labels": "search_engine.limits",
     "TUNING_RUNS_AT_MOST": "search_engine.limits",
     "generation_count": "search_engine.methods.settings", "network_weight_count": "search_engine.methods.settings",

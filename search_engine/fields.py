@@ -72,6 +72,7 @@ class Setting:
     at_most: int | None = None  # an integer's (or a list's largest item's) largest value
     range: FloatRange | None = None  # a real number's values
     choices: tuple[str, ...] = ()  # a word's values
+    choice_labels: tuple[str, ...] = ()  # how a form lists them (same order); empty: the values themselves
     reason: str = ""  # why the bound is where it is
 
 
@@ -92,6 +93,14 @@ def leaves(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field
             yield from leaves(hints[f.name], f"{prefix}{f.name}.")
         else:
             yield f"{prefix}{f.name}", f, hints[f.name]
+
+
+def facts(cls: type, dotted: str) -> tuple[Setting, Any, Any]:
+    """(Setting, annotation, default) of field `dotted` of configuration class `cls` (KeyError if none)."""
+    for name, f, annotation in leaves(cls):
+        if name == dotted:
+            return setting_of(f), annotation, value_at(cls(), dotted)
+    raise KeyError(f"no configuration field {dotted!r}")
 
 
 def value_at(config: Any, dotted: str) -> Any:

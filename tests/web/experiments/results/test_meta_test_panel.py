@@ -126,3 +126,8 @@ def test_without_a_final_choice_the_first_loss_is_the_experiments(signed_in, fin
     assert "Chosen on validation data" not in panel
     board = LearnedLoss.objects.ranked_by("meta_test")
     assert [loss.rank for loss in board if loss.experiment_id == experiment.pk] == [1]
+
+
+def test_the_papers_protocol_heading_names_the_rate_the_search_trained_at(signed_in, finished):
+    panel = panel_of(signed_in, finished(), {**COMPARISON, "search_lr": 0.15811388300841897, "tuned_lr": tuned()})
+    assert "At the search's learning rate, 0.158 (the paper's protocol)" in panel

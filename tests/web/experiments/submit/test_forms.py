@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from lfl_web.experiments.models import Experiment
 from lfl_web.experiments.submit import experiment_form, form_layout
-from lfl_web.experiments.submit.experiment_form import EVALUATION_STRATEGIES, LOCAL_SEARCH_MODES
+from lfl_web.experiments.submit.experiment_form import ExperimentForm
 from lfl_web.experiments.submit.form_layout import FIELD_PATHS, get_dotted, initial_values, preset_config
 
 pytestmark = pytest.mark.django_db
@@ -306,12 +306,19 @@ def test_a_post_without_the_csrf_token_is_refused(user):
 
 # ----------------------------------------------------------------------------- uploads
 
-def test_the_form_offers_the_engines_choices():
+def test_the_form_offers_the_engines_choices_in_the_engines_words():
     from search_engine.config import EVALUATION_STRATEGIES as ENGINE_STRATEGIES
     from search_engine.config import LOCAL_SEARCH_MODES as ENGINE_MODES
+    from search_engine.config import config_field
 
-    assert {value for value, _ in EVALUATION_STRATEGIES} == set(ENGINE_STRATEGIES)
-    assert {value for value, _ in LOCAL_SEARCH_MODES} == set(ENGINE_MODES)
+    fields = ExperimentForm.base_fields
+    assert [value for value, _ in fields["evaluation_strategy"].choices] == list(ENGINE_STRATEGIES)
+    assert [value for value, _ in fields["local_search_mode"].choices] == list(ENGINE_MODES)
+    assert dict(fields["local_search_mode"].choices)["all"] == "all (EvoMAL)"  # the engine's label for it
+    assert [value for value, _ in fields["kind"].choices] == ["", "classification", "regression"]  # optional
+    words, _, _ = config_field("search.crossover_rate")  # label and help are the engine's, beside the field
+    assert (fields["crossover_rate"].label, fields["mutation_rate"].help_text) == (
+        words.label, config_field("search.mutation_rate")[0].help)
 
 
 def test_every_configuration_field_has_a_form_field():
