@@ -9,7 +9,7 @@ Grouped by use:
                               EVALUATION_STRATEGIES, check_task, dataset_spec, as_stored, config_field,
                               work_estimate, step_labels, generation_count, network_weight_count,
                               TUNING_RUNS_AT_MOST, describe_dataset, DataError
-    running a search          method_named, search_started, finished_event, FileStorage, interrupt,
+    running a search          method_named, search_started, finished_event, advance, Known, FileStorage, interrupt,
                               load_task, preload_numeric_stack
     after a search            meta_test_final, search_rate_of, transfer, transfer_config, verdict,
                               Verdict, relative_improvement, leading_comparison
@@ -40,6 +40,7 @@ _NAMES = {
     "method_named": "search_engine.study.method",
     "search_started": "search_engine.study.driver", "finished_event": "search_engine.study.driver",
     "FileStorage": "search_engine.study.storage",
+    "advance": "search_engine.study.advance", "Known": "search_engine.study.advance",
     "load_task": "search_engine.tasks.task",
     "meta_test_final": "search_engine.scoring.final_choice",
     "search_rate_of": "search_engine.scoring.protocol",

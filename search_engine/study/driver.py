@@ -8,9 +8,9 @@ honoured before each, and through `interrupt` every few steps inside training ru
 outcomes back and emits the events they complete; then the generation's summary, the next
 generation (GP breeds), a checkpoint. A stop keeps everything finished until then.
 
-`run_generation` is the same steps a driver with other transports runs (the web's workers: each
-group is a chunk any worker evaluates, `apply` is idempotent and releases events in item order,
-so the history does not depend on which process evaluated what, or when).
+The steps are `study.advance`, which a driver with another transport runs as well (the web's
+workers: each group is a chunk any worker evaluates, `apply` is idempotent and releases events in
+item order, so the history does not depend on which process evaluated what, or when).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from search_engine.config import ExperimentConfig, load_config
 from search_engine.evolution.events import Event, SearchFinished, SearchStarted
 from search_engine.runtime import interrupt
 from search_engine.runtime.allocator import keep_freed_memory
+from search_engine.study.advance import Known, advance
 from search_engine.study.method import method_named
 from search_engine.study.result import SearchResult
 from search_engine.study.storage import FileStorage
@@ -73,18 +74,10 @@ def run_search(
             return stopped_while_preparing(config, emit, started)
         state.plan = method.plan_record(evaluator, task.device)
         emit(search_started(method, config, state, task.kind))
-        while not method.is_finished(state):
-            try:
-                finished = not stop() and run_generation(method, state, evaluator, emit, stop)
-            except interrupt.Stopped:  # inside a training run: its unfinished work is dropped
-                finished = False
-            if not finished:
-                status = "stopped"
-                break
-            if not method.is_finished(state):
-                method.breed(state)
-            if storage:
-                storage.save(state)
+        try:
+            status = _drive(method, state, evaluator, emit, stop, storage)
+        except interrupt.Stopped:  # inside a training run: its unfinished work is dropped
+            status = "stopped"
     return finish(state, status, config, task.kind, emit, started)
 
 
@@ -96,22 +89,44 @@ def search_started(method, config: ExperimentConfig, state, kind: str) -> Search
     )
 
 
-def run_generation(method, state, evaluator, emit: OnEvent, stop: ShouldStop) -> bool:
-    """Drive one generation's steps; False if a stop request came before an evaluator call."""
-    t0 = time.perf_counter()
-    method.open_generation(state)
-    for phase in method.phases:
-        groups = method.work(state, phase, getattr(evaluator, "chunk_size", 1))
-        if not groups:  # nothing to evaluate (every candidate cached): the phase's events come at once
-            _emit_each(emit, method.apply(state, phase, {}))
-        for items in groups:
-            if stop():
-                return False
-            outcomes = method.evaluate(evaluator, phase, items)
-            by_index = {method.item_index(item): o for item, o in zip(items, outcomes, strict=True)}
-            _emit_each(emit, method.apply(state, phase, by_index))
-    emit(method.finish_generation(state, time.perf_counter() - t0))
-    return True
+def _drive(method, state, evaluator, emit: OnEvent, stop: ShouldStop, storage: FileStorage | None) -> str:
+    """`advance` with this process as the transport: each opened group evaluated in order (a stop
+    request honoured before each), the search advanced after each; a checkpoint after every
+    generation. Returns "completed" or "stopped"."""
+    outcomes: dict[tuple[int, str], dict] = {}
+    groups: dict[tuple[int, str], int] = {}  # opened: how many groups, and how many are in
+    done: dict[tuple[int, str], int] = {}
+    queue: list[tuple[tuple[int, str], list]] = []
+    clock = {"start": time.perf_counter()}
+
+    def known(generation: int, phase: str) -> Known:
+        key = (generation, phase)
+        return Known(outcomes.get(key, {}), key in groups, done.get(key, 0) == groups.get(key))
+
+    def restart_clock() -> None:
+        clock["start"] = time.perf_counter()
+
+    if method.is_finished(state):
+        return "completed"
+    while True:
+        step = advance(method, state, known, getattr(evaluator, "chunk_size", 1),
+                       seconds=lambda: time.perf_counter() - clock["start"], new_generation=restart_clock)
+        for event in step.events:
+            emit(event)
+        if step.generations_finished and storage:
+            storage.save(state)
+        if step.finished:
+            return step.finished
+        for generation, phase, opened in step.opened:
+            groups[(generation, phase)] = len(opened)
+            queue += [((generation, phase), items) for items in opened]
+        if stop():
+            return "stopped"
+        key, items = queue.pop(0)
+        results = method.evaluate(evaluator, key[1], items)
+        outcomes.setdefault(key, {}).update(
+            {method.item_index(item): o for item, o in zip(items, results, strict=True)})
+        done[key] = done.get(key, 0) + 1
 
 
 def finished_event(state, status: str) -> SearchFinished:
@@ -141,6 +156,3 @@ def stopped_while_preparing(config: ExperimentConfig, emit: OnEvent, started: fl
     )
 
 
-def _emit_each(emit: OnEvent, events: list[Event]) -> None:
-    for event in events:
-        emit(event)

@@ -136,32 +136,31 @@ class Step:
     changed: bool = False
 
     def run_on(self, state, stop: bool = False) -> None:
-        """Apply stored outcomes and go through every step they complete (see `advance`)."""
+        """Go through every step the stored outcomes complete (the engine's `advance`, with the
+        chunks' rows as what is known), store the chunks of the work it opens, or finish."""
+        from search_engine.facade import Known, advance
+
         method = method_of(state.config)
-        while not self.finished and not self.new_chunks:
-            generation = method.next_generation(state)
-            method.open_generation(state)
-            for phase in method.phases:
-                stored = list(Chunk.objects.of_step(self.experiment_id, generation, phase))
-                before = len(self.events)
-                outcomes = _outcomes(method, (c for c in stored if c.is_finished))
-                self.events += method.apply(state, phase, outcomes)
-                self.changed |= len(self.events) > before  # outcomes alone are in their chunks' rows already
-                if stop:
-                    return self.finish(state, "stopped")
-                if any(not c.is_finished for c in stored):
-                    return None
-                if not stored and (groups := method.work(state, phase, _chunk_size(state))):
-                    self.add_chunks(method, generation, phase, groups)
-                    return None
-            seconds = (timezone.now() - self.generation_started).total_seconds() if self.generation_started else 0.0
-            self.events.append(method.finish_generation(state, seconds))
-            self.changed = True
-            if method.is_finished(state):
-                return self.finish(state, "completed")
-            method.breed(state)
+
+        def known(generation: int, phase: str) -> Known:
+            stored = list(Chunk.objects.of_step(self.experiment_id, generation, phase))
+            return Known(_outcomes(method, (c for c in stored if c.is_finished)), bool(stored),
+                         all(c.is_finished for c in stored))
+
+        def seconds() -> float:
+            return (timezone.now() - self.generation_started).total_seconds() if self.generation_started else 0.0
+
+        def new_generation() -> None:
             self.generation_started = timezone.now()
-        return None
+
+        step = advance(method, state, known, _chunk_size(state), stop=stop, seconds=seconds,
+                       new_generation=new_generation)
+        self.events += step.events
+        self.changed |= step.changed
+        for generation, phase, groups in step.opened:
+            self.add_chunks(method, generation, phase, groups)
+        if step.finished:
+            self.finish(state, step.finished)
 
     def add_chunks(self, method, generation: int, phase: str, groups) -> None:
         for number, group in enumerate(groups):

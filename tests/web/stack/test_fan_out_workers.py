@@ -207,8 +207,10 @@ def test_a_chunk_that_raises_in_a_worker_is_recorded_and_the_search_goes_on(make
     assert experiment.current_generation == 3
 
 
-#: ML3 and TaylorGLO searches whose chunks take a few seconds each on 2 busy cores.
+#: Searches of the other methods whose chunks take a few seconds each on 2 busy cores (EvoMAL's are above).
 OTHER_METHODS = {
+    "gplfl": chunked_config(steps=400, method="gplfl", rejection={"enabled": False}),
+    "random": chunked_config(steps=400, method="random", rejection={"enabled": False}),
     "ml3": tiny_config(method="ml3", training={"steps": 400},
                        ml3={"meta_steps": 6, "report_every": 2, "hidden_units": 8, "batch_size": 32}),
     "taylorglo": tiny_config(method="taylorglo", training={"steps": 400}, taylorglo={"population_size": 4, "generations": 3},

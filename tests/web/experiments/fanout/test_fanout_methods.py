@@ -2,7 +2,9 @@
 `run_search` whatever order or repetition the chunks come back with; a search stopped and taken up
 again; a chunk that raises. Real worker processes: tests/web/stack/test_fan_out_workers.py."""
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +12,7 @@ from lfl_web.experiments.fanout import chunk_worker, dispatch, search_driver
 from lfl_web.experiments.models import Chunk, ChunkStatus, Status, StoredSearch
 
 from ...conftest import tiny_config
-from ...histories import reference_history, stored_history
+from ...histories import reference_history, stored_history, without_seconds
 
 pytestmark = pytest.mark.django_db
 
@@ -102,3 +104,30 @@ def test_a_chunk_that_raises_is_recorded_and_the_search_goes_on(make_experiment,
     assert "a worker ran out of memory" in failed.error
     history = StoredSearch.objects.get(experiment=experiment).state["history"]
     assert history[0]["rejected"] >= 1 and len(history) == len(reference_history(CONFIGS[method]))
+
+
+CHECKPOINTS_BEFORE = Path(__file__).parents[3] / "search_engine" / "study" / "checkpoints_before_the_driver"
+
+
+@pytest.mark.parametrize(("method", "extended"), [("ml3", ("ml3", "meta_steps", 6)),
+                                                  ("taylorglo", ("taylorglo", "generations", 3))])
+def test_a_search_running_in_one_task_before_the_driver_continues_over_chunks(make_experiment, tmp_path,
+                                                                             method, extended):
+    """An ML3 or TaylorGLO search that ran in one worker task, with its checkpoint on that worker's disk,
+    is taken up from the checkpoint by the fanned-out driver and ends as one run of it would."""
+    from search_engine.study.driver import run_search
+
+    stored = json.loads((CHECKPOINTS_BEFORE / f"{method}.json").read_text())
+    section, name, value = extended
+    config = {**stored["configuration"], section: {**stored["configuration"][section], name: value}}
+    path = tmp_path / "checkpoint.json"
+    path.write_text(json.dumps(stored["checkpoint"]))
+    experiment = make_experiment(config=config, total_generations=3)
+    experiment.claim_for_worker("t")
+    search_driver.start(experiment, resume_file=path)
+    chunk_worker.drain()
+    experiment.refresh_from_db()
+    assert experiment.status == Status.SUCCEEDED
+    assert Chunk.objects.filter(experiment=experiment, generation__lt=2).count() == 0  # 2 came from the file
+    whole = run_search(config).to_dict()["history"]
+    assert stored_history(experiment) == without_seconds(json.loads(json.dumps(whole)))
