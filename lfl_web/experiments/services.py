@@ -306,6 +306,12 @@ def start_meta_test(*, experiment: Experiment) -> None:
     experiment.start_meta_test()
 
 
+def enter_meta_test_phase(*, experiment: Experiment, phase: str, seeds: int) -> None:
+    """The meta-test has begun `phase` (`Experiment.meta_test_phase`): record it and tell the watchers."""
+    experiment.enter_meta_test_phase(phase)
+    publish(experiment.pk, {"type": "meta_test_progress", "phase": phase, "seeds_done": 0, "seeds": seeds})
+
+
 def count_meta_test_seed(*, experiment: Experiment, seeds: int) -> None:
     """One more meta-test seed is done (of `seeds`): count it and tell the watchers."""
     experiment.count_meta_test_seed()

@@ -77,21 +77,24 @@ def _best(tuned: dict[str, Any]) -> dict[str, Any]:
 
 def meta_test_final(task: Task, config: ExperimentConfig, entries: Sequence[Any], baseline: str, *,
                     finalists: int = FINALISTS, on_seed=None, tune_lr: bool | None = None,
-                    search_rate: float | None = None) -> dict[str, Any]:
+                    search_rate: float | None = None, on_phase=None) -> dict[str, Any]:
     """Choose among the best `entries` on validation (`choose_final`), then meta-test the chosen one
     on the test split (`metatest.evaluate_learned_loss`). The record is the meta-test's, with
     "rank" (the chosen entry's hall-of-fame rank) and "final_choice" (the comparison) added.
     Without tuned rates (`tune_lr`, default `meta_test.tune_lr`: the paper's protocol alone) the
-    hall of fame's best is the learned loss, as the paper takes it, and "final_choice" is None."""
+    hall of fame's best is the learned loss, as the paper takes it, and "final_choice" is None.
+    `on_phase(name)`: "final_choice" as the choice begins, then the meta-test's phases (`evaluate_learned_loss`)."""
     from search_engine.scoring.metatest import evaluate_learned_loss
 
     if not entries:
         raise LookupError("the search kept no learned loss to meta-test")
     tuned = config.meta_test.tune_lr if tune_lr is None else tune_lr
+    if tuned and on_phase:
+        on_phase("final_choice")
     choice = choose_final(task, config, entries, baseline, finalists) if tuned else None
     rank = choice["chosen"] if choice else 1
     fields = _fields(entries[rank - 1])
     record = evaluate_learned_loss(task, config, fields["expression"], fields["weights"], baseline,
                                    on_seed=on_seed, network=fields["network"], tune_lr=tuned,
-                                   search_rate=search_rate)
+                                   search_rate=search_rate, on_phase=on_phase)
     return {**record, "rank": rank, "final_choice": choice}

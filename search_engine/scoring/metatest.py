@@ -137,8 +137,13 @@ def evaluate_learned_loss(
     task: Task, config: ExperimentConfig, expression: str, weights: Sequence[float] | None, baseline: str, *,
     seeds: int | None = None, steps: int | None = None, on_seed: Callable[[int], None] | None = None,
     network: dict | None = None, tune_lr: bool | None = None, search_rate: float | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Meta-test a learned loss against the baseline, as stored in result.json and in the web app.
+
+    `on_phase(name)` is told as each part begins: "search_rate" (the seeds at the search's rate),
+    "tuning" (every rate on validation data), "tuned_seeds" (the seeds at the tuned rates); with it,
+    `on_seed` counts the seeds of both seed phases (each from the start), without it only the first's.
 
     The first comparison is at the search's learning rate with the loss as the search trained it:
     under the tuned protocol (`training.lr_protocol`) that is the baseline's best rate (`search_rate`,
@@ -167,6 +172,8 @@ def evaluate_learned_loss(
     losses = _learned_losses(task, expression, weights, network, with_symbolic=refined)
     searched, losses = _as_searched(task, config, losses, network is None, search_rate)
     losses["baseline"] = loss_for(KNOWN_LOSSES[baseline], task.kind, None, task.device)
+    phase = on_phase or (lambda name: None)
+    phase("search_rate")
     runs = run_meta_test(task, searched, losses, seeds=seed_list, steps=steps, on_seed=on_seed)
     record = {"expression": expression, "steps": steps, "search_lr": searched.training.lr,
               **compare(runs["learned"], runs["baseline"], seeds=seed_list, metric=task.metric_name).to_dict()}
@@ -174,7 +181,8 @@ def evaluate_learned_loss(
         record["symbolic"] = compare(runs["symbolic"], runs["baseline"], seeds=seed_list,
                                      metric=task.metric_name).to_dict()
     if config.meta_test.tune_lr if tune_lr is None else tune_lr:
-        record["tuned_lr"] = _at_tuned_rates(task, config, losses, seed_list, steps)
+        record["tuned_lr"] = _at_tuned_rates(task, config, losses, seed_list, steps, phase,
+                                             on_seed if on_phase else None)
     record["rescales_baseline"] = baseline_rescale(task, expression, weights, network)
     return record
 
@@ -205,12 +213,16 @@ def baseline_rescale(task: Task, expression: str, weights: Sequence[float] | Non
     return rescales_baseline(parse(expression), task.kind, None if weights is None else tuple(weights))
 
 
-def _at_tuned_rates(task: Task, config: ExperimentConfig, losses: dict[str, LossFn], seeds, steps: int) -> dict:
+def _at_tuned_rates(task: Task, config: ExperimentConfig, losses: dict[str, LossFn], seeds, steps: int,
+                    phase: Callable[[str], None] = lambda name: None,
+                    on_seed: Callable[[int], None] | None = None) -> dict:
     """The learned loss and the baseline meta-tested each at its own rate, picked on validation data."""
     pair = {name: losses[name] for name in ("learned", "baseline")}
+    phase("tuning")
     tuned = tune_rates(task, config, pair, steps)
     rates = {name: t["lr"] for name, t in tuned.items() if t["lr"] is not None}
-    runs = run_meta_test(task, config, pair, seeds=seeds, steps=steps, rates=rates)
+    phase("tuned_seeds")
+    runs = run_meta_test(task, config, pair, seeds=seeds, steps=steps, rates=rates, on_seed=on_seed)
     return {"learned_lr": tuned["learned"]["lr"], "baseline_lr": tuned["baseline"]["lr"],
             "tried": {name: t["tried"] for name, t in tuned.items()}, "tuning_seeds": tuned["baseline"]["seeds"],
             "by_seed": {name: t["by_seed"] for name, t in tuned.items()},

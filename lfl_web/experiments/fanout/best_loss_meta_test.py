@@ -49,8 +49,8 @@ def meta_test_best(experiment: Experiment, config) -> None:
     best learning rate: `final_choice`), meta-test it against the baseline and store it on its row.
 
     Runs after the search has been recorded as succeeded, so its losses can already be downloaded;
-    watchers get a `meta_test_progress` message after each seed and a `meta_test_finished`
-    message when the numbers are in.
+    watchers get a `meta_test_progress` message as each part begins and after each seed, and a
+    `meta_test_finished` message when the numbers are in.
     """
     from search_engine.facade import load_task, meta_test_final, search_rate_of
 
@@ -64,7 +64,11 @@ def meta_test_best(experiment: Experiment, config) -> None:
         services.count_meta_test_seed(experiment=experiment, seeds=seeds)
 
     entries = [{"expression": loss.expression, "weights": loss.weights, "network": loss.network} for loss in losses]
+    def phase(name: str) -> None:
+        services.enter_meta_test_phase(experiment=experiment, phase=name, seeds=seeds)
+
     record = json_ready(meta_test_final(load_task(config), config, entries, experiment.baseline_loss,
-                                        on_seed=seed_done, search_rate=search_rate_of(experiment.evaluation_plan)))
+                                        on_seed=seed_done, search_rate=search_rate_of(experiment.evaluation_plan),
+                                        on_phase=phase))
     chosen = losses[record["rank"] - 1]
     services.finish_meta_test(experiment=experiment, learned_loss=chosen, record=record)

@@ -126,6 +126,10 @@ class Experiment(models.Model):
     meta_test_status = models.CharField(max_length=16, choices=MetaTestStatus.choices, blank=True, default="")
     meta_test_error = models.TextField(blank=True, default="")
     meta_test_seeds_done = models.PositiveIntegerField(default=0, help_text="Meta-test seeds finished so far.")
+    meta_test_phase = models.CharField(
+        max_length=16, blank=True, default="",
+        help_text="The running meta-test's part: final_choice, search_rate, tuning or tuned_seeds (its seeds counted "
+                  "from 0 in each seed part).")
     celery_task_id = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -290,7 +294,11 @@ class Experiment(models.Model):
 
     def start_meta_test(self) -> None:
         """(Re)start counting meta-test seeds, e.g. when a redelivered task runs it again."""
-        self._update_if(Q(meta_test_status=MetaTestStatus.RUNNING), meta_test_seeds_done=0)
+        self._update_if(Q(meta_test_status=MetaTestStatus.RUNNING), meta_test_seeds_done=0, meta_test_phase="")
+
+    def enter_meta_test_phase(self, phase: str) -> None:
+        """The running meta-test has begun `phase` (see `meta_test_phase`): its seeds count from 0 again."""
+        self._update_if(Q(meta_test_status=MetaTestStatus.RUNNING), meta_test_seeds_done=0, meta_test_phase=phase)
 
     def count_meta_test_seed(self) -> None:
         Experiment.objects.filter(pk=self.pk).update(meta_test_seeds_done=F("meta_test_seeds_done") + 1)

@@ -47,7 +47,13 @@ def test_only_the_first_finalists_are_compared():
 def test_the_meta_test_of_the_final_choice_records_its_rank(tmp_path):
     config = tiny_config(meta_test={"steps": 20, "seeds": 2})
     task = load_task(config)
-    record = meta_test_final(task, config, [{"expression": FLAT}, {"expression": CE}], "cross_entropy")
+    told = []
+    record = meta_test_final(task, config, [{"expression": FLAT}, {"expression": CE}], "cross_entropy",
+                             on_phase=told.append, on_seed=lambda seed: told.append(seed))
+    # Each part is told as it begins, and the seeds of both seed parts are counted, each from its start.
+    assert [t for t in told if isinstance(t, str)] == ["final_choice", "search_rate", "tuning", "tuned_seeds"]
+    seeds = record["seeds"]
+    assert told == ["final_choice", "search_rate", *seeds, "tuning", "tuned_seeds", *seeds]
     assert record["rank"] == 2 and record["expression"] == CE and record["final_choice"]["chosen"] == 2
     assert "tuned_lr" in record
     # The paper's protocol alone: the hall of fame's best is the learned loss, with no comparison.

@@ -5,7 +5,7 @@ import html
 
 import pytest
 
-from lfl_web.experiments.models import LearnedLoss
+from lfl_web.experiments.models import Experiment, LearnedLoss
 from tests.web.experiments import test_pages
 
 from ...conftest import tiny_config
@@ -135,3 +135,18 @@ def test_the_papers_protocol_heading_names_the_rate_the_search_trained_at(signed
     panel = panel_of(signed_in, experiment, {**COMPARISON, "search_lr": 0.15811388300841897, "tuned_lr": tuned()})
     assert "At the search's learning rate, 0.158 (the paper's protocol)" in panel
     assert "the baseline's best rate near the configured 0.05" in panel  # why it is not the configured rate
+
+
+@pytest.mark.parametrize(("phase", "said", "bar"), [
+    ("final_choice", "Choosing the learned loss", False),
+    ("search_rate", "seeds done at the search's rate", True),
+    ("tuning", "Picking the learned loss's and the baseline's best learning rates", False),
+    ("tuned_seeds", "seeds done at the tuned rates", True),
+])
+def test_a_running_meta_test_says_which_part_it_is_in(signed_in, finished, phase, said, bar):
+    experiment = finished()
+    Experiment.objects.filter(pk=experiment.pk).update(meta_test_status="running", meta_test_phase=phase,
+                                                       meta_test_seeds_done=1)
+    page = html.unescape(section(signed_in.get(experiment.get_absolute_url()).content.decode(), "meta-test-panel"))
+    assert said in page and ('role="progressbar"' in page) == bar
+    assert not bar or "1 of " in page  # the part's seeds, counted from its start
