@@ -82,9 +82,6 @@ class Evolutionary(Method):
 
         steps.breed(state)
 
-    def item_index(self, item) -> int:
-        return item.index
-
     def item_to_dict(self, item) -> dict:
         return item.to_dict()
 
@@ -92,19 +89,6 @@ class Evolutionary(Method):
         from search_engine.evolution.steps import WorkItem
 
         return WorkItem(**data)
-
-    def outcome_to_dict(self, outcome) -> dict:
-        from search_engine.evolution.checkpoint import outcome_to_dict
-
-        return outcome_to_dict(outcome)
-
-    def outcome_from_dict(self, data):
-        from search_engine.evolution.checkpoint import outcome_from_dict
-
-        return outcome_from_dict(data)
-
-    def failed_outcome(self, reason: str) -> dict:
-        return {"fitness": None, "reason": reason, "weights": None}
 
 
 EVOMAL = Evolutionary("evomal")

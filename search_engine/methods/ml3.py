@@ -262,9 +262,6 @@ class ML3Method(Method):
         state.next_report, state.block_done, state.block_fitness = report + 1, False, None
         return summary
 
-    def item_index(self, item) -> int:
-        return item.index
-
     def item_to_dict(self, item) -> dict:
         return {"report": item.report, "weights": list(item.weights), "adam": item.adam, "index": item.index}
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from search_engine.config import load_config
-from search_engine.evolution.checkpoint import CheckpointError, outcome_from_dict, outcome_to_dict
+from search_engine.evolution.checkpoint import CheckpointError
 from search_engine.evolution.events import CandidateEvaluated, GenerationFinished, HallOfFameEntry
 from search_engine.methods import taylorglo_state as stored
 from search_engine.methods.taylorglo_poly import (
@@ -127,23 +127,11 @@ class TaylorGLO(Method):
         state.current, state.live = None, (optimizer, len(state.rounds), False)
         return summary
 
-    def item_index(self, item) -> int:
-        return item.index
-
     def item_to_dict(self, item) -> dict:
         return {"index": item.index, "theta": list(item.theta)}
 
     def item_from_dict(self, data):
         return Proposal(int(data["index"]), tuple(float(v) for v in data["theta"]))
-
-    def outcome_to_dict(self, outcome) -> dict:
-        return outcome_to_dict(outcome)
-
-    def outcome_from_dict(self, data):
-        return outcome_from_dict(data)
-
-    def failed_outcome(self, reason: str) -> dict:
-        return {"fitness": None, "reason": reason, "weights": None}
 
 
 TAYLORGLO = TaylorGLO()

@@ -93,9 +93,23 @@ class Method:
     def evaluate(self, evaluator, phase: str, items: list[Any]) -> list[Any]: raise NotImplementedError
     def apply(self, state, phase: str, outcomes: dict[int, Any]) -> list: raise NotImplementedError
     def finish_generation(self, state, seconds: float): raise NotImplementedError
-    def item_index(self, item) -> int: raise NotImplementedError
     def item_to_dict(self, item) -> dict: raise NotImplementedError
     def item_from_dict(self, data: dict): raise NotImplementedError
-    def outcome_to_dict(self, outcome) -> dict: raise NotImplementedError
-    def outcome_from_dict(self, data: dict): raise NotImplementedError
-    def failed_outcome(self, reason: str) -> dict: raise NotImplementedError
+
+    # Work items carry their `index`; outcomes are the evaluators' `Outcome`s unless a method says otherwise.
+    def item_index(self, item) -> int:
+        return item.index
+
+    def outcome_to_dict(self, outcome) -> dict:
+        from search_engine.evolution.checkpoint import outcome_to_dict
+
+        return outcome_to_dict(outcome)
+
+    def outcome_from_dict(self, data: dict):
+        from search_engine.evolution.checkpoint import outcome_from_dict
+
+        return outcome_from_dict(data)
+
+    def failed_outcome(self, reason: str) -> dict:
+        """The stored outcome of an item whose evaluation raised (`reason` says what)."""
+        return {"fitness": None, "reason": reason, "weights": None}

@@ -95,9 +95,8 @@ def test_a_search_split_over_two_workers_has_the_history_of_run_search(make_expe
     assert experiment.meta_test_status == MetaTestStatus.SUCCEEDED
 
 
-def test_a_worker_killed_mid_chunk_leaves_the_history_unchanged(make_experiment, processes, embedded_redis):
-    config = chunked_config(steps=4000, rejection={"enabled": False}, task={"model": "mlp"})
-    experiment = make_experiment(config=config)
+def start_on_two_workers_and_wait_for_a_chunk_of_w1(experiment, processes, embedded_redis) -> Chunk:
+    """Workers w1 and w2 and the coordinator, the experiment submitted; the first chunk w1 runs."""
     processes.worker("w1")
     processes.worker("w2")
     processes.coordinator()
@@ -107,8 +106,15 @@ def test_a_worker_killed_mid_chunk_leaves_the_history_unchanged(make_experiment,
         return Chunk.objects.filter(experiment=experiment, status=ChunkStatus.RUNNING, worker__startswith="w1@").first()
 
     assert wait_until(lambda: held_by_w1() is not None, timeout=120, interval=0.02), processes.logs()
+    return held_by_w1()
+
+
+def test_a_worker_killed_mid_chunk_leaves_the_history_unchanged(make_experiment, processes, embedded_redis):
+    config = chunked_config(steps=4000, rejection={"enabled": False}, task={"model": "mlp"})
+    experiment = make_experiment(config=config)
+    held = start_on_two_workers_and_wait_for_a_chunk_of_w1(experiment, processes, embedded_redis)
     processes.kill("w1")
-    lost = Chunk.objects.get(pk=held_by_w1().pk)
+    lost = Chunk.objects.get(pk=held.pk)
     assert lost.status == ChunkStatus.RUNNING and lost.outcomes is None  # killed mid-chunk, nothing stored
 
     experiment = wait_for_the_end(experiment, processes)
@@ -223,16 +229,7 @@ def test_every_method_survives_a_killed_worker_and_a_restarted_redis_with_the_hi
         make_experiment, processes, embedded_redis, method):
     config = OTHER_METHODS[method]
     experiment = make_experiment(config=config)
-    processes.worker("w1")
-    processes.worker("w2")
-    processes.coordinator()
-    submit(experiment, embedded_redis.url)
-
-    def held_by_w1():
-        return Chunk.objects.filter(experiment=experiment, status=ChunkStatus.RUNNING, worker__startswith="w1@").first()
-
-    assert wait_until(lambda: held_by_w1() is not None, timeout=120, interval=0.02), processes.logs()
-    lost = held_by_w1()
+    lost = start_on_two_workers_and_wait_for_a_chunk_of_w1(experiment, processes, embedded_redis)
     processes.kill("w1")  # mid-chunk: its lease runs out and the coordinator sends the chunk again
     embedded_redis.process.kill()  # and the broker loses its queue
     embedded_redis.process.wait()

@@ -26,9 +26,9 @@ def chunked_config(**sections) -> dict:
                        evaluation={"strategy": "batched", "max_population_chunk": 2}, **sections)
 
 
-def drain_shuffled(rng: random.Random, repeat: bool) -> None:
-    """Run the queued chunks in a random order, each (with `repeat`) twice, as redelivery would."""
-    queue = dispatch.inline_queue()
+def drain_shuffled(rng: random.Random, repeat: bool) -> int:
+    """Run the queued chunks in a random order, each (with `repeat`) twice, as redelivery would; how many ran."""
+    ran, queue = 0, dispatch.inline_queue()
     while queue:
         batch = list(queue)
         queue.clear()
@@ -37,6 +37,8 @@ def drain_shuffled(rng: random.Random, repeat: bool) -> None:
             assert chunk_worker.run_chunk(pk, worker="w1") in ("done", "dropped")
             if repeat:
                 assert chunk_worker.run_chunk(pk, worker="w2") == "dropped"  # finished: nothing changes
+            ran += 1
+    return ran
 
 
 @pytest.mark.parametrize("local_search", [{"mode": "off"}, {"mode": "top_k", "top_k": 2, "meta_steps": 2}])

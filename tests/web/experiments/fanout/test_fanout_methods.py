@@ -13,6 +13,7 @@ from lfl_web.experiments.models import Chunk, ChunkStatus, Status, StoredSearch
 
 from ...conftest import tiny_config
 from ...histories import reference_history, stored_history, without_seconds
+from .test_fanout import drain_shuffled
 
 pytestmark = pytest.mark.django_db
 
@@ -31,20 +32,6 @@ CONFIGS = {
 }
 
 
-def drain_shuffled(rng: random.Random) -> int:
-    """Run the queued chunks in a random order, each twice, as redelivery would; how many ran."""
-    ran, queue = 0, dispatch.inline_queue()
-    while queue:
-        batch = list(queue)
-        queue.clear()
-        rng.shuffle(batch)
-        for pk in batch:
-            assert chunk_worker.run_chunk(pk, worker="w1") in ("done", "dropped")
-            assert chunk_worker.run_chunk(pk, worker="w2") == "dropped"  # finished: nothing changes
-            ran += 1
-    return ran
-
-
 @pytest.mark.parametrize("method", sorted(CONFIGS))
 def test_every_method_fans_out_with_the_history_of_run_search(make_experiment, method):
     config = CONFIGS[method]
@@ -53,7 +40,7 @@ def test_every_method_fans_out_with_the_history_of_run_search(make_experiment, m
     search_driver.start(experiment)
     first = list(Chunk.objects.filter(experiment=experiment, generation=0))
     assert first, "generation 0 is stored as chunks"
-    ran = drain_shuffled(random.Random(3))
+    ran = drain_shuffled(random.Random(3), repeat=True)
     experiment.refresh_from_db()
     assert experiment.status == Status.SUCCEEDED, experiment.error
     assert stored_history(experiment) == reference_history(config)
