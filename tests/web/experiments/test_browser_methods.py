@@ -39,11 +39,13 @@ POPULATION = 4  # CMA-ES needs at least 4
 GENERATIONS = 2
 
 # Field id -> value typed into the form; the advanced part holds max_train and the meta-test's.
-# The mlp trains for a few seconds per generation (the logistic model for half a second), so each
-# counter value stays on screen far longer than a loaded browser could take to paint it.
+# Each generation's population trains 400 steps (about a second on 2 busy cores; 20 steps took
+# tens of milliseconds, and the page, which paints only the newest state of a panel per frame,
+# went from 0 / 2 straight to 2 / 2), so each counter value stays on screen far longer than a
+# loaded browser could take to paint it.
 FORM_INPUTS = {
     "id_name": "browser taylorglo", "id_taylorglo_population_size": str(POPULATION),
-    "id_taylorglo_generations": str(GENERATIONS), "id_training_steps": "20", "id_max_train": "200",
+    "id_taylorglo_generations": str(GENERATIONS), "id_training_steps": "400", "id_max_train": "200",
     "id_meta_test_steps": "20", "id_meta_test_seeds": "1", "id_device": "cpu",
 }
 FORM_SELECTS = {"id_dataset": "digits", "id_model": "mlp"}
@@ -176,7 +178,7 @@ def check_the_record(pk: int, user, seen: list[dict]) -> None:
     config = experiment.config
     assert config["method"] == "taylorglo", config
     assert (config["taylorglo"]["population_size"], config["taylorglo"]["generations"]) == (POPULATION, GENERATIONS)
-    assert (config["task"]["max_train"], config["training"]["steps"], config["meta_test"]["seeds"]) == (200, 20, 1)
+    assert (config["task"]["max_train"], config["training"]["steps"], config["meta_test"]["seeds"]) == (200, 400, 1)
     assert (experiment.current_generation, experiment.total_generations) == (GENERATIONS, GENERATIONS)
     assert Candidate.objects.filter(experiment=experiment).count() == POPULATION * GENERATIONS
     best = LearnedLoss.objects.get(experiment=experiment, rank=1)

@@ -69,7 +69,10 @@ def test_watchers_hear_each_meta_test_seed_and_the_results(make_experiment):
     assert succeeded["experiment"]["meta_test_status"] == "running"  # the page shows the indicator at once
     assert succeeded["experiment"]["meta_test_plan"] == {"seeds": 2, "steps": 20, "tune_lr": True}  # on by default
     progress = [m for m in messages if m["type"] == "meta_test_progress"]
-    assert [(m["seeds_done"], m["seeds"]) for m in progress] == [(1, 2), (2, 2)]
+    # each part announced as it begins (its seeds counted from 0), then each seed of the two seed parts
+    assert [(m.get("phase"), m["seeds_done"], m["seeds"]) for m in progress] == [
+        ("final_choice", 0, 2), ("search_rate", 0, 2), (None, 1, 2), (None, 2, 2),
+        ("tuning", 0, 2), ("tuned_seeds", 0, 2), (None, 1, 2), (None, 2, 2)]
     assert types[-1] == "meta_test_finished" and types.index("meta_test_progress") > types.index("search_finished")
     assert messages[-1]["meta_test"]["wins"] <= 2
 
