@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _CHILD = """
 import json, sys
 from search_engine.config import load_config
-from search_engine.study.driver import run_search
+from search_engine import run_search  # the package's entry point: the same name in earlier versions
 result = run_search(load_config(json.loads(sys.argv[1])))
 print(json.dumps({"seconds": [g.seconds for g in result.history], "plan": result.plan,
                   "best": result.best.expression if result.best else None}))
