@@ -259,3 +259,11 @@ def test_the_transfers_of_a_loss_fold_into_one_line_below_its_figures(signed_in,
     assert '<span class="transfer-chip worse">digits / lenet5 -10.0%</span>' in summary
     assert '<span class="transfer-chip ">digits28 / mlp 0.0%</span>' in summary
     assert transfers.count("<li data-status=\"succeeded\">") == 4  # every run in full, once opened
+
+
+def test_a_loss_whose_meta_test_is_running_says_so(client, user, finished_loss):
+    client.force_login(user)
+    experiment = finished_loss("testing now", "evomal")
+    Experiment.objects.filter(pk=experiment.pk).update(meta_test_status="running")
+    page = client.get(reverse("leaderboard")).content.decode()
+    assert "meta-test running" in page and "not meta-tested" not in page
