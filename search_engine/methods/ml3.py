@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from search_engine import catalog
-from search_engine.config import ExperimentConfig, LocalSearchConfig, load_config
+from search_engine.config import ExperimentConfig, LocalSearchConfig
 from search_engine.evolution.checkpoint import CheckpointError
 from search_engine.evolution.events import CandidateEvaluated, GenerationFinished, HallOfFameEntry
 from search_engine.expr.losses import make_loss
@@ -217,7 +217,7 @@ class ML3Method(Method):
         return state.next_report
 
     def is_finished(self, state) -> bool:
-        return state.next_report >= report_count(load_config(state.config, check_data=False))
+        return state.next_report >= generation_count(state.config)
 
     def work(self, state, phase, chunk_size):
         if state.block_done:
@@ -282,8 +282,9 @@ class ML3Method(Method):
 
 
 def _network(state) -> NetworkLoss:
-    """The loss network the state's weights make."""
-    return NetworkLoss.from_flat(list(state.weights), widths_of(load_config(state.config, check_data=False)))
+    """The loss network the state's weights make (its widths read off the stored configuration)."""
+    ml3 = state.config["ml3"]
+    return NetworkLoss.from_flat(list(state.weights), network_widths(ml3["hidden_units"], ml3["hidden_layers"]))
 
 
 ML3 = ML3Method()

@@ -136,9 +136,10 @@ def finished_event(state, status: str) -> SearchFinished:
 
 def finish(state, status: str, config: ExperimentConfig, kind: str, emit: OnEvent, started: float) -> SearchResult:
     """The SearchFinished event and the result."""
-    emit(finished_event(state, status))
+    event = finished_event(state, status)
+    emit(event)
     return SearchResult(
-        config=config.to_dict(), status=status, best=state.hall_of_fame[0] if state.hall_of_fame else None,
+        config=config.to_dict(), status=status, best=event.best,
         hall_of_fame=tuple(state.hall_of_fame), history=tuple(state.history), totals=dict(state.totals),
         baseline_loss=catalog.baseline_name(kind), baseline_fitness=state.baseline_fitness,
         seconds=time.perf_counter() - started, plan=state.plan,

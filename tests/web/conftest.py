@@ -162,3 +162,16 @@ def embedded_redis():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def back_to_latest():
+    """Leave the database at the latest migrations for the tests that follow (a data migration's test
+    migrates it back first)."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    yield
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

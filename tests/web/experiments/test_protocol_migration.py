@@ -8,15 +8,6 @@ BEFORE = [("experiments", "0009_experiment_data_name_classes_error_detail")]
 AFTER = [("experiments", "0010_stored_searches_keep_the_fixed_protocol")]
 
 
-@pytest.fixture
-def back_to_latest():
-    """Leave the database at the latest migrations for the tests that follow."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 @pytest.mark.django_db(transaction=True)
 def test_stored_configurations_and_search_states_say_they_ran_with_the_fixed_protocol(back_to_latest):
     executor = MigrationExecutor(connection)

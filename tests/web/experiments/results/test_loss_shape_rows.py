@@ -46,15 +46,6 @@ def test_a_regression_loss_gets_the_residual_slice(make_experiment):
     assert loss.loss_shape["loss"][0] == pytest.approx(9.0)  # a residual of -3, squared
 
 
-@pytest.fixture
-def back_to_latest():
-    """Leave the database at the latest migrations for the tests that follow."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 @pytest.mark.django_db(transaction=True)
 def test_losses_stored_before_get_their_shape_from_the_migration(back_to_latest):
     executor = MigrationExecutor(connection)
