@@ -262,6 +262,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
                         type=lambda v: _names(v, TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
     parser.add_argument("--search-seeds", type=int, default=None, help="searches per task and method (default 5; smoke 2)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first search seed (default 0): a long table can be run in parts")
     parser.add_argument("--test-seeds", type=int, default=None, help="paired meta-test seeds (default 5; smoke 2)")
     parser.add_argument("--json", default=None, help="write every per-seed record to this file")
     parser.add_argument("--evomal-protocols", default="fixed,tuned", type=lambda v: tuple(_names(v, PROTOCOLS)),
@@ -272,6 +274,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.test_seeds = default if args.test_seeds is None else args.test_seeds
     if args.search_seeds < 1:
         parser.error(f"--search-seeds: must be at least 1, got {args.search_seeds}")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed: must be at least 0, got {args.first_seed}")
     if args.test_seeds < 2:
         parser.error(f"--test-seeds: must be at least 2 (a paired t-test needs two), got {args.test_seeds}")
     return args
@@ -284,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     print("learned loss: " + (f"{FINAL_CHOICE}.choose_final (the hall of fame's best compared on validation, "
                               "each at its own best rate)" if chooser else
                               f"each search's best hall-of-fame entry ({FINAL_CHOICE}.choose_final not found)"))
-    print(f"search seeds 0..{args.search_seeds - 1}; {args.test_seeds} paired test seeds; "
+    print(f"search seeds {args.first_seed}..{args.first_seed + args.search_seeds - 1}; {args.test_seeds} paired test seeds; "
           "metric: error rate (digits) / MSE (diabetes), lower is better")
     budgets = {task: sizes(task, args.smoke, args.test_seeds) for task in args.tasks}
     records, rows = [], []
@@ -292,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{task}: {budgets[task]}", flush=True)
         for arm in arms(args.methods, args.evomal_protocols):
             per_seed = []
-            for seed in range(args.search_seeds):  # hours in all: each seed is reported and kept when done
+            for seed in range(args.first_seed, args.first_seed + args.search_seeds):  # hours in all: each seed is reported and kept when done
                 per_seed.append(run_seed(arm, task, budgets[task], seed, chooser))
                 print(detail_line(per_seed[-1]), flush=True)
                 if args.json:

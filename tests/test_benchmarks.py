@@ -140,10 +140,12 @@ def test_quality_refuses_unknown_names_and_too_few_seeds(capsys):
     for argv, message in ((["--methods", "evomal,ml4"], "argument --methods: unknown ml4"),
                           (["--tasks", "digits/vgg"], "argument --tasks: unknown digits/vgg"),
                           (["--test-seeds", "1"], "--test-seeds: must be at least 2"),
-                          (["--search-seeds", "0"], "--search-seeds: must be at least 1")):
+                          (["--search-seeds", "0"], "--search-seeds: must be at least 1"),
+                          (["--first-seed", "-1"], "--first-seed: must be at least 0")):
         with pytest.raises(SystemExit):
             quality.parse_args(argv)
         assert message in capsys.readouterr().err
+    assert quality.parse_args(["--first-seed", "2", "--search-seeds", "3"]).first_seed == 2
 
 
 @pytest.mark.stack  # ten searches and their meta-tests in a subprocess, a few minutes on a busy machine
