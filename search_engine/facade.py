@@ -35,7 +35,7 @@ _NAMES = {
     "config_field": "search_engine.config",
     "work_estimate": "search_engine.limits", "step_labels": "search_engine.limits",
     "TUNING_RUNS_AT_MOST": "search_engine.limits",
-    "generation_count": "search_engine.methods.settings", "network_weight_count": "search_engine.methods.settings",
+    "generation_count": "search_engine.study.method", "network_weight_count": "search_engine.study.method",
     "describe_dataset": "search_engine.tasks.describe", "DataError": "search_engine.tasks.describe",
     "method_named": "search_engine.study.method",
     "search_started": "search_engine.study.driver", "finished_event": "search_engine.study.driver",

@@ -8,12 +8,11 @@ refused by name instead of overflowing in a worker. Both are read off the facts 
 field (`fields.setting`, with the reason for each bound).
 `work_estimate(config)` counts the training work a configuration asks for, for the new-experiment
 form, the API's answer and a server's ceiling (the web's LFL_MAX_TRAINING_STEPS); it counts the
-work of the configuration's method (EvoMAL, GP-LFL, ML3 or TaylorGLO) with the same keys for all.
+work of the configuration's method (its strategy object's `planned_work`) with the same keys for all.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from search_engine import catalog
@@ -31,7 +30,14 @@ from search_engine.fields import (  # noqa: F401 (the bounds' names, read here b
     setting_of,
     value_at,
 )
-from search_engine.methods.settings import effective
+from search_engine.scoring.run_counts import (  # noqa: F401 (read from here by their users)
+    FINALISTS,
+    SEARCH_RATES_AT_MOST,
+    TUNING_RATES_AT_MOST,
+    TUNING_RUNS_AT_MOST,
+    TUNING_SEEDS,
+)
+from search_engine.study.method import STEP_LABELS, method_named  # noqa: F401 (STEP_LABELS: read from here)
 
 field_value = value_at  # the value of a dotted field in a configuration
 
@@ -57,41 +63,10 @@ FLOAT_RANGES: dict[str, FloatRange]
 UPPER_BOUNDS, FLOAT_RANGES = _bounds()
 
 
-#: What each kind of step of a work estimate is called, by method, for the kinds of work the
-#: method does: ML3's meta-training unrolls training steps as EvoMAL's local search does, but it
-#: is the whole method, not a refinement; neither ML3 nor TaylorGLO screens its losses.
-STEP_LABELS: dict[str, str] = {"fitness_steps": "fitness", "rejection_steps": "rejection",
-                               "local_search_steps": "local search", "meta_test_steps": "meta-test"}
-METHOD_STEP_LABELS: dict[str, dict[str, str]] = {
-    "ml3": {"fitness_steps": "fitness", "local_search_steps": "meta-training", "meta_test_steps": "meta-test"},
-    "taylorglo": {"fitness_steps": "fitness", "meta_test_steps": "meta-test"},
-}
-
-
 def step_labels(method: str) -> dict[str, str]:
     """{step key of `work_estimate`: what a page calls it} for the kinds of work `method` does
-    (the others are always 0 for it)."""
-    return METHOD_STEP_LABELS.get(method, STEP_LABELS)
-
-
-#: Learning rates meta_test.tune_lr tries per loss at most: scoring.tuned_lr's 5 grid rates and
-#: up to 3 extensions past each edge (a test checks this against that module).
-TUNING_RATES_AT_MOST = 11
-
-#: Seeds each of those rates is trained on (scoring.tuned_lr.tuning_seeds): a rate at the edge of
-#: stability trains well on one seed and badly on another, which one seed cannot see.
-TUNING_SEEDS = 2
-
-#: Trainings meta_test.tune_lr runs per loss at most to pick its rate: every rate on every tuning seed.
-TUNING_RUNS_AT_MOST = TUNING_SEEDS * TUNING_RATES_AT_MOST
-
-#: Losses the final choice compares at their own best rates before the meta-test (scoring.final_choice):
-#: the hall of fame's best few, and the baseline beside them.
-FINALISTS = 3
-
-#: Rates the tuned protocol (training.lr_protocol) trains the baseline at, at most, to pick the
-#: search's rate: training.lr, its two half-decade neighbours and up to 3 extensions past one edge.
-SEARCH_RATES_AT_MOST = 3 + 2 * 3
+    (the others are always 0 for it): the method's strategy object says."""
+    return method_named(method).step_labels()
 
 
 def work_estimate(config: Any) -> dict[str, int]:
@@ -119,8 +94,7 @@ def work_estimate(config: Any) -> dict[str, int]:
     meta_test_steps    meta-test runs x meta_test.steps
     total_steps        the sum of the four kinds of steps
     """
-    counts = {"ml3": _ml3_work, "taylorglo": _taylorglo_work}.get(config.method, _evolutionary_work)(config)
-    candidates, refitted, screened, unrolled, meta_test_runs = counts
+    candidates, refitted, screened, unrolled, meta_test_runs = method_named(config.method).planned_work(config)
     if config.meta_test.tune_lr:  # every rate tried on validation data, then the seeds again at the best
         meta_test_runs += 2 * (TUNING_RUNS_AT_MOST + config.meta_test.seeds)
         if catalog.METHODS[config.method].symbolic:  # a network loss is its run's one learned loss: nothing to choose
@@ -136,29 +110,3 @@ def work_estimate(config: Any) -> dict[str, int]:
     }
     return {"candidates": candidates, "models_trained": fitness_runs + meta_test_runs,
             **steps, "total_steps": sum(steps.values())}
-
-
-# Each returns (candidates, fitness trainings again after a refinement, candidates screened,
-# unrolled meta-gradient steps, meta-test runs).
-
-
-def _evolutionary_work(config: Any) -> tuple[int, int, int, int, int]:
-    s, ls = config.search, config.local_search
-    mode = effective(config).local_search.mode  # GP-LFL: off, whatever its section says
-    candidates = s.population_size * s.generations
-    refined = {"all": candidates, "top_k": s.generations * min(ls.top_k, s.population_size)}.get(mode, 0)
-    refitted = refined if mode == "top_k" else 0
-    runs_per_seed = 3 if mode != "off" else 2
-    return candidates, refitted, candidates, refined * ls.meta_steps * ls.inner_steps, config.meta_test.seeds * runs_per_seed
-
-
-def _ml3_work(config: Any) -> tuple[int, int, int, int, int]:
-    m = config.ml3
-    reports = math.ceil(m.meta_steps / m.report_every)
-    return reports, 0, 0, m.meta_steps * m.inner_steps, config.meta_test.seeds * 2
-
-
-def _taylorglo_work(config: Any) -> tuple[int, int, int, int, int]:
-    t = config.taylorglo
-    # its polynomial's weights are its own parameters: meta-tested against the baseline only
-    return t.population_size * t.generations, 0, 0, 0, config.meta_test.seeds * 2

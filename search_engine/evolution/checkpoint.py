@@ -16,7 +16,7 @@ from typing import Any
 
 from search_engine.evolution.events import GenerationFinished, HallOfFameEntry
 from search_engine.expr.tree import Node, parse, to_prefix
-from search_engine.scoring.sequential import Outcome
+from search_engine.scoring.outcome import Outcome
 
 FORMAT = "lfl-search-checkpoint"
 VERSION = 1

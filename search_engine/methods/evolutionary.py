@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search_engine.study.method import Method
+from search_engine.study.method import Method, WorkCounts
 
 EVALUATE, REFINE = "evaluate", "refine"
 
@@ -28,6 +28,19 @@ class Evolutionary(Method):
         from search_engine.methods.settings import effective
 
         return effective(config)
+
+    def planned_work(self, config) -> WorkCounts:
+        """Every candidate screened and scored; refined (meta-gradients) by the local search's mode: all
+        of them, each generation's best top_k (which are then scored again), or none (GP-LFL); the
+        meta-test trains the learned loss with and without its refined weights beside the baseline."""
+        s, ls = config.search, config.local_search
+        mode = self.settings(config).local_search.mode
+        candidates = s.population_size * s.generations
+        refined = {"all": candidates, "top_k": s.generations * min(ls.top_k, s.population_size)}.get(mode, 0)
+        refitted = refined if mode == "top_k" else 0
+        runs_per_seed = 3 if mode != "off" else 2
+        return WorkCounts(candidates, refitted, candidates, refined * ls.meta_steps * ls.inner_steps,
+                          config.meta_test.seeds * runs_per_seed)
 
     def fresh_state(self, config, kind, baseline_fitness):
         from search_engine.evolution import steps

@@ -20,6 +20,28 @@ from search_engine.evolution.checkpoint import (
 )
 from search_engine.evolution.events import GenerationFinished, HallOfFameEntry
 
+
+@dataclass(frozen=True)
+class Block:
+    """A generation's work: the meta steps of report `report`, from these weights and Adam state."""
+
+    report: int
+    weights: tuple[float, ...]  # the loss network's weights, `NetworkLoss.flat` order
+    adam: dict | None  # {"step", "exp_avg", "exp_avg_sq"}; None before the first meta step
+    index: int = 0  # one item per generation
+
+
+@dataclass(frozen=True)
+class BlockOutcome:
+    """What a block left: the weights and Adam state after it, and the network's fitness (None: diverged,
+    or the block failed: then `weights` is None and `reason` says why)."""
+
+    weights: tuple[float, ...] | None
+    adam: dict | None
+    fitness: float | None
+    reason: str | None = None
+
+
 FORMAT = "lfl-ml3-checkpoint"
 VERSION = 1
 

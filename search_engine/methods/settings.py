@@ -83,29 +83,3 @@ def effective(config):
     if config.method == "gplfl" and config.local_search.mode != "off":
         return dataclasses.replace(config, local_search=dataclasses.replace(config.local_search, mode="off"))
     return config
-
-
-def generation_count(config: dict) -> int:
-    """How many "generations" (GenerationFinished events) a run of a stored configuration makes: CMA-ES
-    generations for TaylorGLO, reports for ML3 (one per report_every meta steps, the last maybe
-    shorter), GP generations otherwise. Reads the JSON form, so a page needs neither torch nor a
-    validated configuration object."""
-    method = config.get("method", "evomal")
-    if method == "taylorglo":
-        return int(config.get("taylorglo", {}).get("generations", TaylorGLOSettings.generations))
-    if method == "ml3":
-        ml3 = {**dataclasses.asdict(ML3Settings()), **config.get("ml3", {})}
-        return -(-int(ml3["meta_steps"]) // int(ml3["report_every"]))
-    return int(config.get("search", {}).get("generations", 50))
-
-
-def network_weight_count(config: dict) -> int | None:
-    """How many weights the loss network of a stored configuration has (ML3: every scored snapshot
-    has them all), None for a method whose losses are expressions. Reads the JSON form, as
-    `generation_count` does."""
-    if config.get("method", "evomal") != "ml3":
-        return None
-    from search_engine.expr.network import flat_size, network_widths  # torch-free
-
-    ml3 = {**dataclasses.asdict(ML3Settings()), **config.get("ml3", {})}
-    return flat_size(network_widths(int(ml3["hidden_units"]), int(ml3["hidden_layers"])))

@@ -27,13 +27,14 @@ from search_engine.config import load_config
 from search_engine.evolution.checkpoint import CheckpointError
 from search_engine.evolution.events import CandidateEvaluated, GenerationFinished, HallOfFameEntry
 from search_engine.methods import taylorglo_state as stored
+from search_engine.methods.settings import TaylorGLOSettings
 from search_engine.methods.taylorglo_poly import (
     POLYNOMIAL_EXPRESSION,
     candidate_key,
     polynomial_latex,
     polynomial_tree,
 )
-from search_engine.study.method import Method
+from search_engine.study.method import STEP_LABELS, Method, WorkCounts
 
 #: What CMA-ES is told for a candidate without a fitness: worse than any finite validation metric.
 WORST_TOLD = sys.float_info.max
@@ -56,6 +57,19 @@ class TaylorGLO(Method):
 
     def population_size(self, config) -> int:
         return config.taylorglo.population_size
+
+    def generation_count(self, stored: dict) -> int:
+        """CMA-ES generations."""
+        return int(stored.get("taylorglo", {}).get("generations", TaylorGLOSettings.generations))
+
+    def planned_work(self, config) -> WorkCounts:
+        """Every proposal trained once; no screen, no meta-gradients; its polynomial's weights are its own
+        parameters, so the meta-test compares it with the baseline only."""
+        t = config.taylorglo
+        return WorkCounts(t.population_size * t.generations, 0, 0, 0, config.meta_test.seeds * 2)
+
+    def step_labels(self) -> dict[str, str]:
+        return {key: STEP_LABELS[key] for key in ("fitness_steps", "meta_test_steps")}
 
     def fresh_state(self, config, kind, baseline_fitness):
         return stored.TaylorGLOState(config=config.to_dict(), baseline_fitness=baseline_fitness)

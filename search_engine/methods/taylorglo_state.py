@@ -29,7 +29,7 @@ from search_engine.evolution.checkpoint import (
 )
 from search_engine.evolution.events import GenerationFinished, HallOfFameEntry
 from search_engine.methods.taylorglo_poly import N_PARAMETERS
-from search_engine.scoring.sequential import Outcome
+from search_engine.scoring.outcome import Outcome
 
 FORMAT = "lfl-taylorglo-checkpoint"
 VERSION = 1

@@ -20,8 +20,8 @@ from typing import Any
 
 from search_engine.config import ExperimentConfig
 from search_engine.expr.tree import KNOWN_LOSSES, parse
-from search_engine.limits import FINALISTS
 from search_engine.scoring import protocol
+from search_engine.scoring.run_counts import FINALISTS
 from search_engine.scoring.sequential import loss_for
 from search_engine.scoring.tuned_lr import tune_rates
 from search_engine.tasks.task import Task

@@ -10,41 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from search_engine.config import ExperimentConfig
 from search_engine.expr.losses import make_loss
 from search_engine.expr.tree import Node
 from search_engine.scoring import protocol
+from search_engine.scoring.outcome import TRAINING_DIVERGED, Outcome  # noqa: F401 (also read from here)
 from search_engine.scoring.rejection import fixed_subset, initial_outputs, screen
 from search_engine.tasks.task import Task
 from search_engine.tasks.training import LossFn, metric_from_outputs, predict, train
-
-TRAINING_DIVERGED = "non-finite loss or weights during training"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A candidate's result: a fitness (lower is better), or None with the reason it failed."""
-
-    fitness: float | None
-    reason: str | None = None
-    weights: tuple[float, ...] | None = None  # learned edge weights, when local search ran
-    scale: float | None = None  # the loss was trained multiplied by this (the tuned protocol: scoring.protocol)
-    # Classification: the validation cross-entropy of the trained model, a continuous measure that
-    # breaks ties between equal error rates (a few hundred validation samples make ties common).
-    tiebreak: float | None = None
-
-    @property
-    def rank(self) -> tuple[float, float] | None:
-        """How the search ranks this outcome: (fitness, tie-breaker); None without a fitness."""
-        if self.fitness is None:
-            return None
-        return (self.fitness, math.inf if self.tiebreak is None else self.tiebreak)
-
-    @property
-    def ok(self) -> bool:
-        return self.fitness is not None
 
 
 class SequentialEvaluator:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from search_engine.config import ExperimentConfig
-from search_engine.limits import TUNING_SEEDS
+from search_engine.scoring.run_counts import TUNING_SEEDS
 from search_engine.tasks.task import Task
 from search_engine.tasks.training import LossFn, evaluate_metric, train
 

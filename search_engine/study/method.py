@@ -5,7 +5,12 @@ alike - loading the task, the stop request, resuming, the baseline, the events, 
 the result - and asks the method only what is its own:
 
     settings(config)                 the configuration as the method runs it (GP-LFL: local search off)
-    generations(config)              how many generations (GenerationFinished events) a run makes
+    generation_count(stored)         how many generations (GenerationFinished events) a run of a stored
+                                     (JSON) configuration makes; generations(config) for a loaded one
+    planned_work(config)             the training work a configuration asks of it, at most (`WorkCounts`;
+                                     limits.work_estimate adds what every method shares)
+    step_labels()                    what a page calls each kind of step it does (the others are 0 for it)
+    network_weight_count(stored)     the weights of its loss network, None where its losses are expressions
     make_evaluator / plan_record     what scores its work, and how that was chosen
     fresh_state(config, kind, b)     generation 0 (b: the baseline loss's fitness, scored by the driver)
     phases                           the kinds of work inside one generation, in order
@@ -15,7 +20,8 @@ the result - and asks the method only what is its own:
     apply(state, phase, outcomes)    outcomes by item index in; the events they complete out
     finish_generation / breed        the generation's summary, then the next generation
 
-Work items and outcomes cross process boundaries as JSON (`item_to_dict`, `outcome_to_dict`,
+These first four are read by pages and the form, so a method's module imports without torch (its
+training code lives in modules it imports only when it runs). Work items and outcomes cross process boundaries as JSON (`item_to_dict`, `outcome_to_dict`,
 ...), the state too (`state_to_dict`, `state_from_dict`), so a driver that hands groups to other
 processes (the web's workers) runs the very steps the single-process driver runs.
 """
@@ -23,12 +29,36 @@ processes (the web's workers) runs the very steps the single-process driver runs
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import Any, NamedTuple
 
 from search_engine import catalog
 
+#: What each kind of step of a work estimate (limits.work_estimate's keys) is called on a page.
+STEP_LABELS: dict[str, str] = {"fitness_steps": "fitness", "rejection_steps": "rejection",
+                               "local_search_steps": "local search", "meta_test_steps": "meta-test"}
+
+
+class WorkCounts(NamedTuple):
+    """The training work of one run of a method, at most (see limits.work_estimate for each count's meaning)."""
+
+    candidates: int  # losses scored by a fitness training
+    refitted: int  # fitness trainings again after a refinement
+    screened: int  # candidates put through the rejection screen
+    unrolled: int  # unrolled training steps of meta-gradients
+    meta_test_runs: int  # meta-test trainings at the search's rate
+
 #: method name -> "module:attribute" of its strategy object: the catalogue row says it.
 METHODS: dict[str, str] = {name: m.strategy for name, m in catalog.METHODS.items()}
+
+
+def generation_count(config: dict) -> int:
+    """How many generations a run of a stored (JSON) configuration makes, as its method counts them."""
+    return method_named(config.get("method", "evomal")).generation_count(config)
+
+
+def network_weight_count(config: dict) -> int | None:
+    """How many weights the loss network of a stored configuration has; None for expression losses."""
+    return method_named(config.get("method", "evomal")).network_weight_count(config)
 
 
 def method_named(name: str) -> Method:
@@ -51,9 +81,22 @@ class Method:
         return config
 
     def generations(self, config) -> int:
-        from search_engine.methods.settings import generation_count
+        return self.generation_count(config.to_dict())
 
-        return generation_count(config.to_dict())
+    def generation_count(self, stored: dict) -> int:
+        """Generations of a run of the stored configuration `stored` (GP generations by default)."""
+        from search_engine.config import SearchSettings
+
+        return int(stored.get("search", {}).get("generations", SearchSettings.generations))
+
+    def planned_work(self, config) -> WorkCounts:
+        raise NotImplementedError
+
+    def step_labels(self) -> dict[str, str]:
+        return dict(STEP_LABELS)
+
+    def network_weight_count(self, stored: dict) -> int | None:
+        return None
 
     def population_size(self, config) -> int:
         return config.search.population_size

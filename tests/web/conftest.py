@@ -147,7 +147,7 @@ def make_experiment(user):
     def make(owner=None, **fields):
         config = fields.pop("config", tiny_config())
         if "total_generations" not in fields:
-            from search_engine.methods.settings import generation_count
+            from search_engine.study.method import generation_count
 
             fields["total_generations"] = generation_count(config)
         return Experiment.objects.create(owner=owner or user, name=fields.pop("name", "tiny"), config=config, **fields)

@@ -10,7 +10,7 @@ import torch
 
 from search_engine.config import ConfigError, load_config
 from search_engine.expr.network import flat_size, network_widths
-from search_engine.methods.ml3 import initial_weights, meta_loss, widths_of
+from search_engine.methods.ml3_runner import initial_weights, meta_loss, widths_of
 from search_engine.methods.settings import ML3Settings
 from search_engine.tasks.task import Task, load_task
 

@@ -18,7 +18,8 @@ from search_engine.evolution.events import (
 )
 from search_engine.expr.network import NetworkLoss, make_network_loss
 from search_engine.expr.tree import KNOWN_LOSSES
-from search_engine.methods.ml3 import ML3, fitness_of, report_count
+from search_engine.methods.ml3 import ML3, report_count
+from search_engine.methods.ml3_runner import fitness_of
 from search_engine.scoring.sequential import SequentialEvaluator
 from search_engine.study.driver import run_search
 from search_engine.study.method import method_named as strategy
@@ -197,7 +198,7 @@ def test_a_finished_run_resumed_changes_nothing(uninterrupted, tmp_path, one_thr
 
 
 def test_a_diverging_network_is_rejected_and_the_run_goes_on(monkeypatch, one_thread):
-    from search_engine.methods import ml3
+    from search_engine.methods import ml3_runner as ml3
 
     scored = []
 
@@ -215,7 +216,7 @@ def test_a_diverging_network_is_rejected_and_the_run_goes_on(monkeypatch, one_th
 
 
 def test_a_meta_step_with_a_non_finite_meta_loss_makes_no_update(monkeypatch, one_thread):
-    from search_engine.methods import ml3
+    from search_engine.methods import ml3_runner as ml3
 
     monkeypatch.setattr(ml3, "meta_loss", lambda task, weights, config, step: weights.sum() * float("nan"))
     result, _ = run(ml3_config())

@@ -23,6 +23,33 @@ def test_every_catalogue_method_has_a_strategy():
         method_named("sgd")
 
 
+def test_each_strategy_states_its_work_labels_and_generations_without_torch():
+    """Pages ask a method's strategy object for its generation count, work and step labels: every
+    method's module imports without torch, and each strategy answers for its own section."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from search_engine import catalog\n"
+            "from search_engine.config import load_config\n"
+            "from search_engine.study.method import generation_count, method_named\n"
+            "for name in catalog.METHODS:\n"
+            "    m = method_named(name)\n"
+            "    c = load_config({'method': name}, check_data=False)\n"
+            "    m.planned_work(c); m.step_labels(); generation_count(c.to_dict())\n"
+            "print('torch' in sys.modules, 'sympy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    stored = {"method": "ml3", "ml3": {"meta_steps": 101, "report_every": 25}}
+    assert method_named("ml3").generation_count(stored) == 5  # the last report is shorter
+    assert method_named("taylorglo").generation_count({"method": "taylorglo", "taylorglo": {"generations": 7}}) == 7
+    assert method_named("random").generation_count({"method": "random", "search": {"generations": 9}}) == 9
+    assert method_named("evomal").network_weight_count({}) is None
+    assert method_named("ml3").network_weight_count({"method": "ml3"}) == 2 * 50 + 50 * 50 + 50  # 2 -> 50 -> 50 -> 1
+    config = tiny_config(method="ml3", ml3={"meta_steps": 10, "inner_steps": 2, "report_every": 4})
+    assert method_named("ml3").planned_work(config) == (3, 0, 0, 20, config.meta_test.seeds * 2)
+
+
 def test_an_unknown_method_is_refused_by_name():
     with pytest.raises(ConfigError) as err:
         tiny_config(method="sgd")
