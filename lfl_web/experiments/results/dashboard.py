@@ -63,7 +63,8 @@ PANELS_BY_EVENT = {
     "search_finished": (),
     "experiment_status": STATUS_PANELS,
     "meta_test_progress": ("meta-test-panel",),
-    "meta_test_finished": ("meta-test-panel", "status"),  # the status badge says no more news follows
+    # the status badge says no more news follows; the best loss names the loss the meta-test chose
+    "meta_test_finished": ("meta-test-panel", "status", "best-panel"),
 }
 
 
@@ -108,6 +109,15 @@ class Dashboard:
         the hall of fame's first."""
         tested = [loss for loss in self.learned if loss.meta_test]
         return tested[0] if tested else (self.learned[0] if self.learned else None)
+
+    @property
+    def chosen_instead(self):
+        """The learned loss the meta-test chose on validation data when it is not the hall of fame's
+        first (the best-loss panel then names it first, so the search's best is not taken for it)."""
+        best = self.best
+        if best is None or best.pk == self.learned[0].pk or self.final_choice is None:
+            return None
+        return best
 
     @property
     def final_choice(self) -> dict | None:

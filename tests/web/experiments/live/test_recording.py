@@ -249,7 +249,7 @@ def test_meta_test_news_carries_the_meta_test_panel_and_then_ends_the_stream(mak
     progress, results = received()
     assert list(progress["panels"]) == ["meta-test-panel"] and progress["seeds_done"] == 1
     assert "1 of 3 seeds done." in progress["panels"]["meta-test-panel"]
-    assert set(results["panels"]) == {"meta-test-panel", "status"}
+    assert set(results["panels"]) == {"meta-test-panel", "status", "best-panel"}  # the chosen loss is named
     assert "Learned better on 2 of 3 seeds" in results["panels"]["meta-test-panel"]
     assert 'data-expects-news="false"' in results["panels"]["status"]  # nothing more to come: the page hangs up
 

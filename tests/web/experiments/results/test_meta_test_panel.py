@@ -150,3 +150,22 @@ def test_a_running_meta_test_says_which_part_it_is_in(signed_in, finished, phase
     page = html.unescape(section(signed_in.get(experiment.get_absolute_url()).content.decode(), "meta-test-panel"))
     assert said in page and ('role="progressbar"' in page) == bar
     assert not bar or "1 of " in page  # the part's seeds, counted from its start
+
+
+def test_the_best_panel_names_the_loss_the_meta_test_chose_before_the_searchs_best(signed_in, finished):
+    experiment = finished(fitness=(0.1, 0.15))
+    losses = list(LearnedLoss.objects.filter(experiment=experiment).order_by("rank"))
+    LearnedLoss.objects.filter(pk=losses[1].pk).update(expression="square(sub(y, f))", meta_test={
+        **COMPARISON, "tuned_lr": tuned(learned_mean=0.05, p_value=0.01),
+        "final_choice": {"chosen": losses[1].rank, "candidates": [
+            {"rank": losses[0].rank, "expression": losses[0].expression, "lr": 0.1, "validation": 0.2},
+            {"rank": losses[1].rank, "expression": "square(sub(y, f))", "lr": 0.316, "validation": 0.1}]}})
+    panel = html.unescape(section(signed_in.get(experiment.get_absolute_url()).content.decode(), "best-panel"))
+    chosen = panel.index(f"The learned loss is hall of fame #{losses[1].rank}, chosen by the meta-test")
+    assert chosen < panel.index("square(sub(y, f))") < panel.index("The search's best by fitness")
+    assert panel.index("The search's best by fitness") < panel.index(losses[0].expression, chosen)
+
+    LearnedLoss.objects.filter(pk=losses[1].pk).update(meta_test=None)  # the first is tested: nothing to add
+    LearnedLoss.objects.filter(pk=losses[0].pk).update(meta_test={**COMPARISON, "tuned_lr": tuned()})
+    assert "chosen by the meta-test" not in section(signed_in.get(experiment.get_absolute_url()).content.decode(),
+                                                    "best-panel")
