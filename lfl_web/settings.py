@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",  # sign-in throttling (see lfl_web/signin.py)
+    "ninja",  # the API docs page (/api/docs) serves its Swagger UI files from here, not from a CDN
     "lfl_web.experiments",
     "lfl_web.stack",
     "lfl_web.api",

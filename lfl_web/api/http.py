@@ -1,4 +1,5 @@
-"""The API's HTTP conventions: JSON errors, token-only endpoints, bounded JSON bodies, query params.
+"""The API's HTTP conventions: JSON errors, token-only endpoints, bounded JSON bodies, and the
+field-named messages that invalid input (body fields, query parameters) is answered with.
 
 Errors are ``{"error": message}``, or ``{"errors": {field: message}}`` when fields are at fault.
 """
@@ -10,64 +11,78 @@ import json
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
+from ninja.parser import Parser
 
-from lfl_web.api.auth import AuthenticationFailed, authenticate
+from lfl_web.api.auth import AuthenticationFailed, token_from_header
 
 MAX_BODY_BYTES = 1024 * 1024
+EMPTY_BODY = "the request body is empty; send a JSON object"
 JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
               bool: "a boolean", type(None): "null"}
+#: pydantic's error for a value of the wrong JSON type -> the type the field wants.
+EXPECTED_TYPES = {"string_type": "a string", "bool_type": "a boolean", "int_type": "a number",
+                  "int_from_float": "a number", "float_type": "a number", "dict_type": "an object",
+                  "model_type": "an object", "list_type": "an array"}
 
 
 class ApiError(Exception):
-    """Stops a view with an error response: `error` (one message) or `errors` (by field)."""
+    """Stops a view with an error response: `error` (one message) or `errors` (by field), and any
+    `headers` the status calls for (Allow, Retry-After, WWW-Authenticate)."""
 
-    def __init__(self, status: int, error: str = "", errors: dict[str, str] | None = None):
+    def __init__(self, status: int, error: str = "", errors: dict[str, str] | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(error or errors)
-        self.status, self.error, self.errors = status, error, errors
+        self.status, self.error, self.errors, self.headers = status, error, errors, headers or {}
 
     def response(self) -> JsonResponse:
         body = {"errors": self.errors} if self.errors else {"error": self.error}
-        return JsonResponse(body, status=self.status)
+        response = JsonResponse(body, status=self.status)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+def unauthorized(exc: AuthenticationFailed) -> ApiError:
+    return ApiError(401, str(exc), headers={"WWW-Authenticate": "Token"})
 
 
 def json_type(value) -> str:
     return JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def api_endpoint(*methods: str):
-    """Decorate a view: CSRF exempt, token required (401), only `methods` (405), ApiError -> JSON."""
+def allow_only(view, methods: tuple[str, ...], *, token: bool = True):
+    """`view` (an API path's view) answering only `methods`: any other is a JSON 405 naming them
+    (header Allow), after the token check where `token` (a 401 comes first, as on every endpoint).
+    CSRF exempt: the API authenticates by token only."""
 
-    def decorate(view):
-        @csrf_exempt
-        @functools.wraps(view)
-        def wrapped(request, *args, **kwargs):
+    @functools.wraps(view)
+    def guarded(request, *args, **kwargs):
+        if request.method in methods:
+            return view(request, *args, **kwargs)
+        if token:
             try:
-                authenticate(request)
-                if request.method not in methods:
-                    response = ApiError(405, f"method {request.method} not allowed here; use {' or '.join(methods)}")
-                    return with_header(response.response(), "Allow", ", ".join(methods))
-                return view(request, *args, **kwargs)
+                token_from_header(request.headers.get("Authorization", ""))
             except AuthenticationFailed as exc:
-                return with_header(ApiError(401, str(exc)).response(), "WWW-Authenticate", "Token")
-            except ApiError as exc:
-                return exc.response()
+                return unauthorized(exc).response()
+        return ApiError(405, f"method {request.method} not allowed here; use {' or '.join(methods)}",
+                        headers={"Allow": ", ".join(methods)}).response()
 
-        return wrapped
+    guarded.csrf_exempt = True
+    return guarded
 
-    return decorate
 
+class JsonBodyParser(Parser):
+    """Request bodies are one JSON object (whatever the Content-Type says), at most MAX_BODY_BYTES."""
 
-def with_header(response, name: str, value: str):
-    response[name] = value
-    return response
+    def parse_body(self, request) -> dict:
+        return read_json_object(request)
 
 
 def read_json_object(request) -> dict:
     """The request body as a JSON object, or ApiError 400 (malformed, not an object) / 413 (too big)."""
     body = read_body(request)
     if not body.strip():
-        raise ApiError(400, "the request body is empty; send a JSON object")
+        raise ApiError(400, EMPTY_BODY)
     try:
         data = json.loads(body, parse_constant=reject_constant)
     except json.JSONDecodeError as exc:
@@ -79,17 +94,20 @@ def read_json_object(request) -> dict:
     return data
 
 
+def too_big() -> ApiError:
+    return ApiError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+
+
 def read_body(request) -> bytes:
-    too_big = ApiError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_big  # before reading any of it
+        raise too_big()  # before reading any of it
     try:
         body = request.body
     except RequestDataTooBig:
-        raise too_big from None
+        raise too_big() from None
     if len(body) > MAX_BODY_BYTES:
-        raise too_big
+        raise too_big()
     return body
 
 
@@ -97,16 +115,17 @@ def reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON (use a finite number or null)")
 
 
-def choice_param(request, name: str, choices, default: str) -> str:
-    """A query parameter that must be one of `choices` (ApiError 400 naming it otherwise)."""
-    value = request.GET.get(name, "") or default
-    if value not in choices:
-        raise ApiError(400, errors={name: f"must be one of {', '.join(choices)}, got {value!r}"})
-    return value
-
-
-def int_param(request, name: str, default: int, low: int, high: int) -> int:
-    text = request.GET.get(name, "") or str(default)
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
-        raise ApiError(400, errors={name: f"must be an integer from {low} to {high}, got {text!r}"})
-    return int(text)
+def field_message(error: dict, known: tuple[str, ...]) -> str:
+    """What a pydantic error says to a client: the old hand-written messages for the usual faults
+    (missing, unknown, wrong JSON type), else the validator's own message (see inputs.py)."""
+    kind = error["type"]
+    if kind == "missing":
+        return "this field is required"
+    if kind == "extra_forbidden":
+        return f"unknown field (known: {', '.join(known)})"
+    if kind in EXPECTED_TYPES:
+        value = error.get("input")
+        if EXPECTED_TYPES[kind] == json_type(value):  # a float (2.5, or 2.0) where an integer belongs
+            return f"must be an integer, got {value!r}"
+        return f"must be {EXPECTED_TYPES[kind]}, got {json_type(value)}"
+    return error["msg"]

@@ -1,30 +1,11 @@
-"""What the API receives and sends: experiment fields in, experiments and learned losses out
-(JSON-ready dicts with absolute URLs)."""
+"""What the API sends: experiments, learned losses and transfers as JSON-ready dicts with absolute
+URLs (outputs.py defines their shapes and checks them on the way out)."""
 
 from __future__ import annotations
 
 from django.urls import reverse
 
-from lfl_web.api.http import JSON_TYPES, ApiError, json_type
 from search_engine.facade import EXPORT_FORMATS, load_config, relative_improvement, work_estimate
-
-#: Field of a new experiment -> (JSON type it must have, required).
-EXPERIMENT_FIELDS = {"name": (str, True), "description": (str, False), "private": (bool, False), "config": (dict, True)}
-
-
-def experiment_fields(data: dict) -> dict:
-    """The keyword arguments for `services.create_experiment` from a request body, or ApiError 400 by field."""
-    errors = {key: f"unknown field (known: {', '.join(EXPERIMENT_FIELDS)})" for key in data
-              if key not in EXPERIMENT_FIELDS}
-    for key, (expected, required) in EXPERIMENT_FIELDS.items():
-        if key not in data:
-            if required:
-                errors[key] = "this field is required"
-        elif type(data[key]) is not expected:
-            errors[key] = f"must be {JSON_TYPES[expected]}, got {json_type(data[key])}"
-    if errors:
-        raise ApiError(400, errors=errors)
-    return {key: data[key] for key in EXPERIMENT_FIELDS if key in data}
 
 
 def experiment_urls(request, experiment) -> dict[str, str]:
@@ -114,26 +95,6 @@ def loss_entry(request, learned_loss) -> dict:
         "created_at": learned_loss.created_at.isoformat(), "downloads": download_urls(request, learned_loss),
         "experiment_url": request.build_absolute_uri(reverse("api:experiment", args=[experiment.pk])),
     }
-
-
-#: Field of a transfer request -> (JSON type it must have, required).
-TRANSFER_FIELDS = {"dataset": (str, True), "model": (str, True), "data_root": (str, False), "seeds": (int, False),
-                   "steps": (int, False)}
-
-
-def transfer_fields(data: dict) -> dict:
-    """The keyword arguments for `transfers.create_transfer` from a request body, or ApiError 400 by field."""
-    errors = {key: f"unknown field (known: {', '.join(TRANSFER_FIELDS)})" for key in data
-              if key not in TRANSFER_FIELDS}
-    for key, (expected, required) in TRANSFER_FIELDS.items():
-        if key not in data:
-            if required:
-                errors[key] = "this field is required"
-        elif type(data[key]) is not expected and not (data[key] is None and not required):
-            errors[key] = f"must be {JSON_TYPES[expected]}, got {json_type(data[key])}"
-    if errors:
-        raise ApiError(400, errors=errors)
-    return {key: data[key] for key in TRANSFER_FIELDS if data.get(key) is not None}
 
 
 def transfer_entry(request, run) -> dict:

@@ -1,18 +1,16 @@
-"""/api/...: the JSON API (see views.py; token authentication, see auth.py)."""
+"""/api/...: the JSON API (operations in views.py, defined with django-ninja in definition.py; token
+authentication, see auth.py), its OpenAPI document at /api/openapi.json and docs page at /api/docs,
+and a JSON 404 for any other path."""
 
 from django.urls import path, re_path
 
 from lfl_web.api import views
+from lfl_web.api.definition import url_patterns
 
 app_name = "api"
 
 urlpatterns = [
-    path("experiments/", views.experiments, name="experiments"),
-    path("experiments/<int:pk>/", views.experiment, name="experiment"),
-    path("experiments/<int:pk>/cancel/", views.cancel_experiment, name="experiment-cancel"),
-    path("leaderboard/", views.leaderboard, name="leaderboard"),
-    path("losses/<int:pk>/download/<str:fmt>/", views.download_loss, name="loss-download"),
-    path("losses/<int:pk>/transfers/", views.loss_transfers, name="loss-transfers"),
-    path("transfers/<int:pk>/", views.transfer, name="transfer"),
+    *url_patterns(),
+    path("", views.not_found, name="api-root"),  # the root the OpenAPI document's paths start from
     re_path(r"^(?P<path>.*)$", views.not_found),
 ]

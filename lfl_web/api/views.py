@@ -1,5 +1,6 @@
-"""The JSON API. Every endpoint needs a token (see auth.py); each view parses its input, calls a
-query or a service named for its use, and answers JSON (errors too, see http.py)."""
+"""The JSON API's operations. Every one needs a token (see auth.py); each takes what inputs.py
+defines, calls a query or a service named for its use, and answers what outputs.py defines (errors
+as http.py says). The docstrings are the operations' descriptions in the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -8,73 +9,96 @@ from django.http import HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve, reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
+from ninja import Status
 
-from lfl_web.api.http import ApiError, api_endpoint, choice_param, int_param, read_json_object, with_header
+from lfl_web.api.definition import endpoint
+from lfl_web.api.http import ApiError
+from lfl_web.api.inputs import (
+    DEFAULT_LIMIT,
+    Dataset,
+    ExportFormat,
+    Limit,
+    Method,
+    Metric,
+    Model,
+    NewExperiment,
+    NewTransfer,
+    Ranks,
+    Scope,
+    Sort,
+)
+from lfl_web.api.outputs import (
+    FILE_ANSWER,
+    ExperimentCreated,
+    ExperimentDetail,
+    ExperimentList,
+    ExperimentSummary,
+    Leaderboard,
+    PresetList,
+    TransferAccepted,
+    TransferEntry,
+    TransferList,
+)
 from lfl_web.api.payloads import (
     experiment_created,
     experiment_detail,
-    experiment_fields,
     experiment_summary,
     leaderboard_entry,
     transfer_entry,
-    transfer_fields,
 )
 from lfl_web.experiments import selectors, services
-from lfl_web.experiments.models import DEFAULT_LEADERBOARD_SORT, LEADERBOARD_ORDERINGS, Experiment
+from lfl_web.experiments.models import DEFAULT_LEADERBOARD_SORT, Experiment
 from lfl_web.experiments.results.downloads import export_file
+from lfl_web.experiments.submit.form_layout import preset_config, presets
 from lfl_web.experiments.submit.validation import InvalidExperiment
 from lfl_web.experiments.transfers.request_checks import InvalidTransfer, TransferBusy
-from search_engine.facade import EXPORT_FORMATS, METHODS
+from search_engine.facade import EXPORT_FORMATS
 
-MAX_LIMIT = 1000
-EXPERIMENT_SCOPES = ("all", "mine")
-LEADERBOARD_FILTERS = ("method", "dataset", "model", "metric")
 #: What a 503 for an unreachable task queue suggests: the stack restarts its Redis within seconds.
 QUEUE_RETRY_AFTER_SECONDS = "10"
 
 
-@api_endpoint("GET", "POST")
-def experiments(request):
-    """GET: the experiments the user may see (?scope=all|mine, ?limit=N). POST: start one."""
-    if request.method == "POST":
-        return create_experiment(request)
-    scope = choice_param(request, "scope", EXPERIMENT_SCOPES, "all")
-    limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
+@endpoint("GET", "/experiments/", name="experiments", answer={200: ExperimentList}, errors=(400,),
+          tags=["experiments"])
+def list_experiments(request, scope: Scope = "all", limit: Limit = DEFAULT_LIMIT):
+    """The experiments you may see, newest first."""
     # for_list aggregates, and Django ignores Meta.ordering in GROUP BY queries: order explicitly.
     found = selectors.experiment_list(request.user, scope).order_by("-created_at", "-pk")
-    listed = [experiment_summary(request, e) for e in found[:limit]]
-    return JsonResponse({"count": found.count(), "experiments": listed})
+    return {"count": found.count(), "experiments": [experiment_summary(request, e) for e in found[:limit]]}
 
 
-def create_experiment(request):
-    """Validate like the web form (nothing stored on error), save, then send it to a worker; 429 when
-    the user already has as many queued or running as the server allows; 503 (nothing saved, with
-    Retry-After) when the task queue does not take it."""
-    fields = experiment_fields(read_json_object(request))
+@endpoint("POST", "/experiments/", name="experiments", answer={201: ExperimentCreated},
+          errors=(400, 413, 429, 503), tags=["experiments"])
+def create_experiment(request, payload: NewExperiment, response: HttpResponse):
+    """Start a search. Its configuration is checked like the web form's (nothing is stored on error);
+    the answer carries the work it asks for and its address (also in the Location header). 429: you
+    already have as many queued or running as the server allows; 503 (with Retry-After): the task
+    queue is unreachable and nothing was saved, send it again."""
     try:
-        experiment = services.create_experiment(owner=request.user, **fields)
+        experiment = services.create_experiment(owner=request.user, **payload.model_dump(exclude_unset=True))
     except InvalidExperiment as exc:
         raise ApiError(400, errors=exc.errors) from None
     except services.TooManyExperiments as exc:
         raise ApiError(429, str(exc)) from None
     except services.QueueUnavailable as exc:  # nothing was saved: the client may simply send it again
-        return with_header(ApiError(503, str(exc)).response(), "Retry-After", QUEUE_RETRY_AFTER_SECONDS)
-    payload = experiment_created(request, experiment)
-    response = JsonResponse(payload, status=201)
-    response["Location"] = payload["urls"]["self"]
-    return response
+        raise ApiError(503, str(exc), headers={"Retry-After": QUEUE_RETRY_AFTER_SECONDS}) from None
+    created = experiment_created(request, experiment)
+    response["Location"] = created["urls"]["self"]
+    return Status(201, created)
 
 
-@api_endpoint("GET")
-def experiment(request, pk: int):
-    """Where the experiment stands: its row, generations, latest candidates and learned losses."""
-    return JsonResponse(experiment_detail(request, visible_experiment(request.user, pk)))
+@endpoint("GET", "/experiments/{int:pk}/", name="experiment", answer={200: ExperimentDetail}, errors=(404,),
+          tags=["experiments"])
+def get_experiment(request, pk: int):
+    """Where an experiment stands: its row, generations, latest candidates and learned losses."""
+    return experiment_detail(request, visible_experiment(request.user, pk))
 
 
-@api_endpoint("POST")
+@endpoint("POST", "/experiments/{int:pk}/cancel/", name="experiment-cancel", answer={200: ExperimentSummary},
+          errors=(403, 404, 409), tags=["experiments"])
 def cancel_experiment(request, pk: int):
     """Ask a search to stop (a queued one stops at once), or the meta-test that follows its success
-    (the search stays succeeded): owner or staff only; 409 once both are over."""
+    (the search stays succeeded). Owner or staff only; 409 once both are over."""
     experiment = visible_experiment(request.user, pk)
     try:
         asked = services.cancel_experiment(experiment=experiment, user=request.user)
@@ -83,34 +107,27 @@ def cancel_experiment(request, pk: int):
     if not asked and not experiment.has_work_to_stop:  # asked already and still stopping: not an error
         raise ApiError(409, f"experiment {pk} has already finished ({experiment.status}) and is not "
                             "being meta-tested: there is nothing to stop")
-    return JsonResponse(experiment_summary(request, experiment))
+    return experiment_summary(request, experiment)
 
 
-@api_endpoint("GET")
-def leaderboard(request):
-    """Learned losses of finished searches, each experiment's best unless ?ranks=all
-    (?method= one of the catalogue's methods, ?dataset= &model= &metric= exact filters,
-    ?sort=meta_test|fitness|improvement|date, ?limit=N). The default order is the page's: losses
-    with a held-out meta-test first, by `meta_test_improvement` (each loss at its own best learning
-    rate where its meta-test compared so, see `payloads.leaderboard_entry`), then the others by
-    validation fitness."""
-    sort = choice_param(request, "sort", LEADERBOARD_ORDERINGS, DEFAULT_LEADERBOARD_SORT)
-    best_only = choice_param(request, "ranks", ("best", "all"), "best") == "best"
-    limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
-    filters = {name: request.GET.get(name, "") for name in LEADERBOARD_FILTERS}
-    if filters["method"]:
-        choice_param(request, "method", METHODS, "")
-    losses = selectors.leaderboard(request.user, sort=sort, best_only=best_only, **filters)
+@endpoint("GET", "/leaderboard/", name="leaderboard", answer={200: Leaderboard}, errors=(400,), tags=["leaderboard"])
+def leaderboard(request, sort: Sort = DEFAULT_LEADERBOARD_SORT, ranks: Ranks = "best", method: Method = None,
+                dataset: Dataset = "", model: Model = "", metric: Metric = "", limit: Limit = DEFAULT_LIMIT):
+    """Learned losses of finished searches that you may see. `meta_test_improvement` is each loss's
+    relative drop of the mean test metric, at its own best learning rate where its meta-test compared
+    so (`meta_test_improvement_basis` tuned), else at the search's rate (search_rate)."""
+    losses = selectors.leaderboard(request.user, sort=sort, best_only=ranks == "best", method=method or "",
+                                   dataset=dataset, model=model, metric=metric)
     listed = [leaderboard_entry(request, loss) for loss in losses[:limit]]
-    return JsonResponse({"count": losses.count(), "sort": sort, "losses": listed})
+    return {"count": losses.count(), "sort": sort, "losses": listed}
 
 
-@api_endpoint("GET")
-def download_loss(request, pk: int, fmt: str):
-    """A learned loss as a file: torch module source, TorchScript archive, LaTeX or JSON."""
-    loss = selectors.losses_visible_to(request.user).filter(pk=pk).first()
-    if loss is None:
-        raise ApiError(404, f"no learned loss {pk} that you may see")
+@endpoint("GET", "/losses/{int:pk}/download/{fmt}/", name="loss-download", answer={}, errors=(404, 422),
+          tags=["losses"], openapi_extra={"responses": {200: FILE_ANSWER}})
+def download_loss(request, pk: int, fmt: ExportFormat):
+    """A learned loss as a file: torch module source, TorchScript archive, LaTeX or JSON. 422: the
+    stored loss cannot be exported."""
+    loss = visible_loss(request.user, pk)
     if fmt not in EXPORT_FORMATS:
         raise ApiError(404, f"unknown format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     try:
@@ -122,38 +139,50 @@ def download_loss(request, pk: int, fmt: str):
     return response
 
 
-@api_endpoint("GET", "POST")
-def loss_transfers(request, pk: int):
-    """GET: the loss's transfers (one per target task). POST {"dataset", "model", optional "data_root",
-    "seeds", "steps"}: meta-test it on that task in a worker; 202 with the run's address to follow."""
-    loss = selectors.losses_visible_to(request.user).filter(pk=pk).first()
-    if loss is None:
-        raise ApiError(404, f"no learned loss {pk} that you may see")
-    if request.method == "GET":
-        runs = selectors.transfers_of(loss)
-        return JsonResponse({"learned_loss": loss.pk, "transfers": [transfer_entry(request, r) for r in runs]})
-    fields = transfer_fields(read_json_object(request))
+@endpoint("GET", "/losses/{int:pk}/transfers/", name="loss-transfers", answer={200: TransferList}, errors=(404,),
+          tags=["transfers"])
+def list_transfers(request, pk: int):
+    """A learned loss's transfers: its meta-tests on other tasks, one per target task."""
+    loss = visible_loss(request.user, pk)
+    return {"learned_loss": loss.pk, "transfers": [transfer_entry(request, r) for r in selectors.transfers_of(loss)]}
+
+
+@endpoint("POST", "/losses/{int:pk}/transfers/", name="loss-transfers", answer={202: TransferAccepted},
+          errors=(400, 404, 409, 413, 503), tags=["transfers"])
+def create_transfer(request, pk: int, payload: NewTransfer, response: HttpResponse):
+    """Meta-test a learned loss on another task, in a worker: 202 with the run's address to follow
+    (also the Location header). 409: that task is already queued or running for this loss; a
+    finished one runs again. 503 (with Retry-After): the task queue is unreachable, nothing saved."""
+    loss = visible_loss(request.user, pk)
     try:
-        run = services.create_transfer(user=request.user, learned_loss=loss, **fields)
+        run = services.create_transfer(user=request.user, learned_loss=loss, **payload.model_dump(exclude_none=True))
     except InvalidTransfer as exc:
         raise ApiError(400, errors=exc.errors) from None
     except TransferBusy as exc:
         raise ApiError(409, str(exc)) from None
     except services.QueueUnavailable as exc:
-        return with_header(ApiError(503, str(exc)).response(), "Retry-After", QUEUE_RETRY_AFTER_SECONDS)
+        raise ApiError(503, str(exc), headers={"Retry-After": QUEUE_RETRY_AFTER_SECONDS}) from None
     url = request.build_absolute_uri(reverse("api:transfer", args=[run.pk]))
-    response = JsonResponse({"id": run.pk, "status": run.status, "url": url}, status=202)
     response["Location"] = url
-    return response
+    return Status(202, {"id": run.pk, "status": run.status, "url": url})
 
 
-@api_endpoint("GET")
-def transfer(request, pk: int):
+@endpoint("GET", "/transfers/{int:pk}/", name="transfer", answer={200: TransferEntry}, errors=(404,),
+          tags=["transfers"])
+def get_transfer(request, pk: int):
     """Where a transfer stands: its status, seeds_done of seeds, and the record once it succeeded."""
     run = selectors.transfers_visible_to(request.user).filter(pk=pk).first()
     if run is None:
         raise ApiError(404, f"no transfer {pk} that you may see")
-    return JsonResponse(transfer_entry(request, run))
+    return transfer_entry(request, run)
+
+
+@endpoint("GET", "/presets/", name="presets", answer={200: PresetList}, tags=["experiments"])
+def list_presets(request):
+    """The configurations the new-experiment form starts from (the server's configs/*.json): each
+    preset's key, what it sets up and its whole configuration, to send as is or changed."""
+    return {"presets": [{"key": p.key, "label": p.summary, "config": preset_config(p.key)}
+                        for p in presets().values()]}
 
 
 @csrf_exempt
@@ -177,3 +206,10 @@ def visible_experiment(user, pk: int) -> Experiment:
     if found is None:
         raise ApiError(404, f"no experiment {pk} that you may see")
     return found
+
+
+def visible_loss(user, pk: int):
+    loss = selectors.losses_visible_to(user).filter(pk=pk).first()
+    if loss is None:
+        raise ApiError(404, f"no learned loss {pk} that you may see")
+    return loss
