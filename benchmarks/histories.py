@@ -4,7 +4,7 @@
     python -m benchmarks.histories --check runs/histories.json   # run again, compare, exit 1 on a difference
     python -m benchmarks.histories --only quick.json --check F   # one search of the list
 
-Runs configs/quick.json (EvoMAL), the same as GP-LFL, the ML3 and TaylorGLO presets as shipped,
+Runs configs/quick.json (EvoMAL), the same as GP-LFL, the ML3, TaylorGLO and random-search presets as shipped,
 and small versions of the LeNet-5 preset (on digits28) and of the regression preset (diabetes) with
 each method, each through the engine's entry point for any method. A search's record is what its run decides -
 the history without wall-clock seconds, the hall of fame, the counts, the plan, the baseline's
@@ -53,9 +53,11 @@ def searches() -> dict[str, dict]:
         "quick.json as gplfl": {**quick, "method": "gplfl"},
         "ml3_digits.json": _preset("ml3_digits.json"),
         "taylorglo_digits.json": _preset("taylorglo_digits.json"),
+        "random_digits.json": _preset("random_digits.json"),
         "mnist_lenet5 on digits28, small": lenet,
         "diabetes_mlp, small": diabetes,
         "diabetes_mlp as gplfl, small": {**diabetes, "method": "gplfl"},
+        "diabetes_mlp as random, small": {**diabetes, "method": "random"},
         "diabetes_mlp as ml3, small": {**diabetes, "method": "ml3", "ml3": ml3_small},
         "diabetes_mlp as taylorglo, small": {
             **diabetes, "method": "taylorglo", "taylorglo": {"population_size": 5, "generations": 2}},
