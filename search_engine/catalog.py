@@ -3,12 +3,16 @@
 Torch-free and cheap to import: a web page reads its option lists, metric names and download
 formats from here without loading the numeric stack. The engine's registries (dataset loaders,
 model builders, export renderers) are keyed by these names, and tests check that every name here
-has exactly one implementation there.
+has exactly one implementation there. Installed plugins add data sets and models (`search_engine.plugins`):
+`datasets()`, `models()`, `data_facts()` and `dataset_kind()` list them beside the built-in ones.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from search_engine import plugins
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class Dataset:
 
     name: str
     label: str  # short option label for a form's select
-    source: str  # "builtin" (bundled), "file" (a user's CSV/NPZ) or "vision" (torchvision on-disk layout)
+    source: str  # "builtin" (bundled), "file" (a user's CSV/NPZ), "vision" (torchvision on-disk layout) or "plugin"
     kind: str | None  # the task kind, or None where the configuration's `task.kind` says it
 
 
@@ -96,8 +100,8 @@ VISION_DATASETS: tuple[str, ...] = tuple(n for n, d in DATASETS.items() if d.sou
 
 
 def dataset_kind(name: str, configured_kind: str = "classification") -> str:
-    """The task kind of dataset `name`; file datasets take the configuration's `task.kind`."""
-    entry = DATASETS.get(name)
+    """The task kind of dataset `name` (a plugin's too); file datasets take the configuration's `task.kind`."""
+    entry = datasets().get(name)
     return configured_kind if entry is None or entry.kind is None else entry.kind
 
 
@@ -138,6 +142,95 @@ DATA_FACTS: dict[str, DataFacts] = {
 
 #: Smallest image side (H and W) each image model accepts; the other models flatten any input.
 MODEL_MIN_IMAGE_SIDE: dict[str, int] = {"lenet5": 12, "allcnnc": 9, "resnet18": 8, "wideresnet": 4}
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model name a configuration may use, and the inputs the model takes."""
+
+    name: str
+    label: str  # option text of a form's select
+    source: str  # "builtin" or "plugin"
+    min_image_side: int | None = None  # None: any input (it flattens it); n: (C, H, W) images with H, W >= n
+    min_features: int = 0  # the fewest input values per sample (the built-ins set no floor)
+    kinds: tuple[str, ...] = KINDS  # the task kinds it is meant for
+
+
+MODELS: dict[str, Model] = {n: Model(n, n, "builtin", MODEL_MIN_IMAGE_SIDE.get(n)) for n in MODEL_NAMES}
+
+
+# ------------------------------------------------------------------ the built-ins and the installed plugins
+
+
+def installed_plugins() -> plugins.Installed:
+    """The plugins of this environment (`search_engine.plugins`), checked against the built-ins; read once."""
+    return plugins.installed(KINDS, DATASET_NAMES, MODEL_NAMES)
+
+
+def plugin_errors() -> tuple[plugins.PluginError, ...]:
+    """The plugins that are not offered, each with its entry point, package and problem."""
+    return installed_plugins().errors
+
+
+def plugin_dataset(name: str) -> plugins.Plugged | None:
+    """The installed plugin data set `name` (its facts and origin), or None."""
+    return installed_plugins().datasets.get(name)
+
+
+def plugin_model(name: str) -> plugins.Plugged | None:
+    """The installed plugin model `name` (its facts and origin), or None."""
+    return installed_plugins().models.get(name)
+
+
+def datasets() -> dict[str, Dataset]:
+    """Every dataset a configuration may name: the built-in ones, then those of the installed plugins."""
+    found = installed_plugins().datasets
+    return {**DATASETS, **{n: Dataset(n, p.facts.label, "plugin", p.facts.kind) for n, p in found.items()}}
+
+
+def dataset_names() -> tuple[str, ...]:
+    """The names of `datasets()`."""
+    return tuple(datasets())
+
+
+def data_facts(name: str) -> DataFacts | None:
+    """What a check knows of dataset `name` without reading it (built-in, torchvision or plugin); None for
+    file datasets and unknown names."""
+    if name in DATA_FACTS:
+        return DATA_FACTS[name]
+    plugged = plugin_dataset(name)
+    if plugged is None:
+        return None
+    facts = plugged.facts
+    return DataFacts(facts.input_shape, facts.n_outputs, facts.class_counts, facts.sample_count)
+
+
+def models() -> dict[str, Model]:
+    """Every model a configuration may name: the built-in ones, then those of the installed plugins."""
+    found = {n: p.facts for n, p in installed_plugins().models.items()}
+    return {**MODELS, **{n: Model(n, f.label, "plugin", f.min_image_side, f.min_features, f.kinds or KINDS)
+                         for n, f in found.items()}}
+
+
+def model_names() -> tuple[str, ...]:
+    """The names of `models()`."""
+    return tuple(models())
+
+
+def model_fit_problem(model: str, dataset: str, kind: str, input_shape: tuple[int, ...]) -> str | None:
+    """Why `model` (a known name) cannot be trained on `dataset`, a `kind` task with samples of
+    `input_shape`; None when it can. The message a configuration check reports on task.model."""
+    entry = models()[model]
+    shape = tuple(input_shape)
+    if kind not in entry.kinds:
+        return f"{model} is a model for {' and '.join(entry.kinds)}; dataset {dataset!r} is a {kind} task"
+    side = entry.min_image_side
+    if side is not None and (len(shape) != 3 or min(shape[1:]) < side or shape[0] < 1):
+        return f"{model} needs image input of at least {side}x{side} with shape (C, H, W); dataset {dataset!r} gives {shape}"
+    if math.prod(shape) < entry.min_features:
+        return (f"{model} needs at least {entry.min_features} input values per sample; dataset {dataset!r} gives "
+                f"{shape} ({math.prod(shape)})")
+    return None
 
 
 @dataclass(frozen=True)

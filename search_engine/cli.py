@@ -1,4 +1,4 @@
-"""The command-line interface: run a search with a progress bar; meta-test its result."""
+"""The command-line interface: run a search with a progress bar; meta-test its result; list the plugins."""
 
 from __future__ import annotations
 
@@ -54,13 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--rank", type=int, default=None, help=CHOSEN_RANK_HELP)
     sh.add_argument("--csv", default=None, help="write the samples as CSV here")
     sh.add_argument("--png", default=None, help="write a plot here (needs matplotlib)")
+    pl = sub.add_parser("plugins", help="list the data sets and models installed plugins add, and those that failed")
+    pl.add_argument("--check", action="store_true", help="also load each plugin data set and build each plugin "
+                                                         "model on every data set it fits (imports torch)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"search": cmd_search, "evaluate": cmd_evaluate, "export": cmd_export, "shape": cmd_shape}
+        commands = {"search": cmd_search, "evaluate": cmd_evaluate, "export": cmd_export, "shape": cmd_shape,
+                    "plugins": cmd_plugins}
         return commands[args.command](args)
     except (ConfigError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -271,6 +275,43 @@ def cmd_shape(args: argparse.Namespace) -> int:
         except RuntimeError as exc:  # matplotlib is optional
             raise ValueError(str(exc)) from exc
     return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """What installed plugins add and which failed; with --check, each tried for real. Exit status 1
+    when a plugin failed or a check did not pass."""
+    found = catalog.installed_plugins()
+    print(describe_plugins(found))
+    failed = bool(found.errors)
+    if args.check:
+        from search_engine.tasks.plugin_check import check_installed
+
+        results = check_installed()
+        print("checks:" if results else "checks: no plugin to check")
+        for passed, text in results:
+            print(f"  {'ok    ' if passed else 'FAILED'}  {text}")
+        failed = failed or not all(passed for passed, _ in results)
+    return 1 if failed else 0
+
+
+def describe_plugins(found) -> str:
+    """The plugins of a `catalog.installed_plugins()` for people: data sets, models, failures."""
+    lines = [f"data sets from plugins ({len(found.datasets)}):"]
+    for name, p in found.datasets.items():
+        f = p.facts
+        size = f"{f.n_outputs} classes" if f.kind == "classification" else f"{f.n_outputs} target(s)"
+        lines.append(f"  {name}: {f.label}; {f.kind}, {f.sample_count} samples of shape {f.input_shape}, {size}"
+                     f"  [{p.origin.package}]")
+    lines.append(f"models from plugins ({len(found.models)}):")
+    for name, p in found.models.items():
+        f = p.facts
+        inputs = "any input" if f.min_image_side is None else f"images of at least {f.min_image_side}x{f.min_image_side}"
+        kinds = " and ".join(f.kinds) if f.kinds else "every kind of task"
+        lines.append(f"  {name}: {f.label}; {kinds}, {inputs}  [{p.origin.package}]")
+    if found.errors:
+        lines.append(f"plugins that failed and are not offered ({len(found.errors)}):")
+        lines += [f"  {error}" for error in found.errors]
+    return "\n".join(lines)
 
 
 def chosen_rank(path: str | Path, rank: int | None) -> int:

@@ -285,10 +285,11 @@ def check_task(task: TaskConfig, seed: int = 0) -> dict[str, str]:
     """Dataset and model checks: unknown names, missing files, shape fit, and whether the data splits
     with the task's fractions (the split `seed` makes, on the labels). Torch-free (numpy only): the
     worker's verdicts from the catalogue's facts and the files' contents (`tasks.describe`)."""
-    if task.dataset not in catalog.DATASET_NAMES:
-        return {"task.dataset": f"unknown dataset {task.dataset!r}; known: {', '.join(catalog.DATASET_NAMES)}"}
-    if task.model not in catalog.MODEL_NAMES:
-        return {"task.model": f"unknown model {task.model!r}; known: {', '.join(catalog.MODEL_NAMES)}"}
+    datasets, models = catalog.dataset_names(), catalog.model_names()  # the installed plugins' too
+    if task.dataset not in datasets:
+        return {"task.dataset": f"unknown dataset {task.dataset!r}; known: {', '.join(datasets)}"}
+    if task.model not in models:
+        return {"task.model": f"unknown model {task.model!r}; known: {', '.join(models)}"}
     from search_engine.tasks import describe  # numpy, no torch
 
     try:
@@ -306,7 +307,7 @@ def data_field(task: TaskConfig) -> str:
     """The configuration field a problem with the task's data is reported under."""
     if task.dataset in catalog.FILE_DATASETS:
         return "task.data_file"
-    return "task.dataset" if task.dataset in catalog.BUILTIN_DATASETS else "task.data_root"
+    return "task.data_root" if task.dataset in catalog.VISION_DATASETS else "task.dataset"
 
 
 def dataset_spec(task: TaskConfig):

@@ -37,7 +37,7 @@ from lfl_web.experiments.submit.validation import InvalidExperiment
 from lfl_web.experiments.submit.work_estimate import estimate_context
 from lfl_web.experiments.transfers.panel import panel_context
 from lfl_web.experiments.transfers.request_checks import InvalidTransfer, TransferBusy, target_datasets
-from search_engine.facade import MODEL_NAMES
+from search_engine.facade import catalog
 
 SCOPES = ("all", "mine")
 #: The most rows the experiments list and the leaderboard show.
@@ -168,7 +168,7 @@ def leaderboard(request):
     return render(request, "leaderboard.html", {
         "rows": rows[:PAGE_ROWS], "filters": filters, "choices": choices,
         "formats": DOWNLOAD_FORMATS.values(), "sorts": LEADERBOARD_SORTS, "tested": tested,
-        "tested_datasets": target_datasets(), "tested_models": MODEL_NAMES,
+        "tested_datasets": target_datasets(), "tested_models": catalog.model_names(),
     })
 
 

@@ -279,6 +279,20 @@ def _chain_children(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
     return None
 
 
+def chain_obstacle(model: nn.Module, prefix: str = "") -> str | None:
+    """Why `model` is not a chain `LayerChain` runs: its first layer that is not one of the supported
+    kinds (Linear, Conv2d, ReLU, MaxPool2d, AdaptiveAvgPool2d(1), Flatten, Identity, in nn.Sequential),
+    as "layer PATH (TYPE)"; None for a supported chain."""
+    children = _chain_children(model)
+    if children is None:
+        return None if _supported(model) else f"layer {prefix.rstrip('.') or '(the model)'} ({type(model).__name__})"
+    for name, child in children:
+        found = chain_obstacle(child, f"{prefix}{name}.")
+        if found:
+            return found
+    return None
+
+
 def chain_layers(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]] | None:
     """The model as a flat list of (parameter prefix, leaf layer), or None if it is not a supported chain."""
     children = _chain_children(model)

@@ -12,7 +12,9 @@
   trained together. Models without a dedicated batched formulation (vmapped BatchNorm networks:
   resnet18, wideresnet) are sequential on the CPU, where vmapped convolutions lose. On a CUDA
   device every model is batched in chunks of `max_population_chunk` (one kernel launch per layer
-  for the whole chunk).
+  for the whole chunk). A plugin's model is batched by the same rule when its layers are a chain
+  (`population.networks.chain_obstacle`); otherwise, on a CUDA device, when a vmapped forward and
+  backward of two members runs (else sequential). A sequential choice's plan record says why.
 * "measure" - `measure_plan`: a short timing on the task itself (a few steps of the sequential
   path and of populations of 2, 8 and max_population_chunk members); the cheapest per-candidate
   population size becomes the chunk, smaller groups than the break-even size are trained
@@ -38,10 +40,11 @@ import time
 
 import torch
 
+from search_engine import catalog
 from search_engine.config import ExperimentConfig
 from search_engine.expr.losses import make_loss
 from search_engine.expr.tree import CROSS_ENTROPY, SQUARED_ERROR, Node
-from search_engine.population.networks import is_chain, population_model
+from search_engine.population.networks import chain_obstacle, is_chain, population_model
 from search_engine.population.training import (
     population_loss,
     train_population,
@@ -70,27 +73,55 @@ def make_evaluator(task: Task, config: ExperimentConfig, saved_plan: dict | None
         return BatchedEvaluator(task, config, Plan(ev.max_population_chunk, 2, "configured: batched"), rate)
     if same_device:
         if saved_plan.get("strategy") == "sequential":
-            return SequentialEvaluator(task, config, rate)
+            why = saved_plan.get("reason")
+            return SequentialEvaluator(task, config, rate, why and f"reused from the checkpoint ({why})")
         if saved_plan.get("strategy") == "batched":
             return BatchedEvaluator(task, config, Plan(int(saved_plan["chunk"]), int(saved_plan["min_batch"]),
                                                        f"reused from the checkpoint ({saved_plan.get('reason', '')})"),
                                     rate)
-    plan = measure_plan(task, config) if ev.strategy == "measure" else default_plan(task, config)
-    return SequentialEvaluator(task, config) if plan is None else BatchedEvaluator(task, config, plan)
+    plan, why = (measure_plan(task, config), None) if ev.strategy == "measure" else rule_plan(task, config)
+    return SequentialEvaluator(task, config, reason=why) if plan is None else BatchedEvaluator(task, config, plan)
 
 
 def default_plan(task: Task, config: ExperimentConfig) -> Plan | None:
     """The "auto" rule (module doc): a function of the model family, the device kind and the
     configured chunk only. None means sequential."""
+    return rule_plan(task, config)[0]
+
+
+def rule_plan(task: Task, config: ExperimentConfig) -> tuple[Plan | None, str | None]:
+    """`default_plan`'s choice, and for a sequential one the reason in words (else None)."""
     max_chunk = config.evaluation.max_population_chunk
     if max_chunk < 2:
-        return None
-    chain = is_chain(task.new_model(config.seed))
-    if task.device.type == "cpu" and not chain:
-        return None
-    family = "chain model" if chain else "vmapped model"
-    return Plan(chunk=max_chunk, min_batch=2,
-                reason=f"rule: {family} on {task.device.type}, chunks of {max_chunk}")
+        return None, f"rule: evaluation.max_population_chunk is {max_chunk}"
+    template = task.new_model(config.seed)
+    obstacle, device = chain_obstacle(template), task.device.type
+    plugin = catalog.plugin_model(task.model_name) is not None
+    what = f"{'plugin ' if plugin else ''}model {task.model_name}"
+    if device == "cpu" and obstacle:
+        return None, (f"rule: {what} is not a layer chain ({obstacle} is not a kind the batched trainer "
+                      "runs as one), and vmapped models train faster one at a time on the cpu")
+    if obstacle and plugin:
+        problem = _vmap_problem(task, config, template)
+        if problem:
+            return None, f"rule: {what} is not a layer chain ({obstacle}) and cannot run vmapped: {problem}"
+    family = "vmapped model" if obstacle else "chain model"
+    return Plan(chunk=max_chunk, min_batch=2, reason=f"rule: {family} on {device}, chunks of {max_chunk}"), None
+
+
+def _vmap_problem(task: Task, config: ExperimentConfig, template: torch.nn.Module) -> str | None:
+    """Why two members of `template` cannot train vmapped (a forward and backward on two training
+    samples), or None: a plugin's model may do what vmap refuses (in-place updates, .item(), ...)."""
+    from search_engine.population.training import stacked_copies
+
+    s = task.splits
+    params, buffers = stacked_copies(template, 2)
+    try:
+        outputs = population_model(template)(params, buffers, s.x_train[:2])  # (2, 2, n_out)
+        outputs.float().square().sum().backward()
+    except Exception as exc:  # whatever vmap or the plugin's forward raises: the model stays sequential
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def plan_record(evaluator, device: torch.device) -> dict:
@@ -102,7 +133,8 @@ def plan_record(evaluator, device: torch.device) -> dict:
         return {"strategy": "batched", "chunk": plan.chunk, "min_batch": plan.min_batch, "reason": plan.reason,
                 "device": device.type, "threads": threads, **extra}
     if type(evaluator) is SequentialEvaluator:
-        return {"strategy": "sequential", "device": device.type, "threads": threads, **extra}
+        why = {"reason": evaluator.plan_reason} if evaluator.plan_reason else {}
+        return {"strategy": "sequential", **why, "device": device.type, "threads": threads, **extra}
     return {"strategy": type(evaluator).__name__, "device": device.type, "threads": threads, **extra}  # custom
 
 

@@ -32,8 +32,10 @@ class SequentialEvaluator:
 
     chunk_size = 1
 
-    def __init__(self, task: Task, config: ExperimentConfig, rate_record: dict | None = None):
+    def __init__(self, task: Task, config: ExperimentConfig, rate_record: dict | None = None,
+                 reason: str | None = None):
         self.task = task
+        self.plan_reason = reason  # why the evaluation plan chose this path (`plan.plan_record` reports it)
         rej = config.rejection
         splits = task.splits
         idx = fixed_subset(len(splits.x_train), rej.samples, config.seed).to(task.device)

@@ -60,7 +60,7 @@ def transfer_config(
 
 
 def _check_kind(loss_kind: str, dataset: str, kind: str | None) -> None:
-    if dataset not in catalog.DATASETS:
+    if dataset not in catalog.datasets():
         return  # load_config names the unknown dataset
     target_kind = catalog.dataset_kind(dataset, kind or "classification")
     if target_kind != loss_kind:

@@ -2,10 +2,11 @@
 
 `check_dataset(spec, seed)` gives the verdict of the worker's `datasets.check_dataset` (the same
 DataError, message and field) from the catalogue's facts and the files' own contents read with numpy:
-built-in data from `catalog.DATA_FACTS`, CSV/NPZ files parsed in full (`user_files`), torchvision
-folders from their file list and, for MNIST-style sets, the idx headers (CIFAR and SVHN files are
-never unpickled or parsed here). `check_model_fits` is `networks.check_model_fits` from
-`catalog.MODEL_MIN_IMAGE_SIDE`, no network built. Only workers import the numeric stack.
+built-in and plugin data from `catalog.data_facts` (a plugin's loader is never called here), CSV/NPZ
+files parsed in full (`user_files`), torchvision folders from their file list and, for MNIST-style
+sets, the idx headers (CIFAR and SVHN files are never unpickled or parsed here). `check_model_fits` is
+`networks.check_model_fits` from the catalogue's model facts (`catalog.model_fit_problem`), no network
+built. Only workers import the numeric stack.
 """
 
 from __future__ import annotations
@@ -63,21 +64,19 @@ def check_dataset(spec: DatasetSpec, seed: int) -> DatasetInfo:
 
 def check_model_fits(name: str, info: DatasetInfo) -> None:
     """Raise ValueError if model `name` cannot consume `info`'s inputs (the worker's check and message)."""
-    if name not in catalog.MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(catalog.MODEL_NAMES)}")
-    side = catalog.MODEL_MIN_IMAGE_SIDE.get(name)
-    if side is None:
-        return
-    shape = info.input_shape
-    if len(shape) != 3 or min(shape[1:]) < side or shape[0] < 1:
-        raise ValueError(f"{name} needs image input of at least {side}x{side} with shape (C, H, W); "
-                         f"dataset {info.name!r} gives {shape}")
+    names = catalog.model_names()
+    if name not in names:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(names)}")
+    problem = catalog.model_fit_problem(name, info.name, info.kind, info.input_shape)
+    if problem:
+        raise ValueError(problem)
 
 
 def _check_name(spec: DatasetSpec) -> None:
     """A known dataset name and split fractions that can give every split (checked before any reading)."""
-    if spec.name not in catalog.DATASET_NAMES:
-        raise DataError(f"unknown dataset {spec.name!r}; known datasets: {', '.join(catalog.DATASET_NAMES)}")
+    names = catalog.dataset_names()
+    if spec.name not in names:
+        raise DataError(f"unknown dataset {spec.name!r}; known datasets: {', '.join(names)}")
     check_fractions(spec, official_test=spec.name in catalog.VISION_DATASETS)
 
 
@@ -86,14 +85,15 @@ def _read_user_file(spec: DatasetSpec) -> user_files.UserData:
 
 
 def _builtin_info(name: str) -> DatasetInfo:
-    facts = catalog.DATA_FACTS[name]
+    """A built-in or plugin dataset's info from its facts."""
+    facts = catalog.data_facts(name)
     return DatasetInfo(name, catalog.dataset_kind(name), facts.input_shape, facts.n_outputs)
 
 
 def _builtin_labels(name: str) -> np.ndarray:
-    """Labels with the built-in set's class counts (a split's verdict depends on the counts alone),
-    or placeholder targets for regression."""
-    facts = catalog.DATA_FACTS[name]
+    """Labels with the built-in or plugin set's class counts (a split's verdict depends on the counts
+    alone), or placeholder targets for regression."""
+    facts = catalog.data_facts(name)
     if not facts.class_counts:
         return np.zeros(facts.n_samples, dtype=np.float32)
     return np.repeat(np.arange(len(facts.class_counts), dtype=np.int64), facts.class_counts)

@@ -2,7 +2,10 @@
 
 `build_model(name, info, seed)` is deterministic given the seed and leaves the global torch RNG
 as it found it. `check_model_fits` rejects dataset shapes a model cannot consume, with a
-message naming both, before any training starts.
+message naming both, before any training starts. An installed plugin's model (`search_engine.plugins`)
+is built by its builder under the same seeding; `check_model_fits` also builds it once and runs a
+batch of zeros through it, so a builder that fails or gives outputs of the wrong shape is named
+(with the plugin's entry point and package) before any training starts.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from search_engine import catalog
 from search_engine.catalog import MODEL_NAMES
+from search_engine.plugins import load_target
 
 if TYPE_CHECKING:  # only for annotations; keeps `import models` free of the dataset stack
     from search_engine.tasks.datasets import DatasetInfo
@@ -182,10 +187,15 @@ def check_model_fits(name: str, info: DatasetInfo) -> None:
     """Raise if model `name` cannot consume `info`'s inputs (ValueError for unknown names).
 
     Flat models (logistic, mlp) flatten any input; image models need (C, H, W) inputs with H and
-    W at least their minimum side.
+    W at least their minimum side. A plugin's model is checked against its facts, then built once
+    and run on a batch of zeros (`_check_plugin_output`).
     """
     if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+        if catalog.plugin_model(name) is None:
+            raise ValueError(f"unknown model {name!r}; known models: {', '.join(catalog.model_names())}")
+        _check_plugin_facts(name, info)
+        _check_plugin_output(name, _build_plugin(name, info, 0), info)
+        return
     if name not in _MIN_IMAGE_SIDE:
         return
     side = _MIN_IMAGE_SIDE[name]
@@ -199,9 +209,58 @@ def check_model_fits(name: str, info: DatasetInfo) -> None:
 
 def build_model(name: str, info: DatasetInfo, seed: int) -> nn.Module:
     """A freshly initialised model for `info`, identical for equal seeds; global RNG untouched."""
+    if name not in MODEL_NAMES and catalog.plugin_model(name) is not None:
+        _check_plugin_facts(name, info)  # its output was checked once, by check_model_fits
+        return _build_plugin(name, info, seed)
     check_model_fits(name, info)
+    return _seeded(lambda: _BUILDERS[name](info), seed)
+
+
+def _seeded(build, seed: int) -> nn.Module:
+    """`build()` with the CPU generator seeded by `seed`, restored afterwards."""
     # fork_rng restores the CPU generator afterwards; only the CPU generator is seeded because
     # torch.manual_seed would also reseed (and so disturb) every CUDA generator.
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(seed)
-        return _BUILDERS[name](info)
+        return build()
+
+
+def _check_plugin_facts(name: str, info: DatasetInfo) -> None:
+    """The fit the plugin's facts promise (kinds, image side, feature count), as configuration checks see it."""
+    problem = catalog.model_fit_problem(name, info.name, info.kind, info.input_shape)
+    if problem:
+        raise ModelShapeError(problem)
+
+
+def _build_plugin(name: str, info: DatasetInfo, seed: int) -> nn.Module:
+    """The plugin's builder called with (info, seed) under the seeded generator; ValueError naming the plugin."""
+    plugged = catalog.plugin_model(name)
+    where = f"plugin model {name!r} ({plugged.origin})"
+    builder = load_target(plugged.facts.builder, where)
+    try:
+        model = _seeded(lambda: builder(info, seed), seed)
+    except Exception as exc:  # the plugin's own code: reported as its failure, with the dataset it was built for
+        raise ValueError(f"{where}: its builder {plugged.facts.builder} failed for dataset {info.name!r} "
+                         f"{info.input_shape}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{where}: its builder {plugged.facts.builder} returned a {type(model).__name__}, "
+                         "not a torch.nn.Module")
+    return model
+
+
+def _check_plugin_output(name: str, model: nn.Module, info: DatasetInfo) -> None:
+    """A batch of two zero samples through `model` (in eval mode: no statistics change) must give
+    (2, n_outputs) outputs; ModelShapeError naming the plugin otherwise."""
+    plugged = catalog.plugin_model(name)
+    where, expected = f"plugin model {name!r} ({plugged.origin})", (2, info.n_outputs)
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *info.input_shape))
+    except Exception as exc:  # the plugin's forward: its failure on this data
+        raise ModelShapeError(f"{where} does not fit dataset {info.name!r}: a batch of shape "
+                              f"{(2, *info.input_shape)} fails in its forward: {type(exc).__name__}: {exc}") from exc
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != expected:
+        raise ModelShapeError(f"{where} does not fit dataset {info.name!r}: a batch of shape {(2, *info.input_shape)} "
+                              f"gives outputs {shape}, the task needs {expected} ({info.n_outputs} per sample)")

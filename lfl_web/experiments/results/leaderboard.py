@@ -12,7 +12,7 @@ from django.contrib import messages
 from lfl_web.experiments.models import DEFAULT_LEADERBOARD_SORT, LEADERBOARD_ORDERINGS
 from lfl_web.experiments.submit.experiment_form import METHOD_CHOICES
 from lfl_web.experiments.transfers.request_checks import target_datasets
-from search_engine.facade import MODEL_NAMES, catalog
+from search_engine.facade import catalog
 
 #: The leaderboard's sort keys (LEADERBOARD_ORDERINGS) as its tabs name them, in tab order.
 LEADERBOARD_SORTS = (("meta_test", "held-out meta-test"), ("fitness", "validation fitness"),
@@ -27,7 +27,7 @@ def _filter_field(what: str, choices: list[tuple[str, str]]) -> forms.ChoiceFiel
 
 def _dataset_filter(learned_on=()) -> forms.ChoiceField:
     """The catalogue's own data sets, then the other names losses were learned on (files: "iris.csv")."""
-    own = [n for n in catalog.DATASET_NAMES if n not in catalog.FILE_DATASETS]
+    own = [n for n in catalog.dataset_names() if n not in catalog.FILE_DATASETS]
     names = own + sorted(set(learned_on) - set(own))
     return _filter_field("dataset", [("", "any dataset"), *((n, n) for n in names)])
 
@@ -38,7 +38,7 @@ class LeaderboardFilterForm(forms.Form):
     sort = _filter_field("sort key", [(k, k) for k in LEADERBOARD_ORDERINGS])
     method = _filter_field("method", [("", "any method"), *METHOD_CHOICES])
     dataset = _dataset_filter()
-    model = _filter_field("model", [("", "any model")] + [(n, n) for n in catalog.MODEL_NAMES])
+    model = _filter_field("model", [("", "any model")] + [(n, n) for n in catalog.model_names()])
     metric = _filter_field("metric", [("", "any metric")] + [(m, m) for m in catalog.METRICS])
     ranks = _filter_field("ranks", [("best", "each experiment's best"), ("all", "every hall-of-fame entry")])
 
@@ -47,6 +47,7 @@ class LeaderboardFilterForm(forms.Form):
         (`LearnedLossQuerySet.dataset_names`), offered besides the catalogue's."""
         super().__init__(data)
         self.fields["dataset"] = _dataset_filter(datasets)
+        self.fields["model"] = _filter_field("model", [("", "any model")] + [(n, n) for n in catalog.model_names()])
 
     def choices(self) -> dict:
         """The valid parameters (defaults for missing or invalid ones) as keyword arguments of `ranked_by`."""
@@ -65,7 +66,7 @@ def tested_on_choice(request) -> tuple[str, str] | None:
     dataset, model = request.GET.get("tested_dataset", ""), request.GET.get("tested_model", "")
     if not (dataset or model):
         return None
-    if dataset not in target_datasets() or model not in MODEL_NAMES:
+    if dataset not in target_datasets() or model not in catalog.model_names():
         messages.warning(request, "“Tested on” needs a known dataset and a known model; showing all losses.")
         return None
     return dataset, model

@@ -43,7 +43,7 @@ def class_count(config: dict) -> int | None:
     dataset = task.get("dataset", "")
     if catalog.dataset_kind(dataset, task.get("kind") or "classification") != "classification":
         return None
-    facts = catalog.DATA_FACTS.get(dataset)
+    facts = catalog.data_facts(dataset)
     if facts is not None:
         return facts.n_outputs
     if dataset not in catalog.FILE_DATASETS:
@@ -66,7 +66,7 @@ def stored_class_count(config: dict, baseline_loss: str, n_classes: int | None) 
     the catalogue's count for its data set; None for regression or when unknown."""
     if n_classes:
         return n_classes
-    facts = catalog.DATA_FACTS.get(config.get("task", {}).get("dataset", ""))
+    facts = catalog.data_facts(config.get("task", {}).get("dataset", ""))
     return facts.n_outputs if facts is not None and task_kind(config, baseline_loss) == "classification" else None
 
 

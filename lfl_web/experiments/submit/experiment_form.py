@@ -74,12 +74,14 @@ class ExperimentForm(forms.Form):
         error_messages={"invalid_choice": "unknown method %(value)s; choose one of: " + ", ".join(catalog.METHODS)},
     )
 
+    # Choices are callables, read when a form is made: the catalogue lists the installed plugins' rows too.
     dataset = forms.ChoiceField(
-        choices=[(d.name, d.label) for d in catalog.DATASETS.values()],  # labels short enough for the grid
+        choices=lambda: [(d.name, d.label) for d in catalog.datasets().values()],  # labels short enough for the grid
         help_text="digits, digits28 and diabetes are built in; csv and npz read the data file below; "
-                  "mnist, cifar10, … are read from the data root (advanced settings).",
+                  "mnist, cifar10, … are read from the data root (advanced settings); the others come "
+                  "from plugins installed on the server.",
     )
-    model = forms.ChoiceField(choices=[(n, n) for n in catalog.MODEL_NAMES])
+    model = forms.ChoiceField(choices=lambda: [(m.name, m.label) for m in catalog.models().values()])
     data_file = forms.FileField(
         label="Data file", required=False,
         help_text="Your own data for dataset csv or npz: a .csv with a header row and numeric features, "

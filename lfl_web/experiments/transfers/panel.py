@@ -15,7 +15,7 @@ def panel_context(loss: LearnedLoss, *, for_request: bool = False, next_url: str
     runs = sorted(loss.transfer_runs.all(), key=lambda r: (r.dataset, r.model))
     return {
         "loss": loss, "runs": runs, "pending": any(not r.is_finished for r in runs),
-        "datasets": [catalog.DATASETS[name] for name in target_datasets()], "models": catalog.MODEL_NAMES,
+        "datasets": [catalog.datasets()[name] for name in target_datasets()], "models": catalog.model_names(),
         "for_request": for_request,
         "next": next_url or loss.experiment.get_absolute_url(),
     }

@@ -31,8 +31,9 @@ class TransferBusy(Exception):
 
 
 def target_datasets() -> tuple[str, ...]:
-    """The datasets a transfer may target from the web: the server's own (an upload belongs to one experiment)."""
-    return tuple(name for name in catalog.DATASET_NAMES if name not in catalog.FILE_DATASETS)
+    """The datasets a transfer may target from the web: the server's own, its plugins' included (an upload
+    belongs to one experiment)."""
+    return tuple(name for name in catalog.dataset_names() if name not in catalog.FILE_DATASETS)
 
 
 def transfer_settings(*, learned_loss: LearnedLoss, dataset, model, data_root: str = "", seeds=None, steps=None):

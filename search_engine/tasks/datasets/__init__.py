@@ -1,4 +1,5 @@
-"""Datasets for loss-function learning: built-in (sklearn), user files (csv, npz) and torchvision sets.
+"""Datasets for loss-function learning: built-in (sklearn), user files (csv, npz), torchvision sets and
+the data sets of installed plugins (`plugin_data`).
 
 Public API:
     describe_dataset(spec) -> DatasetInfo   cheap: shapes and sizes without loading the data
@@ -9,6 +10,7 @@ Every bad input raises `DataError` with a message naming the file, column, key o
 
 from __future__ import annotations
 
+from search_engine import catalog
 from search_engine.catalog import DATASET_NAMES
 from search_engine.tasks.datasets.builtin import describe_builtin, load_diabetes_source, load_digits_source
 from search_engine.tasks.datasets.core import (
@@ -20,6 +22,7 @@ from search_engine.tasks.datasets.core import (
     make_splits,
     split_indices,
 )
+from search_engine.tasks.datasets.plugin_data import describe_plugin, load_plugin_source
 from search_engine.tasks.datasets.tabular import describe_csv, describe_npz, load_csv_source, load_npz_source
 from search_engine.tasks.datasets.vision import VISION_SETS, describe_vision, load_vision_source
 
@@ -28,7 +31,8 @@ __all__ = [
     "load_dataset",
 ]
 
-# catalogue name -> (describe(spec) -> DatasetInfo, load(spec) -> Source); a test checks both lists agree
+# built-in catalogue name -> (describe(spec) -> DatasetInfo, load(spec) -> Source); a test checks both lists
+# agree. A plugin's data set takes (describe_plugin, load_plugin_source).
 _HANDLERS = {
     "digits": (describe_builtin, load_digits_source),
     "digits28": (describe_builtin, load_digits_source),
@@ -43,20 +47,20 @@ _HANDLERS = {
 }
 
 
-
 def _handlers(spec: DatasetSpec):
     """The (describe, load) pair for `spec.name` after checking the spec's split settings."""
-    if spec.name not in _HANDLERS:
-        raise DataError(f"unknown dataset {spec.name!r}; known datasets: {', '.join(DATASET_NAMES)}")
+    plugged = spec.name not in _HANDLERS and catalog.plugin_dataset(spec.name) is not None
+    if spec.name not in _HANDLERS and not plugged:
+        raise DataError(f"unknown dataset {spec.name!r}; known datasets: {', '.join(catalog.dataset_names())}")
     # Checked before any loading so a bad fraction never costs a full dataset read.
     check_fractions(spec, official_test=spec.name in VISION_SETS)
-    return _HANDLERS[spec.name]
+    return (describe_plugin, load_plugin_source) if plugged else _HANDLERS[spec.name]
 
 
 def describe_dataset(spec: DatasetSpec) -> DatasetInfo:
     """Kind, per-sample input shape and output count of a dataset, without loading its data.
 
-    Built-ins are described from static facts; csv/npz from the header, labels and array shapes;
+    Built-ins and plugin sets are described from static facts; csv/npz from the header, labels and array shapes;
     torchvision sets after checking that `data_root` and every expected file exist.
     """
     return _handlers(spec)[0](spec)

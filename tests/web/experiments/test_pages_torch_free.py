@@ -89,3 +89,37 @@ def test_dashboard_leaderboard_and_downloads_render_without_torch(tmp_path, make
     torch_download = report["torch"]
     assert torch_download["status"] == 200 and "class LearnedLoss(torch.nn.Module)" in torch_download["body"]
     assert torch_download["loaded"] == ["sympy"]
+
+
+# The new-experiment form and the leaderboard, with the example plugin's choices, and the modules loaded.
+FORM_CHILD = """
+import json, sys
+import django
+django.setup()
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.test.utils import setup_test_environment
+setup_test_environment()
+client = Client()
+client.force_login(get_user_model().objects.get(username="ada"))
+pages = {name: client.get(url) for name, url in (("form", "/experiments/new/"), ("leaderboard", "/leaderboard/"))}
+print(json.dumps({"pages": {name: [r.status_code, r.content.decode()] for name, r in pages.items()},
+                  "loaded": [m for m in ("torch", "sympy", "sklearn", "lfl_example_plugin.facts",
+                                         "lfl_example_plugin.model", "lfl_example_plugin.data") if m in sys.modules]}))
+"""
+
+
+def test_the_form_and_the_leaderboard_offer_a_plugins_choices_without_torch(tmp_path, user):
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "LFL_TEST_DATABASE_URL")}
+    env.update(DJANGO_SETTINGS_MODULE="lfl_web.settings", DATABASE_URL=shared_database_url(),
+               LFL_VAR_DIR=str(tmp_path / "var"), LFL_SECRET_KEY="torch-free-pages",
+               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", FORM_CHILD], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    (form_status, form), (board_status, board) = report["pages"]["form"], report["pages"]["leaderboard"]
+    assert form_status == 200 and '<option value="breast_cancer">breast_cancer (3×10 grid, plugin)</option>' in form
+    assert '<option value="grid_cnn">grid_cnn (small CNN, plugin)</option>' in form
+    assert board_status == 200 and '<option value="grid_cnn">grid_cnn</option>' in board
+    assert report["loaded"] == ["lfl_example_plugin.facts"]

@@ -39,12 +39,12 @@ print(json.dumps({"results": results, "loaded": [m for m in json.loads(sys.argv[
 """
 
 
-def validate_in_a_fresh_process(tmp_path: Path, configs: list[dict]) -> dict:
+def validate_in_a_fresh_process(tmp_path: Path, configs: list[dict], watched: tuple[str, ...] = HEAVY) -> dict:
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "LFL_TEST_DATABASE_URL")}
     env.update(DJANGO_SETTINGS_MODULE="lfl_web.settings", LFL_DATA_DIRS=str(tmp_path),
                LFL_VAR_DIR=str(tmp_path / "var"), LFL_SECRET_KEY="torch-free-test",
                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(configs), json.dumps(HEAVY)], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(configs), json.dumps(watched)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -84,3 +84,22 @@ def test_refusals_need_no_numeric_stack_either(tmp_path):
                                     "dataset 'digits' gives (1, 8, 8)"}
     assert third == {"task.data_root": f"data root for 'mnist' not found: {tmp_path / 'absent'}"}
     assert result["loaded"] == []
+
+
+def test_a_plugins_data_set_and_model_validate_from_its_facts_alone(tmp_path):
+    """The example plugin (installed by requirements-dev.txt): its torch-free facts module is read, its
+    loader (scikit-learn) and builder (torch) are not imported; the verdicts are the worker's."""
+    plugin_modules = ("lfl_example_plugin.facts", "lfl_example_plugin.data", "lfl_example_plugin.model")
+    configs = [
+        {"task": {"dataset": "breast_cancer", "model": "grid_cnn"}},
+        {"task": {"dataset": "breast_cancer", "model": "lenet5"}},
+        {"task": {"dataset": "diabetes", "model": "grid_cnn"}},
+    ]
+    result = validate_in_a_fresh_process(tmp_path, configs, HEAVY + plugin_modules)
+    accepted, too_small, flat = result["results"]
+    assert accepted["task"]["dataset"] == "breast_cancer" and accepted["task"]["model"] == "grid_cnn"
+    assert too_small["errors"] == {"task.model": "lenet5 needs image input of at least 12x12 with shape (C, H, W); "
+                                                 "dataset 'breast_cancer' gives (1, 3, 10)"}
+    assert flat["errors"] == {"task.model": "grid_cnn needs image input of at least 2x2 with shape (C, H, W); "
+                                            "dataset 'diabetes' gives (10,)"}
+    assert result["loaded"] == ["lfl_example_plugin.facts"]
