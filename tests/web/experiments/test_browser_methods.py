@@ -1,7 +1,8 @@
 """A real browser starts a TaylorGLO search from the new-experiment form and watches it live.
 
 Headless Chromium signs in, chooses TaylorGLO on the form (EvoMAL's fields go, TaylorGLO's come),
-sets a tiny budget, submits, and follows the dashboard over the websocket while the Celery worker
+picks the example plugin's data set and model (plugins/lfl-example-plugin: they are offered like the
+built-in ones), sets a tiny budget, submits, and follows the dashboard over the websocket while the Celery worker
 of `manage.py runstack` runs CMA-ES: the generation counter steps through 1 / 2 to 2 / 2, the
 best-loss panel shows a polynomial, the status reaches Succeeded, all without a reload. The stack
 and its helpers are those of test_browser.
@@ -48,7 +49,7 @@ FORM_INPUTS = {
     "id_taylorglo_generations": str(GENERATIONS), "id_training_steps": "400", "id_max_train": "200",
     "id_meta_test_steps": "20", "id_meta_test_seeds": "1", "id_device": "cpu",
 }
-FORM_SELECTS = {"id_dataset": "digits", "id_model": "mlp"}
+FORM_SELECTS = {"id_dataset": "breast_cancer", "id_model": "grid_cnn"}  # the example plugin's
 
 # Fields of the other methods, and TaylorGLO's own (up front, then in the advanced part).
 OTHER_METHODS_FIELDS = ("id_population_size", "id_generations", "id_ml3_meta_steps")
@@ -177,6 +178,7 @@ def check_the_record(pk: int, user, seen: list[dict]) -> None:
     assert experiment.owner == user and experiment.status == Status.SUCCEEDED, experiment.error
     config = experiment.config
     assert config["method"] == "taylorglo", config
+    assert (config["task"]["dataset"], config["task"]["model"]) == ("breast_cancer", "grid_cnn"), config
     assert (config["taylorglo"]["population_size"], config["taylorglo"]["generations"]) == (POPULATION, GENERATIONS)
     assert (config["task"]["max_train"], config["training"]["steps"], config["meta_test"]["seeds"]) == (200, 400, 1)
     assert (experiment.current_generation, experiment.total_generations) == (GENERATIONS, GENERATIONS)
