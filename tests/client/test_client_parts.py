@@ -3,6 +3,8 @@ presets laid under a configuration, file names of downloads, DataFrames."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from lfl_client import (
     AuthenticationFailed,
@@ -76,12 +78,19 @@ def test_download_file_names_come_from_the_header_and_never_leave_the_folder():
     assert _filename("", "default.py") == "default.py"
 
 
-def test_frames_need_pandas_and_say_how_to_get_it():
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match=r"pip install 'lfl-client\[pandas\]'"):
-            to_frame([])
-        return
-    frame = to_frame([from_dict(LeaderboardEntry, {"id": 1, "verdict": {"code": "better"}})])
-    assert list(frame["verdict_code"]) == ["better"]
+def test_frames_have_a_row_per_object_with_nested_answers_flattened():
+    entries = [from_dict(LeaderboardEntry, {"id": 1, "expression": "square(sub(y, f))", "verdict": {"code": "better"},
+                                            "tuned_comparison": {"p_value": 0.01, "seeds": 5}}),
+               from_dict(LeaderboardEntry, {"id": 2, "verdict": {"code": "tie"}})]
+    frame = to_frame(entries)
+    assert list(frame["id"]) == [1, 2] and list(frame["verdict_code"]) == ["better", "tie"]
+    assert frame["tuned_comparison_p_value"].iloc[0] == 0.01 and "raw" not in frame.columns
+    detail = ExperimentDetail.from_answer({"experiment": {"id": 3}, "generations": [{"generation": 0}],
+                                           "learned_losses": []})
+    assert to_frame([detail])["generations"].iloc[0] == 1  # lists of objects are counted, not nested
+
+
+def test_frames_say_how_to_get_pandas_without_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"pip install 'lfl-client\[pandas\]'"):
+        to_frame([])
