@@ -9,7 +9,10 @@ gradient scale per candidate, a differentiable one in local search) and once per
 baseline trained at a few rates). This runs the same searches under each variant in separate
 processes, one after another and alternating the order each repeat, so that a busy machine slows
 each variant alike, and prints the median seconds per generation (generation 0 apart: it also
-pays warm-up) with each variant's ratio to the first. `--against REF` adds REF's code (checked out
+pays warm-up) with each variant's ratio to the first. The variants' searches differ (another rate
+finds other losses, with other cache hits and rejections), so each row also gives the seconds per
+new candidate (evaluated less cache hits) of those generations: the cost of the work, apart from
+how much work a search happened to have. `--against REF` adds REF's code (checked out
 into a temporary git worktree; its configurations run with the fields it knows) as the first
 variant: "today's code" when REF is the last release.
 
@@ -38,6 +41,7 @@ from search_engine.config import load_config
 from search_engine import run_search  # the package's entry point: the same name in earlier versions
 result = run_search(load_config(json.loads(sys.argv[1])))
 print(json.dumps({"seconds": [g.seconds for g in result.history], "plan": result.plan,
+                  "new": [g.evaluated - g.cache_hits for g in result.history],
                   "best": result.best.expression if result.best else None}))
 """
 
@@ -92,6 +96,7 @@ def measure(configs: dict[str, dict], chosen: list[tuple[str, Path, str | None]]
     """{(preset, label): [per-generation seconds after generation 0, over every repeat]}; also gen 0."""
     later: dict[tuple[str, str], list[float]] = {}
     first: dict[tuple[str, str], list[float]] = {}
+    per_new: dict[tuple[str, str], list[float]] = {}
     for name, config in configs.items():
         for repeat in range(repeats):
             order = chosen if repeat % 2 == 0 else list(reversed(chosen))
@@ -99,22 +104,26 @@ def measure(configs: dict[str, dict], chosen: list[tuple[str, Path, str | None]]
                 record = run_child(root, with_protocol(config, protocol))
                 first.setdefault((name, label), []).append(record["seconds"][0])
                 later.setdefault((name, label), []).extend(record["seconds"][1:])
+                per_new.setdefault((name, label), []).extend(
+                    s / n for s, n in zip(record["seconds"][1:], record["new"][1:], strict=True) if n > 0)
                 print(f"  {name} | {label} | repeat {repeat}: {[round(s, 2) for s in record['seconds']]} "
                       f"best {record['best']}", flush=True)
-    return {"later": later, "first": first}
+    return {"later": later, "first": first, "per_new": per_new}
 
 
 def print_table(configs: dict, chosen: list, found: dict) -> None:
-    print("| search | variant | median s / generation (after gen 0) | ratio | median gen 0 s |")
-    print("|---|---|---|---|---|")
+    print("| search | variant | median s / generation (after gen 0) | ratio | median s / new candidate | ratio "
+          "| median gen 0 s |")
+    print("|---|---|---|---|---|---|---|")
     for name in configs:
-        reference = None
+        reference = reference_new = None
         for label, _, _ in chosen:
-            later = found["later"].get((name, label)) or [float("nan")]
-            median = statistics.median(later)
+            median = statistics.median(found["later"].get((name, label)) or [float("nan")])
+            new = statistics.median(found["per_new"].get((name, label)) or [float("nan")])
             reference = median if reference is None else reference
-            print(f"| {name} | {label} | {median:.2f} | {median / reference:.2f}x | "
-                  f"{statistics.median(found['first'][(name, label)]):.2f} |")
+            reference_new = new if reference_new is None else reference_new
+            print(f"| {name} | {label} | {median:.2f} | {median / reference:.2f}x | {new:.3f} | "
+                  f"{new / reference_new:.2f}x | {statistics.median(found['first'][(name, label)]):.2f} |")
 
 
 def worktree(ref: str) -> Path:
