@@ -11,8 +11,8 @@ processes, one after another and alternating the order each repeat, so that a bu
 each variant alike, and prints the median seconds per generation (generation 0 apart: it also
 pays warm-up) with each variant's ratio to the first. The variants' searches differ (another rate
 finds other losses, with other cache hits and rejections), so each row also gives the seconds per
-new candidate (evaluated less cache hits) of those generations: the cost of the work, apart from
-how much work a search happened to have. `--against REF` adds REF's code (checked out
+candidate trained (neither a cache hit nor thrown out by the screen) in those generations: the cost
+of the work, apart from how much work a search happened to have. `--against REF` adds REF's code (checked out
 into a temporary git worktree; its configurations run with the fields it knows) as the first
 variant: "today's code" when REF is the last release.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -36,12 +37,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: The search a child process runs: argv[1] = configuration JSON; prints per-generation seconds.
 _CHILD = """
-import json, sys
+import collections, json, sys
 from search_engine.config import load_config
 from search_engine import run_search  # the package's entry point: the same name in earlier versions
-result = run_search(load_config(json.loads(sys.argv[1])))
+trained = collections.Counter()
+def count(event):  # a model trained for a candidate: not a cache hit, not thrown out by the screen
+    if type(event).__name__ == "CandidateEvaluated" and not event.cache_hit and (
+            event.rejection_reason is None or "during training" in event.rejection_reason):
+        trained[event.generation] += 1
+result = run_search(load_config(json.loads(sys.argv[1])), count)
 print(json.dumps({"seconds": [g.seconds for g in result.history], "plan": result.plan,
-                  "new": [g.evaluated - g.cache_hits for g in result.history],
+                  "trained": [trained[g.generation] for g in result.history],
                   "best": result.best.expression if result.best else None}))
 """
 
@@ -96,7 +102,7 @@ def measure(configs: dict[str, dict], chosen: list[tuple[str, Path, str | None]]
     """{(preset, label): [per-generation seconds after generation 0, over every repeat]}; also gen 0."""
     later: dict[tuple[str, str], list[float]] = {}
     first: dict[tuple[str, str], list[float]] = {}
-    per_new: dict[tuple[str, str], list[float]] = {}
+    per_trained: dict[tuple[str, str], list[float]] = {}
     for name, config in configs.items():
         for repeat in range(repeats):
             order = chosen if repeat % 2 == 0 else list(reversed(chosen))
@@ -104,26 +110,27 @@ def measure(configs: dict[str, dict], chosen: list[tuple[str, Path, str | None]]
                 record = run_child(root, with_protocol(config, protocol))
                 first.setdefault((name, label), []).append(record["seconds"][0])
                 later.setdefault((name, label), []).extend(record["seconds"][1:])
-                per_new.setdefault((name, label), []).extend(
-                    s / n for s, n in zip(record["seconds"][1:], record["new"][1:], strict=True) if n > 0)
+                per_trained.setdefault((name, label), []).extend(
+                    s / n for s, n in zip(record["seconds"][1:], record["trained"][1:], strict=True) if n > 0)
                 print(f"  {name} | {label} | repeat {repeat}: {[round(s, 2) for s in record['seconds']]} "
                       f"best {record['best']}", flush=True)
-    return {"later": later, "first": first, "per_new": per_new}
+    return {"later": later, "first": first, "per_trained": per_trained}
 
 
 def print_table(configs: dict, chosen: list, found: dict) -> None:
-    print("| search | variant | median s / generation (after gen 0) | ratio | median s / new candidate | ratio "
+    print("| search | variant | median s / generation (after gen 0) | ratio | median s / trained candidate | ratio "
           "| median gen 0 s |")
     print("|---|---|---|---|---|---|---|")
     for name in configs:
-        reference = reference_new = None
+        reference = reference_trained = None
         for label, _, _ in chosen:
             median = statistics.median(found["later"].get((name, label)) or [float("nan")])
-            new = statistics.median(found["per_new"].get((name, label)) or [float("nan")])
+            trained = statistics.median(found["per_trained"].get((name, label)) or [float("nan")])
             reference = median if reference is None else reference
-            reference_new = new if reference_new is None else reference_new
-            print(f"| {name} | {label} | {median:.2f} | {median / reference:.2f}x | {new:.3f} | "
-                  f"{new / reference_new:.2f}x | {statistics.median(found['first'][(name, label)]):.2f} |")
+            reference_trained = trained if reference_trained is None else reference_trained
+            per = "n/a | n/a" if math.isnan(trained) else f"{trained:.3f} | {trained / reference_trained:.2f}x"
+            print(f"| {name} | {label} | {median:.2f} | {median / reference:.2f}x | {per} | "
+                  f"{statistics.median(found['first'][(name, label)]):.2f} |")
 
 
 def worktree(ref: str) -> Path:

@@ -200,5 +200,6 @@ def test_generation_cost_smoke_prints_a_ratio_per_variant(capsys):
     gc.main(["--smoke"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| quick.json |")]
     assert [row.split("|")[2].strip() for row in rows] == ["fixed rate (the paper's protocol)", "tuned (default)"]
-    assert rows[0].split("|")[4].strip() == "1.00x" and rows[0].split("|")[6].strip() == "1.00x"
-    assert all(float(row.split("|")[5]) > 0 for row in rows)  # seconds per new candidate
+    assert rows[0].split("|")[4].strip() == "1.00x"
+    # seconds per trained candidate: "n/a" where a tiny search's later generations trained none (all cached)
+    assert all(row.split("|")[5].strip() == "n/a" or float(row.split("|")[5]) > 0 for row in rows)
