@@ -95,22 +95,12 @@ class Client:
              progress: bool = True) -> ExperimentDetail:
         """Poll until the search and its meta-test are over; a progress bar of generations on stderr
         (tqdm when installed). Raises `Timeout` after `timeout` seconds (None: no limit)."""
-        bar = _Progress(f"experiment {experiment_id}") if progress else None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                current = self.experiment(experiment_id)
-                if bar:
-                    bar.show(current.current_generation, current.total_generations,
-                             current.status if current.meta_test_status != "running" else "meta-test")
-                if current.done:
-                    return current
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise Timeout(0, f"experiment {experiment_id} is still {current.status} after {timeout} s")
-                time.sleep(poll)
-        finally:
-            if bar:
-                bar.close()
+        def shown(current: ExperimentDetail) -> tuple[int, int, str]:
+            stage = current.status if current.meta_test_status != "running" else "meta-test"
+            return current.current_generation, current.total_generations, stage
+
+        return _poll(f"experiment {experiment_id}", lambda: self.experiment(experiment_id), shown,
+                     timeout=timeout, poll=poll, progress=progress)
 
     # --- results -----------------------------------------------------------------------------
     def leaderboard(self, *, method: str = "", dataset: str = "", model: str = "", metric: str = "",
@@ -163,21 +153,9 @@ class Client:
     def wait_transfer(self, transfer_id: int, *, timeout: float | None = None, poll: float = 2.0,
                       progress: bool = True) -> Transfer:
         """Poll until the transfer has succeeded or failed (progress: seeds done)."""
-        bar = _Progress(f"transfer {transfer_id}") if progress else None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                run = self.get_transfer(transfer_id)
-                if bar:
-                    bar.show(run.seeds_done, run.seeds or 0, run.status)
-                if run.done:
-                    return run
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise Timeout(0, f"transfer {transfer_id} is still {run.status} after {timeout} s")
-                time.sleep(poll)
-        finally:
-            if bar:
-                bar.close()
+        return _poll(f"transfer {transfer_id}", lambda: self.get_transfer(transfer_id),
+                     lambda run: (run.seeds_done, run.seeds or 0, run.status),
+                     timeout=timeout, poll=poll, progress=progress)
 
     # --- HTTP --------------------------------------------------------------------------------
     def _call(self, operation: str, *, query: dict | None = None, body: dict | None = None, raw: bool = False,
@@ -210,6 +188,26 @@ class Client:
         if raw:
             return content, headers
         return json.loads(content)
+
+
+def _poll(label: str, fetch, shown, *, timeout: float | None, poll: float, progress: bool):
+    """`fetch()` every `poll` seconds until its answer is `done`, showing `shown(answer)` (done, total,
+    status) on a progress bar; `Timeout` naming `label` after `timeout` seconds (None: no limit)."""
+    bar = _Progress(label) if progress else None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            current = fetch()
+            if bar:
+                bar.show(*shown(current))
+            if current.done:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(0, f"{label} is still {current.status} after {timeout} s")
+            time.sleep(poll)
+    finally:
+        if bar:
+            bar.close()
 
 
 def _overlay(base: dict, over: dict) -> dict:
