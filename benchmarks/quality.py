@@ -30,7 +30,7 @@ TaylorGLO the same population and generations, ML3 about 250 meta steps with its
 per generation of the others. Every random choice comes from the search seed. Nothing here is asserted.
 
 The full run takes about 12 hours on 2 CPU cores, 10 of them digits28/LeNet-5 (each search seed's
-final choice and meta-test train LeNet-5 about 45 times); each task can run on its own (`--tasks`),
+final choice trains LeNet-5 about 40 times, the meta-test, which reuses its rate tuning, 25 more); each task can run on its own (`--tasks`),
 in parallel where there are cores to spare (every search computes on one thread).
 """
 
@@ -152,13 +152,18 @@ def learned_entry(chooser, task, config, result) -> tuple[object, dict | None]:
     return result.hall_of_fame[choice["chosen"] - 1], choice
 
 
-def meta_test(task, config, entry, baseline: str) -> dict:
+def meta_test(task, config, entry, baseline: str, choice: dict | None = None) -> dict:
     """evaluate_learned_loss at tuned rates; with the scale the search trained the loss at, where the
-    entry has one and the engine's meta-test takes it."""
+    entry has one and the engine's meta-test takes it, and with the final choice's rate tuning of the
+    same losses, where the engine reuses it (the same numbers, fewer trainings)."""
     extra = {}
+    accepted = inspect.signature(evaluate_learned_loss).parameters
     scale = getattr(entry, "scale", None)
-    if scale is not None and "scale" in inspect.signature(evaluate_learned_loss).parameters:
+    if scale is not None and "scale" in accepted:
         extra["scale"] = scale
+    tuning_of = getattr(importlib.import_module(FINAL_CHOICE), "tuning_of", None) if choice else None
+    if tuning_of is not None and "tuning" in accepted:
+        extra["tuning"] = tuning_of(choice, config.meta_test.steps)
     return evaluate_learned_loss(task, config, entry.expression, entry.weights, baseline, network=entry.network,
                                  tune_lr=True, **extra)
 
@@ -177,7 +182,7 @@ def run_seed(arm: Arm, task_name: str, b: dict, seed: int, chooser) -> dict:
            "rank": choice["chosen"] if choice else 1, "final_choice": choice}
     if entry is None:
         return {**out, "expression": None, "outcome": "none", "record": None}
-    record = meta_test(task, config, entry, result.baseline_loss)
+    record = meta_test(task, config, entry, result.baseline_loss, choice)
     out["meta_test_seconds"] = time.perf_counter() - started  # the final choice and the meta-test
     return {**out, "expression": entry.expression, "weights": entry.weights, "scale": getattr(entry, "scale", None),
             "outcome": verdict(record, task.kind).code, "record": record}

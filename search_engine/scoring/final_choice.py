@@ -14,6 +14,7 @@ and which was chosen, so a page can show the comparison.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -96,5 +97,18 @@ def meta_test_final(task: Task, config: ExperimentConfig, entries: Sequence[Any]
     fields = _fields(entries[rank - 1])
     record = evaluate_learned_loss(task, config, fields["expression"], fields["weights"], baseline,
                                    on_seed=on_seed, network=fields["network"], tune_lr=tuned,
-                                   search_rate=search_rate, on_phase=on_phase)
+                                   search_rate=search_rate, on_phase=on_phase, tuning=tuning_of(choice, config.meta_test.steps))
     return {**record, "rank": rank, "final_choice": choice}
+
+
+def tuning_of(choice: dict[str, Any] | None, steps: int) -> dict[str, dict] | None:
+    """The chosen loss's and the baseline's rate tuning from a `choose_final` record, in
+    `tuned_lr.tune_rates`'s form: a meta-test of `steps` tunes the same losses on the same seeds, so
+    it takes these instead of training every rate again. None without a comparison or when the
+    choice trained another number of steps."""
+    if not choice or not choice["candidates"] or choice["baseline"] is None or choice["steps"] != steps:
+        return None
+    chosen = next(c for c in choice["candidates"] if c["rank"] == choice["chosen"])
+    keys = ("lr", "tried", "seeds", "by_seed")
+    return copy.deepcopy({"learned": {k: chosen[k] for k in keys},
+                          "baseline": {k: choice["baseline"][k] for k in keys}})

@@ -14,7 +14,7 @@ from typing import Any
 
 from search_engine.config import ExperimentConfig
 from search_engine.scoring import protocol
-from search_engine.scoring.tuned_lr import at_rate, tune_rates
+from search_engine.scoring.tuned_lr import at_rate, tune_rates, tuning_seeds
 from search_engine.tasks.task import Task
 from search_engine.tasks.training import LossFn, evaluate_metric, train
 
@@ -137,7 +137,7 @@ def evaluate_learned_loss(
     task: Task, config: ExperimentConfig, expression: str, weights: Sequence[float] | None, baseline: str, *,
     seeds: int | None = None, steps: int | None = None, on_seed: Callable[[int], None] | None = None,
     network: dict | None = None, tune_lr: bool | None = None, search_rate: float | None = None,
-    on_phase: Callable[[str], None] | None = None,
+    on_phase: Callable[[str], None] | None = None, tuning: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
     """Meta-test a learned loss against the baseline, as stored in result.json and in the web app.
 
@@ -161,6 +161,10 @@ def evaluate_learned_loss(
     tried ("tried": its score; "by_seed": its metric on each of "tuning_seeds"): the comparison that
     reports lead with (`verdict`). "rescales_baseline" is c where the loss only rescales the
     baseline (its gradient is c times the baseline's, see `baseline_rescale`), else None.
+    `tuning`: `tuned_lr.tune_rates`'s answers for "learned" and "baseline", already computed for
+    these losses, this configuration and `steps` (the final choice tunes both): used as they are,
+    in place of training every rate again. Entries that do not match (other tuning seeds) are
+    tuned here.
     """
     from search_engine import catalog
     from search_engine.expr.tree import KNOWN_LOSSES
@@ -182,7 +186,7 @@ def evaluate_learned_loss(
                                      metric=task.metric_name).to_dict()
     if config.meta_test.tune_lr if tune_lr is None else tune_lr:
         record["tuned_lr"] = _at_tuned_rates(task, config, losses, seed_list, steps, phase,
-                                             on_seed if on_phase else None)
+                                             on_seed if on_phase else None, tuning or {})
     record["rescales_baseline"] = baseline_rescale(task, expression, weights, network)
     return record
 
@@ -215,11 +219,15 @@ def baseline_rescale(task: Task, expression: str, weights: Sequence[float] | Non
 
 def _at_tuned_rates(task: Task, config: ExperimentConfig, losses: dict[str, LossFn], seeds, steps: int,
                     phase: Callable[[str], None] = lambda name: None,
-                    on_seed: Callable[[int], None] | None = None) -> dict:
-    """The learned loss and the baseline meta-tested each at its own rate, picked on validation data."""
+                    on_seed: Callable[[int], None] | None = None, known: dict[str, dict] | None = None) -> dict:
+    """The learned loss and the baseline meta-tested each at its own rate, picked on validation data
+    (`known`: rates already tuned for some of them, see `evaluate_learned_loss`'s `tuning`)."""
     pair = {name: losses[name] for name in ("learned", "baseline")}
     phase("tuning")
-    tuned = tune_rates(task, config, pair, steps)
+    seeds_tuned = list(tuning_seeds(config))
+    reused = {name: t for name, t in (known or {}).items() if name in pair and t.get("seeds") == seeds_tuned}
+    rest = {name: fn for name, fn in pair.items() if name not in reused}
+    tuned = {**reused, **(tune_rates(task, config, rest, steps) if rest else {})}
     rates = {name: t["lr"] for name, t in tuned.items() if t["lr"] is not None}
     phase("tuned_seeds")
     runs = run_meta_test(task, config, pair, seeds=seeds, steps=steps, rates=rates, on_seed=on_seed)

@@ -98,3 +98,34 @@ def test_a_loss_good_at_a_rate_on_one_tuning_seed_only_is_not_chosen_for_it(monk
     assert abs(choice["baseline"]["lr"] - 0.316) < 0.001 and choice["baseline"]["validation"] == 0.04
     assert [runs for lr, runs in choice["baseline"]["by_seed"] if lr == 1.0] == [[0.02, 0.6]]
     assert "* rank 2: 0.0300 at lr 1.0" in describe_final_choice(choice)
+
+
+def test_the_meta_test_reuses_the_final_choices_rate_tuning_with_the_same_record(monkeypatch):
+    from search_engine.scoring import metatest, tuned_lr
+
+    config = tiny_config(meta_test={"steps": 20, "seeds": 2})
+    task = load_task(config)
+    entries = [{"expression": FLAT}, {"expression": CE}]
+    trained = []
+    real = tuned_lr.validation_metric
+
+    def counted(task, loss_fn, config, lr, steps, seed):
+        trained.append((lr, seed))
+        return real(task, loss_fn, config, lr, steps, seed)
+
+    monkeypatch.setattr(tuned_lr, "validation_metric", counted)
+    record = meta_test_final(task, config, entries, "cross_entropy")
+    after_choice = len(trained)
+    choice = record["final_choice"]
+    tuned_in_choice = sum(len(c["tried"]) for c in choice["candidates"]) + len(choice["baseline"]["tried"])
+    assert after_choice == tuned_in_choice * len(choice["baseline"]["seeds"])  # the meta-test trained no rate again
+    # The same meta-test tuning anew: the same numbers, every rate of both losses trained a second time.
+    anew = metatest.evaluate_learned_loss(task, config, CE, None, "cross_entropy", tune_lr=True)
+    assert json.dumps(anew["tuned_lr"], sort_keys=True) == json.dumps(record["tuned_lr"], sort_keys=True)
+    assert len(trained) > after_choice
+    # Rates tuned on other seeds are not taken.
+    other = {name: {**t, "seeds": [0, 1]} for name, t in
+             {"learned": {"lr": 1.0, "tried": [[1.0, 0.5]], "by_seed": [[1.0, [0.5, 0.5]]]},
+              "baseline": {"lr": 1.0, "tried": [[1.0, 0.5]], "by_seed": [[1.0, [0.5, 0.5]]]}}.items()}
+    again = metatest.evaluate_learned_loss(task, config, CE, None, "cross_entropy", tune_lr=True, tuning=other)
+    assert again["tuned_lr"]["tried"] == anew["tuned_lr"]["tried"]
