@@ -80,9 +80,11 @@ def work_estimate(config: Any) -> dict[str, int]:
                        fitness, one more per candidate refined under local_search "top_k", and
                        the meta-test's runs: meta_test.seeds x 2 (learned loss and baseline; x 3
                        where local search refined the learned loss's weights, as it is also
-                       trained with every weight at 1); with meta_test.tune_lr, 2 x (at most
-                       TUNING_RUNS_AT_MOST tuning runs + meta_test.seeds) more, and (not for ML3)
-                       the final choice's (FINALISTS + 1) x TUNING_RUNS_AT_MOST
+                       trained with every weight at 1); with meta_test.tune_lr, the final
+                       choice's (FINALISTS + 1) x TUNING_RUNS_AT_MOST (at most) and 2 x
+                       meta_test.seeds at the tuned rates (the meta-test reuses the final
+                       choice's tuning of the chosen loss and the baseline); for ML3, which has
+                       no final choice, 2 x (TUNING_RUNS_AT_MOST + meta_test.seeds)
     fitness_steps      (candidates + 1 + refined under "top_k") x training.steps, plus the tuned
                        protocol's choice of rate (at most SEARCH_RATES_AT_MOST baseline trainings;
                        not for ML3, which scores its snapshots at training.lr)
@@ -96,9 +98,11 @@ def work_estimate(config: Any) -> dict[str, int]:
     """
     candidates, refitted, screened, unrolled, meta_test_runs = method_named(config.method).planned_work(config)
     if config.meta_test.tune_lr:  # every rate tried on validation data, then the seeds again at the best
-        meta_test_runs += 2 * (TUNING_RUNS_AT_MOST + config.meta_test.seeds)
-        if catalog.METHODS[config.method].symbolic:  # a network loss is its run's one learned loss: nothing to choose
+        meta_test_runs += 2 * config.meta_test.seeds
+        if catalog.METHODS[config.method].symbolic:  # the final choice tunes the rates the meta-test reuses
             meta_test_runs += (FINALISTS + 1) * TUNING_RUNS_AT_MOST
+        else:  # a network loss is its run's one learned loss: nothing to choose, its rates tuned in the meta-test
+            meta_test_runs += 2 * TUNING_RUNS_AT_MOST
     fitness_runs = candidates + 1 + refitted
     if config.training.lr_protocol == "tuned" and catalog.METHODS[config.method].lr_protocol:
         fitness_runs += SEARCH_RATES_AT_MOST

@@ -107,7 +107,11 @@ def test_the_work_estimate_knows_how_many_rates_tuning_tries_at_most():
     assert tuned.meta_test.tune_lr and load_config({}, check_data=False).meta_test.tune_lr
     extra = limits.work_estimate(tuned)["meta_test_steps"] - limits.work_estimate(plain)["meta_test_steps"]
     final_choice = (limits.FINALISTS + 1) * limits.TUNING_RUNS_AT_MOST  # only with tuned rates
-    assert extra == (2 * (limits.TUNING_RUNS_AT_MOST + plain.meta_test.seeds) + final_choice) * plain.meta_test.steps
+    # the meta-test reuses the final choice's tuning of the chosen loss and the baseline
+    assert extra == (2 * plain.meta_test.seeds + final_choice) * plain.meta_test.steps
+    ml3, ml3_plain = tiny_config(method="ml3"), tiny_config(method="ml3", meta_test={"tune_lr": False})
+    extra = limits.work_estimate(ml3)["meta_test_steps"] - limits.work_estimate(ml3_plain)["meta_test_steps"]
+    assert extra == 2 * (limits.TUNING_RUNS_AT_MOST + plain.meta_test.seeds) * plain.meta_test.steps  # no final choice
 
 
 def test_meta_testing_reports_the_figures_at_tuned_rates_by_default():

@@ -121,11 +121,11 @@ def test_unbounded_work_is_refused_by_field_and_over_the_ceiling_as_a_whole(user
     assert caught.value.errors["search.population_size"] == "must be at most 10000, got 1000000000"
     assert caught.value.errors["search.generations"] == "must be at most 10000, got 1000000000"
     # tiny_config at the product's defaults: 4 x 2 candidates, 8 x 10 rejection steps; meta-test 2 seeds x 2 x
-    # 20 steps and, tuned by default, 2 x (at most 11 rates x 2 tuning seeds + 2 seeds) x 20 more, and the
-    # final choice's 4 x 11 x 2 x 20: 2800 (the fitness steps: test_bounds counts them)
+    # 20 steps and, tuned by default, the final choice's 4 x 11 x 2 x 20 (the meta-test reuses its tuning)
+    # and 2 x 2 seeds x 20 at the tuned rates: 1920 (the fitness steps: test_bounds counts them)
     defaults = tiny_config(product_defaults=True)
     work = work_estimate(load_config(defaults, check_data=False))
-    assert (work["rejection_steps"], work["meta_test_steps"]) == (80, 2800)
+    assert (work["rejection_steps"], work["meta_test_steps"]) == (80, 1920)
     total = work["total_steps"]
     settings.LFL_MAX_TRAINING_STEPS = total - 1
     with pytest.raises(InvalidExperiment) as caught:
@@ -133,7 +133,7 @@ def test_unbounded_work_is_refused_by_field_and_over_the_ceiling_as_a_whole(user
     assert list(caught.value.errors) == ["config"]
     assert caught.value.errors["config"].startswith(
         f"asks for {total:,} training steps in total ({work['fitness_steps']:,} fitness, 80 rejection, 0 local "
-        f"search, 2,800 meta-test), more than the {total - 1:,} this server allows (LFL_MAX_TRAINING_STEPS)")
+        f"search, 1,920 meta-test), more than the {total - 1:,} this server allows (LFL_MAX_TRAINING_STEPS)")
     assert not Experiment.objects.exists() and sent == []
     settings.LFL_MAX_TRAINING_STEPS = total
     services.create_experiment(owner=user, name="tiny", config=defaults)

@@ -47,27 +47,27 @@ def steps_shown(panel: str) -> dict[str, int]:
 
 def test_the_page_shows_the_presets_work_estimate(signed_in):
     # quick: 25 x 10 = 250 candidates; 250 x 100 rejection, 250 x 50 x 1 local search, 5 seeds x 3 x 1500
-    # meta-test and, tuned by default, 2 x (at most 11 rates x 2 tuning seeds + 5 seeds) x 1500 more and
-    # the final choice's 4 losses x 11 rates x 2 tuning seeds x 1500 (the fitness trainings:
+    # meta-test and, tuned by default, the final choice's 4 losses x at most 11 rates x 2 tuning seeds x 1500
+    # (the meta-test reuses its tuning) and 2 x 5 seeds x 1500 at the tuned rates (the fitness trainings:
     # tests/search_engine/test_bounds counts them)
     panel = estimate_panel(signed_in.get(NEW + "?preset=quick").content.decode())
     shown = steps_shown(panel)
-    meta_test = 22_500 + 81_000 + 132_000
+    meta_test = 22_500 + 15_000 + 132_000
     assert (shown["rejection"], shown["local search"], shown["meta-test"]) == (25_000, 12_500, meta_test)
     assert shown["total"] == shown["fitness"] + 25_000 + 12_500 + meta_test
     assert "250 candidates" in panel and "allows up to 2,000,000,000" in panel
 
 
 def test_the_estimate_endpoint_renders_the_same_panel_for_the_forms_current_values(signed_in):
-    # form_data: 4 x 2 candidates; 8 x 100 rejection, no local search, 5 x 2 x 1500 meta-test and its
-    # tuning (the box is ticked, as the form starts), 2 x (11 x 2 tuning seeds + 5) x 1500, with the final
-    # choice's 4 x 11 x 2 x 1500; unticked, the paper's protocol alone
+    # form_data: 4 x 2 candidates; 8 x 100 rejection, no local search, 5 x 2 x 1500 meta-test and, the box
+    # ticked as the form starts, the final choice's 4 x 11 x 2 x 1500 (its tuning reused by the meta-test)
+    # and 2 x 5 x 1500 at the tuned rates; unticked, the paper's protocol alone
     values = form_data()
     del values["name"]  # an estimate needs no name
     response = signed_in.post(ESTIMATE, values)
     shown = steps_shown(response.content.decode())
-    assert response.status_code == 200 and (shown["rejection"], shown["meta-test"]) == (800, 15_000 + 81_000 + 132_000)
-    assert shown["total"] == shown["fitness"] + 800 + 228_000
+    assert response.status_code == 200 and (shown["rejection"], shown["meta-test"]) == (800, 15_000 + 15_000 + 132_000)
+    assert shown["total"] == shown["fitness"] + 800 + 162_000
     del values["meta_test_tune_lr"]
     assert steps_shown(signed_in.post(ESTIMATE, values).content.decode())["meta-test"] == 15_000
     refused = signed_in.post(ESTIMATE, form_data(population_size=10**9)).content.decode()
