@@ -78,18 +78,25 @@ def held_out_metric(task: Task, loss_fn: LossFn, config: ExperimentConfig, seed:
 def run_meta_test(
     task: Task, config: ExperimentConfig, losses: dict[str, LossFn], *,
     seeds: Sequence[int], steps: int, on_seed: Callable[[int], None] | None = None,
-    rates: dict[str, float] | None = None,
+    rates: dict[str, float] | None = None, done: dict[tuple[str, float, int], float | None] | None = None,
 ) -> dict[str, list[float | None]]:
     """Train with each named loss on every seed; the test-split metric per loss, in seed order.
 
     With `rates`, the loss of each name given trains at that learning rate instead of training.lr.
+    `done` maps (name, learning rate, seed) to a metric already measured for that very loss and
+    configuration with these steps: such a run is taken from it instead of trained again, and every
+    run trained here is added to it.
     """
     rates = rates or {}
+    done = {} if done is None else done
     results: dict[str, list[float | None]] = {name: [] for name in losses}
     for seed in seeds:
         for name, loss_fn in losses.items():
             cfg = at_rate(config, rates[name]) if name in rates else config
-            results[name].append(held_out_metric(task, loss_fn, cfg, seed, steps))
+            key = (name, cfg.training.lr, seed)
+            if key not in done:
+                done[key] = held_out_metric(task, loss_fn, cfg, seed, steps)
+            results[name].append(done[key])
         if on_seed:
             on_seed(seed)
     return results
@@ -178,7 +185,10 @@ def evaluate_learned_loss(
     losses["baseline"] = loss_for(KNOWN_LOSSES[baseline], task.kind, None, task.device)
     phase = on_phase or (lambda name: None)
     phase("search_rate")
-    runs = run_meta_test(task, searched, losses, seeds=seed_list, steps=steps, on_seed=on_seed)
+    # Runs of a loss at a rate on a seed are kept: where a tuned rate is the search's rate, the
+    # meta-test at tuned rates takes them rather than training the same models again.
+    done: dict[tuple[str, float, int], float | None] = {}
+    runs = run_meta_test(task, searched, losses, seeds=seed_list, steps=steps, on_seed=on_seed, done=done)
     record = {"expression": expression, "steps": steps, "search_lr": searched.training.lr,
               **compare(runs["learned"], runs["baseline"], seeds=seed_list, metric=task.metric_name).to_dict()}
     if "symbolic" in runs:
@@ -186,7 +196,7 @@ def evaluate_learned_loss(
                                      metric=task.metric_name).to_dict()
     if config.meta_test.tune_lr if tune_lr is None else tune_lr:
         record["tuned_lr"] = _at_tuned_rates(task, config, losses, seed_list, steps, phase,
-                                             on_seed if on_phase else None, tuning or {})
+                                             on_seed if on_phase else None, tuning or {}, done)
     record["rescales_baseline"] = baseline_rescale(task, expression, weights, network)
     return record
 
@@ -219,7 +229,8 @@ def baseline_rescale(task: Task, expression: str, weights: Sequence[float] | Non
 
 def _at_tuned_rates(task: Task, config: ExperimentConfig, losses: dict[str, LossFn], seeds, steps: int,
                     phase: Callable[[str], None] = lambda name: None,
-                    on_seed: Callable[[int], None] | None = None, known: dict[str, dict] | None = None) -> dict:
+                    on_seed: Callable[[int], None] | None = None, known: dict[str, dict] | None = None,
+                    done: dict[tuple[str, float, int], float | None] | None = None) -> dict:
     """The learned loss and the baseline meta-tested each at its own rate, picked on validation data
     (`known`: rates already tuned for some of them, see `evaluate_learned_loss`'s `tuning`)."""
     pair = {name: losses[name] for name in ("learned", "baseline")}
@@ -227,10 +238,11 @@ def _at_tuned_rates(task: Task, config: ExperimentConfig, losses: dict[str, Loss
     seeds_tuned = list(tuning_seeds(config))
     reused = {name: t for name, t in (known or {}).items() if name in pair and t.get("seeds") == seeds_tuned}
     rest = {name: fn for name, fn in pair.items() if name not in reused}
-    tuned = {**reused, **(tune_rates(task, config, rest, steps) if rest else {})}
+    fresh = tune_rates(task, config, rest, steps) if rest else {}
+    tuned = {name: reused[name] if name in reused else fresh[name] for name in pair}
     rates = {name: t["lr"] for name, t in tuned.items() if t["lr"] is not None}
     phase("tuned_seeds")
-    runs = run_meta_test(task, config, pair, seeds=seeds, steps=steps, rates=rates, on_seed=on_seed)
+    runs = run_meta_test(task, config, pair, seeds=seeds, steps=steps, rates=rates, on_seed=on_seed, done=done)
     return {"learned_lr": tuned["learned"]["lr"], "baseline_lr": tuned["baseline"]["lr"],
             "tried": {name: t["tried"] for name, t in tuned.items()}, "tuning_seeds": tuned["baseline"]["seeds"],
             "by_seed": {name: t["by_seed"] for name, t in tuned.items()},

@@ -55,7 +55,7 @@ def test_at_tuned_rates_each_rate_is_picked_on_both_tuning_seeds_the_baseline_al
 
     trained_at = {}
 
-    def run(task, config, losses, *, seeds, steps, rates, on_seed=None):
+    def run(task, config, losses, *, seeds, steps, rates, on_seed=None, done=None):
         trained_at.update(rates)
         return {name: [0.1] * len(seeds) for name in losses}
 

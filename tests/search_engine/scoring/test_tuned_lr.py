@@ -152,3 +152,30 @@ def test_a_rate_is_picked_on_the_meta_tests_own_schedule():
     scheduled = tiny_config(meta_test={"lr_milestones": [2], "lr_gamma": 0.001})  # nearly stops after 2 steps
     task, loss = load_task(plain), make_loss(CROSS_ENTROPY, "classification")
     assert validation_metric(task, loss, plain, 0.316, 30) != validation_metric(task, loss, scheduled, 0.316, 30)
+
+
+def test_a_run_at_the_search_rate_is_not_trained_again_at_the_same_tuned_rate(monkeypatch):
+    from search_engine.scoring import metatest, protocol
+
+    # The fixed protocol at rate 1, a grid rate: cross-entropy as the learned loss and as the baseline is
+    # tuned to 1 on this task, so the seeds at the tuned rates are the search-rate phase's runs.
+    config = tiny_config(training={"lr": 1.0, "lr_protocol": "fixed"}, meta_test={"steps": 20, "seeds": 2})
+    task = load_task(config)
+    trained = []
+    real = metatest.held_out_metric
+
+    def counted(task, loss_fn, config, seed, steps):
+        trained.append((config.training.lr, seed))
+        return real(task, loss_fn, config, seed, steps)
+
+    monkeypatch.setattr(metatest, "held_out_metric", counted)
+    record = metatest.evaluate_learned_loss(task, config, "mul(-1, mul(y, log(f)))", None, "cross_entropy")
+    tuned = record["tuned_lr"]
+    assert tuned["learned_lr"] == tuned["baseline_lr"] == record["search_lr"] == 1.0
+    assert len(trained) == 2 * 2  # seeds x (learned, baseline), once
+    assert (tuned["learned"], tuned["baseline"]) == (record["learned"], record["baseline"])
+    # A run taken from the first phase is the run training would give.
+    seed = record["seeds"][0]
+    again = real(task, make_loss(CROSS_ENTROPY, task.kind), protocol.tuned_config(config, tuned["baseline_lr"]),
+                 seed, 20)
+    assert again == tuned["baseline"][0]
