@@ -197,9 +197,14 @@ def test_generation_cost_presets_run_each_protocol_alike():
 def test_generation_cost_smoke_prints_a_ratio_per_variant(capsys):
     from benchmarks import generation_cost as gc
 
-    gc.main(["--smoke"])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| quick.json |")]
+    gc.main(["--smoke", "--seeds", "2", "--only", "quick"])
+    out = capsys.readouterr().out
+    assert "seed 1 repeat 0" in out and "lenet" not in out.lower()
+    rows = [line for line in out.splitlines() if line.startswith("| quick.json |")]
     assert [row.split("|")[2].strip() for row in rows] == ["fixed rate (the paper's protocol)", "tuned (default)"]
-    assert rows[0].split("|")[4].strip() == "1.00x"
+    assert rows[0].split("|")[4].strip() == "1.00x" and rows[0].split("|")[6].strip() == "1.00x"
+    assert all(float(row.split("|")[7]) >= 0 for row in rows)  # candidates trained per generation
     # seconds per trained candidate: "n/a" where a tiny search's later generations trained none (all cached)
-    assert all(row.split("|")[5].strip() == "n/a" or float(row.split("|")[5]) > 0 for row in rows)
+    assert all(row.split("|")[8].strip() == "n/a" or float(row.split("|")[8]) > 0 for row in rows)
+    with pytest.raises(SystemExit):
+        gc.main(["--only", "cifar"])
