@@ -30,8 +30,9 @@ TaylorGLO the same population and generations, ML3 about 250 meta steps with its
 per generation of the others. Every random choice comes from the search seed. Nothing here is asserted.
 
 The full run takes about 12 hours on 2 CPU cores, 10 of them digits28/LeNet-5 (each search seed's
-final choice trains LeNet-5 about 40 times, the meta-test, which reuses its rate tuning, 25 more); each task can run on its own (`--tasks`),
-in parallel where there are cores to spare (every search computes on one thread).
+final choice trains LeNet-5 about 40 times, the meta-test, which reuses its rate tuning, 25 more);
+each task can run on its own (`--tasks`), in parallel where there are cores to spare (every search
+computes on one thread).
 """
 
 from __future__ import annotations
