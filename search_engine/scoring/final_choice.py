@@ -97,7 +97,8 @@ def meta_test_final(task: Task, config: ExperimentConfig, entries: Sequence[Any]
     fields = _fields(entries[rank - 1])
     record = evaluate_learned_loss(task, config, fields["expression"], fields["weights"], baseline,
                                    on_seed=on_seed, network=fields["network"], tune_lr=tuned,
-                                   search_rate=search_rate, on_phase=on_phase, tuning=tuning_of(choice, config.meta_test.steps))
+                                   search_rate=search_rate, on_phase=on_phase,
+                                   tuning=tuning_of(choice, config.meta_test.steps))
     return {**record, "rank": rank, "final_choice": choice}
 
 

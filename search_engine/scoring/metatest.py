@@ -196,7 +196,7 @@ def evaluate_learned_loss(
                                      metric=task.metric_name).to_dict()
     if config.meta_test.tune_lr if tune_lr is None else tune_lr:
         record["tuned_lr"] = _at_tuned_rates(task, config, losses, seed_list, steps, phase,
-                                             on_seed if on_phase else None, tuning or {}, done)
+                                             on_seed if on_phase else None, tuning, done)
     record["rescales_baseline"] = baseline_rescale(task, expression, weights, network)
     return record
 
