@@ -4,6 +4,7 @@
     python -m benchmarks.quality --methods evomal --tasks digits/mlp --search-seeds 3
     python -m benchmarks.quality --smoke              # tiny budgets: checks that everything runs (minutes)
     python -m benchmarks.quality --json quality.json  # also write every per-seed record
+    python -m benchmarks.quality --merge a.json b.json  # train nothing: one report of parts run apart
 
 For each task (digits/MLP, digits28/LeNet-5, diabetes/MLP) and method (EvoMAL, GP-LFL, ML3,
 TaylorGLO), the search runs once per search seed (0, 1, ...; the seed also splits the data). The
@@ -19,7 +20,10 @@ with `training.lr_protocol` "fixed" (the paper's fitness at one rate) and "tuned
 One table row per task and method: protocol | search seeds | wins / ties / losses | mean relative
 change (baseline - learned) / baseline at tuned rates | the same at the configured rate
 `training.lr` (the paper's meta-test protocol, second) | median search seconds, wall (CPU). Per-seed
-lines above it show each search's loss and test means so that a reader can check the table.
+lines above it show each search's loss and test means so that a reader can check the table. A second
+table sets EvoMAL's (tuned) learned loss against each other method's, search seed by search seed:
+both at their own tuned rates on the same paired test seeds, so "at least as good as the other
+methods" is read from paired t-tests, not from two tallies against the baseline.
 
 Budgets per search: digits/MLP is configs/quick.json (population 25, 10 generations, 300 training
 steps, local search 50 meta steps, meta-test 1500 steps); diabetes/MLP the same sizes with
@@ -51,7 +55,7 @@ from benchmarks import methods
 from benchmarks.methods import TASKS, _p, method_config
 from search_engine import catalog
 from search_engine.config import TrainingConfig, load_config
-from search_engine.scoring.metatest import evaluate_learned_loss
+from search_engine.scoring.metatest import compare, evaluate_learned_loss
 from search_engine.scoring.verdict import relative_improvement, verdict
 from search_engine.study.driver import run_search
 from search_engine.tasks.task import load_task
@@ -237,6 +241,87 @@ def table_row(records: list[dict]) -> list[str]:
             _mean_change(records, tuned=True), _mean_change(records, tuned=False), f"{wall:.0f} ({cpu:.0f})"]
 
 
+def head_to_head(records: list[dict], reference: str = "EvoMAL (tuned)") -> list[list[str]]:
+    """`reference`'s learned loss against each other method's, task by task, on the search seeds both
+    ran: both at their own tuned rates on the same paired test seeds (the meta-test's seeds depend on
+    the search seed only), a paired t-test per search seed (`verdict` as for the baseline: better when
+    the reference's mean test metric is significantly lower). Seeds where either found no loss, or
+    whose test seeds differ, are left out and counted."""
+    by_arm: dict[tuple[str, str], dict[int, dict]] = {}
+    for r in records:
+        by_arm.setdefault((r["task"], r["label"]), {})[r["search_seed"]] = r
+    rows = []
+    for (task, label), others in by_arm.items():
+        ours = by_arm.get((task, reference))
+        if label == reference or ours is None:
+            continue
+        codes, changes, skipped = [], [], 0
+        for seed in sorted(set(ours) & set(others)):
+            a, b = ours[seed]["record"], others[seed]["record"]
+            if a is None or b is None or a["tuned_lr"]["seeds"] != b["tuned_lr"]["seeds"]:
+                skipped += 1
+                continue
+            c = compare(a["tuned_lr"]["learned"], b["tuned_lr"]["learned"], seeds=tuple(a["tuned_lr"]["seeds"]),
+                        metric=a["tuned_lr"]["metric"]).to_dict()
+            codes.append(verdict({"tuned_lr": c}, ours[seed]["kind"]).code)
+            changes.append(relative_improvement(c))
+        if not codes:
+            continue
+        defined = [c for c in changes if c is not None]
+        change = "n/a" if not defined else f"{100 * statistics.fmean(defined):+.1f}%" + (
+            f" (n/a on {len(changes) - len(defined)})" if len(defined) < len(changes) else "")
+        tally = " / ".join(str(codes.count(code)) for code in ("better", "tie", "worse"))
+        rows.append([task, f"{reference} vs {label}", str(len(codes)) + (f" ({skipped} left out)" if skipped else ""),
+                     tally, change])
+    return rows
+
+
+HEAD_TO_HEAD = ["task", "learned losses compared", "search seeds both ran",
+                "first better / tie / worse (tuned, p<0.05)", "mean relative change of the first"]
+
+
+def merged(paths: list[str]) -> tuple[dict, list[dict]]:
+    """The budgets and records of several --json files (a table run in parts), in one list; refuses
+    files whose budgets for a task differ and a search seed of one method found in two files."""
+    budgets: dict[str, dict] = {}
+    records: list[dict] = []
+    seen: dict[tuple, str] = {}
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+            part_budgets, part_records = data["budgets"], data["records"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: not a benchmarks.quality --json file ({error})") from error
+        for task, budget in part_budgets.items():
+            if budgets.setdefault(task, budget) != budget:
+                raise ValueError(f"{path}: {task} ran on other sizes than in an earlier file: {budget} vs {budgets[task]}")
+        for r in part_records:
+            key = (r["task"], r["label"], r["search_seed"])
+            if key in seen:
+                raise ValueError(f"{path}: {r['label']} seed {r['search_seed']} on {r['task']} is also in {seen[key]}")
+            seen[key] = path
+            records.append(r)
+    return budgets, records
+
+
+def report(records: list[dict]) -> None:
+    """The table (a row per task and method, search seeds in order), then each method against EvoMAL's
+    tuned arm where both ran."""
+    order = {label: i for i, label in enumerate(
+        a.label for a in arms(list(catalog.METHODS)))}
+    tasks = {task: i for i, task in enumerate(TASKS)}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in sorted(records, key=lambda r: (tasks.get(r["task"], len(tasks)), order.get(r["label"], len(order)),
+                                            r["search_seed"])):
+        groups.setdefault((r["task"], r["label"]), []).append(r)
+    print()
+    print_table([table_row(group) for group in groups.values()])
+    versus = head_to_head([r for group in groups.values() for r in group])
+    if versus:
+        print()
+        methods.print_table(versus, HEAD_TO_HEAD)
+
+
 HEADER = ["task", "method", "protocol", "search seeds", "wins / ties / losses (tuned, p<0.05)",
           "mean relative change at tuned rates", "mean relative change at training.lr (paper's protocol)",
           "median search s (CPU s)"]
@@ -272,6 +357,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the first search seed (default 0): a long table can be run in parts")
     parser.add_argument("--test-seeds", type=int, default=None, help="paired meta-test seeds (default 5; smoke 2)")
     parser.add_argument("--json", default=None, help="write every per-seed record to this file")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                        help="train nothing: report the records of these --json files (a table run in parts) together")
     parser.add_argument("--evomal-protocols", default="fixed,tuned", type=lambda v: tuple(_names(v, PROTOCOLS)),
                         help="EvoMAL's arms: training.lr_protocol values, comma-separated (default both)")
     args = parser.parse_args(argv)
@@ -290,6 +377,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run every task, method and search seed; per-seed lines as they finish, then the table."""
     args = parse_args(argv)
+    if args.merge:
+        try:
+            _, records = merged(args.merge)
+        except ValueError as error:
+            raise SystemExit(f"--merge: {error}") from None
+        for r in records:
+            print(detail_line(r))
+        report(records)
+        return
     chooser = final_chooser()
     print("learned loss: " + (f"{FINAL_CHOICE}.choose_final (the hall of fame's best compared on validation, "
                               "each at its own best rate)" if chooser else
@@ -297,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"search seeds {args.first_seed}..{args.first_seed + args.search_seeds - 1}; {args.test_seeds} paired test seeds; "
           "metric: error rate (digits) / MSE (diabetes), lower is better")
     budgets = {task: sizes(task, args.smoke, args.test_seeds) for task in args.tasks}
-    records, rows = [], []
+    records = []
     for task in args.tasks:
         print(f"{task}: {budgets[task]}", flush=True)
         for arm in arms(args.methods, args.evomal_protocols):
@@ -308,9 +404,7 @@ def main(argv: list[str] | None = None) -> None:
                 if args.json:
                     write_json(args.json, budgets, records + per_seed)
             records += per_seed
-            rows.append(table_row(per_seed))
-    print()
-    print_table(rows)
+    report(records)
 
 
 def write_json(path: str, budgets: dict, records: list[dict]) -> None:

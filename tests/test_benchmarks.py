@@ -208,3 +208,67 @@ def test_generation_cost_smoke_prints_a_ratio_per_variant(capsys):
     assert all(row.split("|")[8].strip() == "n/a" or float(row.split("|")[8]) > 0 for row in rows)
     with pytest.raises(SystemExit):
         gc.main(["--only", "cifar"])
+
+
+def _quality_record(label, seed, learned, baseline=(0.10, 0.11, 0.12, 0.10), task="digits28/lenet5"):
+    """A benchmarks.quality per-seed record whose tuned comparison has these test metrics."""
+    from search_engine.scoring.metatest import compare
+
+    seeds = tuple(seed + 1000 + i for i in range(len(learned)))
+    tuned = compare(learned, baseline, seeds=seeds, metric="error").to_dict()
+    return {"task": task, "label": label, "method": label.split(" ")[0].lower(), "protocol": "tuned",
+            "search_seed": seed, "kind": "classification", "seconds": 10.0, "cpu_seconds": 9.0, "rank": 1,
+            "final_choice": None, "expression": "mul(-1, mul(y, log(f)))", "outcome": "tie",
+            "record": {"learned_mean": tuned["learned_mean"], "baseline_mean": tuned["baseline_mean"],
+                       "tuned_lr": {**tuned, "learned_lr": 0.1, "baseline_lr": 0.1}}}
+
+
+def test_quality_head_to_head_pairs_the_learned_losses_seed_by_seed():
+    """EvoMAL's learned loss against another method's: a paired test per search seed on the same test
+    seeds; seeds only one of them ran are not compared, nor seeds whose test seeds differ."""
+    from benchmarks import quality
+
+    evomal = [_quality_record("EvoMAL (tuned)", 0, (0.02, 0.03, 0.025, 0.02)),
+              _quality_record("EvoMAL (tuned)", 1, (0.05, 0.05, 0.06, 0.05)),
+              _quality_record("EvoMAL (tuned)", 2, (0.05, 0.05, 0.06, 0.05)),
+              _quality_record("EvoMAL (tuned)", 3, (0.05, 0.05, 0.06, 0.05))]
+    other = [_quality_record("GP-LFL", 0, (0.06, 0.065, 0.07, 0.06)),  # EvoMAL's is clearly lower
+             _quality_record("GP-LFL", 1, (0.05, 0.06, 0.05, 0.05)),  # the same within noise: a tie
+             _quality_record("GP-LFL", 2, (0.02, 0.021, 0.03, 0.02)),  # GP-LFL's is clearly lower
+             _quality_record("GP-LFL", 4, (0.02, 0.02, 0.02, 0.02))]  # EvoMAL has no seed 4
+    moved = _quality_record("GP-LFL", 3, (0.02, 0.02, 0.02, 0.03))
+    moved["record"]["tuned_lr"]["seeds"] = [7, 8, 9, 10]
+    rows = quality.head_to_head(evomal + other + [moved])
+    assert len(rows) == 1
+    task, pair, seeds, tally, change = rows[0]
+    assert (task, pair, seeds, tally) == ("digits28/lenet5", "EvoMAL (tuned) vs GP-LFL", "3 (1 left out)", "1 / 1 / 1")
+    means = [((0.06 + 0.065 + 0.07 + 0.06) / 4, (0.02 + 0.03 + 0.025 + 0.02) / 4), (0.0525, 0.0525),
+             ((0.02 + 0.021 + 0.03 + 0.02) / 4, 0.0525)]  # (GP-LFL's, EvoMAL's) on seeds 0, 1, 2
+    assert change == f"{100 * sum((g - e) / g for g, e in means) / 3:+.1f}%"
+    assert quality.head_to_head(other) == []  # no EvoMAL (tuned) records: nothing to set against
+
+
+def test_quality_merge_reports_parts_together_and_refuses_clashes(tmp_path, capsys):
+    """--merge: several --json files make one table; a seed in two files, sizes that differ and a file
+    that is not a record file are refused with the file named."""
+    from benchmarks import quality
+
+    budgets = {"digits28/lenet5": quality.sizes("digits28/lenet5", False, 4)}
+    first, second, clash, other_sizes, broken = (tmp_path / n for n in ("a.json", "b.json", "c.json", "d.json", "e.json"))
+    quality.write_json(str(first), budgets, [_quality_record("EvoMAL (tuned)", 0, (0.02, 0.03, 0.025, 0.02))])
+    quality.write_json(str(second), budgets, [_quality_record("EvoMAL (tuned)", 1, (0.05, 0.05, 0.06, 0.05)),
+                                              _quality_record("GP-LFL", 0, (0.06, 0.065, 0.07, 0.06))])
+    quality.write_json(str(clash), budgets, [_quality_record("GP-LFL", 0, (0.06, 0.065, 0.07, 0.06))])
+    quality.write_json(str(other_sizes), {"digits28/lenet5": {**budgets["digits28/lenet5"], "steps": 99}}, [])
+    broken.write_text("{}")
+    quality.main(["--merge", str(first), str(second)])
+    out = capsys.readouterr().out
+    assert "| digits28/lenet5 | EvoMAL (tuned) | tuned | 2 |" in out
+    assert "| digits28/lenet5 | GP-LFL | tuned | 1 |" in out
+    assert "| digits28/lenet5 | EvoMAL (tuned) vs GP-LFL | 1 | 1 / 0 / 0 |" in out
+    for files, message in (((second, clash), f"GP-LFL seed 0 on digits28/lenet5 is also in {second}"),
+                           ((first, other_sizes), "digits28/lenet5 ran on other sizes"),
+                           ((first, broken), f"{broken}: not a benchmarks.quality --json file")):
+        with pytest.raises(SystemExit) as refused:
+            quality.main(["--merge", *map(str, files)])
+        assert message in str(refused.value)
