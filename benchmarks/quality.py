@@ -16,6 +16,9 @@ picked on validation data. That comparison decides: a win when the learned loss'
 significantly lower (paired t-test p < 0.05), a loss when significantly higher or when training with
 it diverged, else a tie (`scoring.verdict`, as the dashboard says it). EvoMAL runs twice side by side:
 with `training.lr_protocol` "fixed" (the paper's fitness at one rate) and "tuned" (the default).
+A control runs beside them on the classification tasks: the squared error on the softmax (a known
+loss the searches start from) meta-tested on each search seed's split with no search at all, so the
+table shows how much of a learned loss's win a loss anyone could pick wins too.
 
 One table row per task and method: protocol | search seeds | wins / ties / losses | mean relative
 change (baseline - learned) / baseline at tuned rates | the same at the configured rate
@@ -50,11 +53,13 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from benchmarks import methods
 from benchmarks.methods import TASKS, _p, method_config
 from search_engine import catalog
 from search_engine.config import TrainingConfig, load_config
+from search_engine.expr.tree import KNOWN_LOSSES, to_prefix
 from search_engine.scoring.metatest import compare, evaluate_learned_loss
 from search_engine.scoring.verdict import relative_improvement, verdict
 from search_engine.study.driver import run_search
@@ -89,32 +94,51 @@ USES_LR_PROTOCOL = tuple(name for name, m in catalog.METHODS.items() if m.lr_pro
 FINAL_CHOICE = "search_engine.scoring.final_choice"
 
 
+#: Known losses meta-tested on each search seed's data without a search (`--methods` names them
+#: beside the methods): what a loss anyone could pick does, set beside what the searches found.
+#: Classification only: for regression the squared error is the baseline itself.
+CONTROLS = {"squared_error": "Squared error (no search)"}
+
+
 @dataclass(frozen=True)
 class Arm:
-    """One method as the benchmark runs it: EvoMAL once per learning-rate protocol."""
+    """One method as the benchmark runs it (EvoMAL once per learning-rate protocol), or a control: a
+    known loss of `CONTROLS`, meta-tested as EvoMAL's (tuned) learned loss would be, with no search."""
 
     method: str
     protocol: str | None  # training.lr_protocol; None keeps the configuration's default
+    control: str | None = None  # a key of CONTROLS
 
     @property
     def label(self) -> str:
+        if self.control:
+            return CONTROLS[self.control]
         base = catalog.METHODS[self.method].label
         return f"{base} ({self.protocol})" if self.method == "evomal" else base
 
     @property
     def shown_protocol(self) -> str:
-        if self.method not in USES_LR_PROTOCOL:
+        if self.control or self.method not in USES_LR_PROTOCOL:
             return "n/a"
         return self.protocol or TrainingConfig.lr_protocol
 
 
 def arms(methods: list[str], protocols: tuple[str, ...] = ("fixed", "tuned")) -> list[Arm]:
-    """The runs of `methods`, EvoMAL once per protocol of `protocols` (its fixed- and tuned-rate fitness
-    side by side by default)."""
+    """The runs of `methods` (method names and `CONTROLS` keys), EvoMAL once per protocol of
+    `protocols` (its fixed- and tuned-rate fitness side by side by default)."""
     out = []
     for method in methods:
-        out += [Arm(method, p) for p in protocols] if method == "evomal" else [Arm(method, None)]
+        if method in CONTROLS:
+            out.append(Arm("evomal", "tuned", control=method))
+        else:
+            out += [Arm(method, p) for p in protocols] if method == "evomal" else [Arm(method, None)]
     return out
+
+
+def runs_on(arm: Arm, task: str) -> bool:
+    """Whether `arm` has anything to compare on `task`: a control is a classification loss (for
+    regression the squared error is the baseline)."""
+    return not arm.control or catalog.dataset_kind(TASKS[task]["dataset"]) == "classification"
 
 
 def sizes(task: str, smoke: bool, test_seeds: int) -> dict:
@@ -174,15 +198,20 @@ def meta_test(task, config, entry, baseline: str, choice: dict | None = None) ->
 
 
 def run_seed(arm: Arm, task_name: str, b: dict, seed: int, chooser) -> dict:
-    """Search with `seed`, then meta-test its learned loss: one per-seed record."""
+    """Search with `seed`, then meta-test its learned loss: one per-seed record. A control searches
+    nothing: its known loss is meta-tested on the same split (the seed splits the data)."""
     config = load_config(arm_config(arm, task_name, b, seed))
     wall, cpu = time.perf_counter(), time.process_time()
-    result = run_search(config)
+    result = None if arm.control else run_search(config)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     task = load_task(config)
     started = time.perf_counter()
-    entry, choice = learned_entry(chooser, task, config, result)
-    out = {"task": task_name, "method": arm.method, "label": arm.label, "protocol": arm.shown_protocol,
+    if result is None:
+        entry, choice = SimpleNamespace(expression=to_prefix(KNOWN_LOSSES[arm.control]), weights=None, network=None), None
+        result = SimpleNamespace(baseline_loss=catalog.baseline_name(task.kind))
+    else:
+        entry, choice = learned_entry(chooser, task, config, result)
+    out = {"task": task_name, "method": arm.control or arm.method, "label": arm.label, "protocol": arm.shown_protocol,
            "search_seed": seed, "seconds": wall, "cpu_seconds": cpu, "kind": task.kind,
            "rank": choice["chosen"] if choice else 1, "final_choice": choice}
     if entry is None:
@@ -307,8 +336,7 @@ def merged(paths: list[str]) -> tuple[dict, list[dict]]:
 def report(records: list[dict]) -> None:
     """The table (a row per task and method, search seeds in order), then each method against EvoMAL's
     tuned arm where both ran."""
-    order = {label: i for i, label in enumerate(
-        a.label for a in arms(list(catalog.METHODS)))}
+    order = {label: i for i, label in enumerate(a.label for a in arms([*catalog.METHODS, *CONTROLS]))}
     tasks = {task: i for i, task in enumerate(TASKS)}
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in sorted(records, key=lambda r: (tasks.get(r["task"], len(tasks)), order.get(r["label"], len(order)),
@@ -348,8 +376,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line, with the seed counts' defaults filled in (smoke: 2 each) and checked."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny budgets and 2 search seeds, to check that it runs")
-    parser.add_argument("--methods", default=",".join(catalog.METHODS),
-                        type=lambda v: _names(v, catalog.METHODS), help="comma-separated methods")
+    parser.add_argument("--methods", default=",".join([*catalog.METHODS, *CONTROLS]),
+                        type=lambda v: _names(v, [*catalog.METHODS, *CONTROLS]),
+                        help="comma-separated methods and controls (known losses, no search: "
+                             f"{', '.join(CONTROLS)}); default all")
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
                         type=lambda v: _names(v, TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
     parser.add_argument("--search-seeds", type=int, default=None, help="searches per task and method (default 5; smoke 2)")
@@ -396,7 +426,7 @@ def main(argv: list[str] | None = None) -> None:
     records = []
     for task in args.tasks:
         print(f"{task}: {budgets[task]}", flush=True)
-        for arm in arms(args.methods, args.evomal_protocols):
+        for arm in (a for a in arms(args.methods, args.evomal_protocols) if runs_on(a, task)):
             per_seed = []
             for seed in range(args.first_seed, args.first_seed + args.search_seeds):  # hours in all: each seed is reported and kept when done
                 per_seed.append(run_seed(arm, task, budgets[task], seed, chooser))

@@ -160,16 +160,22 @@ def test_quality_smoke_meta_tests_every_method_on_each_search_seed(tmp_path):
                              "--json", str(out)], cwd=Path(__file__).parents[1], capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in result.stdout.splitlines()
-            if line.startswith("| digits/mlp |")]
+    lines = [[c.strip() for c in line.split("|")[1:-1]] for line in result.stdout.splitlines()
+             if line.startswith("| digits/mlp |")]
+    rows = [r for r in lines if " vs " not in r[1]]
+    labels = ("EvoMAL (fixed)", "EvoMAL (tuned)", "GP-LFL", "ML3", "TaylorGLO", "Random search",
+              "Squared error (no search)")
     assert [(r[1], r[2], r[3]) for r in rows] == [
         ("EvoMAL (fixed)", "fixed", "2"), ("EvoMAL (tuned)", "tuned", "2"), ("GP-LFL", "tuned", "2"),
-        ("ML3", "n/a", "2"), ("TaylorGLO", "tuned", "2"), ("Random search", "tuned", "2")]
+        ("ML3", "n/a", "2"), ("TaylorGLO", "tuned", "2"), ("Random search", "tuned", "2"),
+        ("Squared error (no search)", "n/a", "2")]
     assert all(sum(int(n) for n in r[4].split(" / ")) == 2 for r in rows)
+    versus = [r[1] for r in lines if " vs " in r[1]]  # EvoMAL's learned loss against every other arm's
+    assert versus == [f"EvoMAL (tuned) vs {label}" for label in labels if label != "EvoMAL (tuned)"]
     records = json.loads(out.read_text())["records"]
-    assert [(r["label"], r["search_seed"]) for r in records] == [
-        (label, seed) for label in ("EvoMAL (fixed)", "EvoMAL (tuned)", "GP-LFL", "ML3", "TaylorGLO", "Random search")
-        for seed in (0, 1)]
+    assert [(r["label"], r["search_seed"]) for r in records] == [(label, seed) for label in labels for seed in (0, 1)]
+    control = [r for r in records if r["label"] == "Squared error (no search)"]
+    assert {r["expression"] for r in control} == {"square(sub(y, f))"} and all(r["final_choice"] is None for r in control)
     for r in records:
         assert len(r["record"]["tuned_lr"]["seeds"]) == 2
         assert r["outcome"] == verdict(r["record"], "classification").code
@@ -272,3 +278,16 @@ def test_quality_merge_reports_parts_together_and_refuses_clashes(tmp_path, caps
         with pytest.raises(SystemExit) as refused:
             quality.main(["--merge", *map(str, files)])
         assert message in str(refused.value)
+
+
+def test_quality_control_is_a_known_loss_on_classification_tasks_only():
+    """A control arm meta-tests a known loss with EvoMAL's tuned configuration and no search; it has no
+    regression task (there the squared error is the baseline itself)."""
+    from benchmarks import quality
+
+    control, = quality.arms(["squared_error"])
+    assert (control.method, control.protocol, control.control) == ("evomal", "tuned", "squared_error")
+    assert (control.label, control.shown_protocol) == ("Squared error (no search)", "n/a")
+    assert [task for task in quality.TASKS if quality.runs_on(control, task)] == ["digits/mlp", "digits28/lenet5"]
+    assert all(quality.runs_on(arm, task) for arm in quality.arms(["evomal", "ml3"]) for task in quality.TASKS)
+    assert quality.parse_args([]).methods[-1] == "squared_error"
