@@ -118,7 +118,7 @@ def test_quality_configurations_follow_the_presets():
 def test_quality_table_counts_each_search_seed_once(capsys):
     """A row counts wins, ties and losses over the search seeds and averages the relative changes
     where they are defined (a diverged seed has no mean)."""
-    from benchmarks import quality
+    from benchmarks import quality_report
 
     def record(outcome, tuned, fixed, seconds):
         return {"task": "digits/mlp", "label": "EvoMAL (tuned)", "protocol": "tuned", "outcome": outcome,
@@ -128,9 +128,9 @@ def test_quality_table_counts_each_search_seed_once(capsys):
 
     records = [record("better", (0.08, 0.10), (0.05, 0.10), 10), record("tie", (0.10, 0.10), (0.10, 0.10), 30),
                record("worse", (0.11, 0.10), (None, 0.10), 20)]
-    row = quality.table_row(records)
+    row = quality_report.table_row(records)
     assert row == ["digits/mlp", "EvoMAL (tuned)", "tuned", "3", "1 / 1 / 1", "+3.3%", "+25.0% (n/a on 1)", "20 (19)"]
-    quality.print_table([row])
+    quality_report.print_table([row])
     assert capsys.readouterr().out.splitlines()[2].startswith("| digits/mlp | EvoMAL (tuned) | tuned | 3 | 1 / 1 / 1 |")
 
 
@@ -232,7 +232,7 @@ def _quality_record(label, seed, learned, baseline=(0.10, 0.11, 0.12, 0.10), tas
 def test_quality_head_to_head_pairs_the_learned_losses_seed_by_seed():
     """EvoMAL's learned loss against another method's: a paired test per search seed on the same test
     seeds; seeds only one of them ran are not compared, nor seeds whose test seeds differ."""
-    from benchmarks import quality
+    from benchmarks import quality_report
 
     evomal = [_quality_record("EvoMAL (tuned)", 0, (0.02, 0.03, 0.025, 0.02)),
               _quality_record("EvoMAL (tuned)", 1, (0.05, 0.05, 0.06, 0.05)),
@@ -244,28 +244,28 @@ def test_quality_head_to_head_pairs_the_learned_losses_seed_by_seed():
              _quality_record("GP-LFL", 4, (0.02, 0.02, 0.02, 0.02))]  # EvoMAL has no seed 4
     moved = _quality_record("GP-LFL", 3, (0.02, 0.02, 0.02, 0.03))
     moved["record"]["tuned_lr"]["seeds"] = [7, 8, 9, 10]
-    rows = quality.head_to_head(evomal + other + [moved])
+    rows = quality_report.head_to_head(evomal + other + [moved])
     assert len(rows) == 1
     task, pair, seeds, tally, change = rows[0]
     assert (task, pair, seeds, tally) == ("digits28/lenet5", "EvoMAL (tuned) vs GP-LFL", "3 (1 left out)", "1 / 1 / 1")
     means = [((0.06 + 0.065 + 0.07 + 0.06) / 4, (0.02 + 0.03 + 0.025 + 0.02) / 4), (0.0525, 0.0525),
              ((0.02 + 0.021 + 0.03 + 0.02) / 4, 0.0525)]  # (GP-LFL's, EvoMAL's) on seeds 0, 1, 2
     assert change == f"{100 * sum((g - e) / g for g, e in means) / 3:+.1f}%"
-    assert quality.head_to_head(other) == []  # no EvoMAL (tuned) records: nothing to set against
+    assert quality_report.head_to_head(other) == []  # no EvoMAL (tuned) records: nothing to set against
 
 
 def test_quality_merge_reports_parts_together_and_refuses_clashes(tmp_path, capsys):
     """--merge: several --json files make one table; a seed in two files, sizes that differ and a file
     that is not a record file are refused with the file named."""
-    from benchmarks import quality
+    from benchmarks import quality, quality_report
 
     budgets = {"digits28/lenet5": quality.sizes("digits28/lenet5", False, 4)}
     first, second, clash, other_sizes, broken = (tmp_path / n for n in ("a.json", "b.json", "c.json", "d.json", "e.json"))
-    quality.write_json(str(first), budgets, [_quality_record("EvoMAL (tuned)", 0, (0.02, 0.03, 0.025, 0.02))])
-    quality.write_json(str(second), budgets, [_quality_record("EvoMAL (tuned)", 1, (0.05, 0.05, 0.06, 0.05)),
+    quality_report.write_json(str(first), budgets, [_quality_record("EvoMAL (tuned)", 0, (0.02, 0.03, 0.025, 0.02))])
+    quality_report.write_json(str(second), budgets, [_quality_record("EvoMAL (tuned)", 1, (0.05, 0.05, 0.06, 0.05)),
                                               _quality_record("GP-LFL", 0, (0.06, 0.065, 0.07, 0.06))])
-    quality.write_json(str(clash), budgets, [_quality_record("GP-LFL", 0, (0.06, 0.065, 0.07, 0.06))])
-    quality.write_json(str(other_sizes), {"digits28/lenet5": {**budgets["digits28/lenet5"], "steps": 99}}, [])
+    quality_report.write_json(str(clash), budgets, [_quality_record("GP-LFL", 0, (0.06, 0.065, 0.07, 0.06))])
+    quality_report.write_json(str(other_sizes), {"digits28/lenet5": {**budgets["digits28/lenet5"], "steps": 99}}, [])
     broken.write_text("{}")
     quality.main(["--merge", str(first), str(second)])
     out = capsys.readouterr().out
