@@ -212,15 +212,16 @@ def run_seed(arm: Arm, task_name: str, b: dict, seed: int, chooser) -> dict:
     started = time.perf_counter()
     if result is None:
         entry, choice = SimpleNamespace(expression=to_prefix(KNOWN_LOSSES[arm.control]), weights=None, network=None), None
-        result = SimpleNamespace(baseline_loss=catalog.baseline_name(task.kind))
+        baseline = catalog.baseline_name(task.kind)
     else:
         entry, choice = learned_entry(chooser, task, config, result)
+        baseline = result.baseline_loss
     out = {"task": task_name, "method": arm.control or arm.method, "label": arm.label, "protocol": arm.shown_protocol,
            "search_seed": seed, "seconds": wall, "cpu_seconds": cpu, "kind": task.kind,
            "rank": choice["chosen"] if choice else 1, "final_choice": choice}
     if entry is None:
         return {**out, "expression": None, "outcome": "none", "record": None}
-    record = meta_test(task, config, entry, result.baseline_loss, choice)
+    record = meta_test(task, config, entry, baseline, choice)
     out["meta_test_seconds"] = time.perf_counter() - started  # the final choice and the meta-test
     return {**out, "expression": entry.expression, "weights": entry.weights, "scale": getattr(entry, "scale", None),
             "outcome": verdict(record, task.kind).code, "record": record}

@@ -35,15 +35,19 @@ def detail_line(r: dict) -> str:
             f"{r['outcome']}")
 
 
-def _mean_change(records: list[dict], tuned: bool) -> str:
-    """Mean of (baseline - learned) / baseline over the seeds where it is defined, as a percentage."""
-    changes = [relative_improvement(r["record"]["tuned_lr"] if tuned else r["record"])
-               for r in records if r["record"] is not None]
+def _mean_percent(changes: list[float | None]) -> str:
+    """The mean of the relative changes that are defined, as a percentage, with how many are not."""
     defined = [c for c in changes if c is not None]
     if not defined:
         return "n/a"
-    missing = len(records) - len(defined)
+    missing = len(changes) - len(defined)
     return f"{100 * statistics.fmean(defined):+.1f}%" + (f" (n/a on {missing})" if missing else "")
+
+
+def _mean_change(records: list[dict], tuned: bool) -> str:
+    """Mean of (baseline - learned) / baseline over the seeds where it is defined, as a percentage."""
+    return _mean_percent([None if r["record"] is None else
+                          relative_improvement(r["record"]["tuned_lr"] if tuned else r["record"]) for r in records])
 
 
 def table_row(records: list[dict]) -> list[str]:
@@ -84,12 +88,9 @@ def head_to_head(records: list[dict], reference: str = "EvoMAL (tuned)") -> list
             changes.append(relative_improvement(c))
         if not codes:
             continue
-        defined = [c for c in changes if c is not None]
-        change = "n/a" if not defined else f"{100 * statistics.fmean(defined):+.1f}%" + (
-            f" (n/a on {len(changes) - len(defined)})" if len(defined) < len(changes) else "")
         tally = " / ".join(str(codes.count(code)) for code in ("better", "tie", "worse"))
         rows.append([task, f"{reference} vs {label}", str(len(codes)) + (f" ({skipped} left out)" if skipped else ""),
-                     tally, change])
+                     tally, _mean_percent(changes)])
     return rows
 
 
